@@ -1,0 +1,158 @@
+"""The trace: every event of a run, in the order it happened, as the observer sees it.
+
+Events are stored as plain tuples ``(kind, node, t, clock, lamport, fields)`` while the run goes
+(cheap to append); ``fields`` is either a dict or a tuple whose names are given by :data:`FIELDS`
+for the kinds the runtime records. :meth:`Trace.events` yields them as
+:class:`~envs.world.records.Event`. The kinds are listed in ``docs/trace.md``.
+
+Vector clocks are kept by replaying the trace incrementally (:meth:`Trace.replay`): every node
+event ticks its node's entry, and a ``recv`` first merges the clock its message's ``send`` had. This
+is exactly the textbook rule (Fidge 1988, Mattern 1989), computed on demand, on the events recorded
+so far, so the simulator's hot loop carries no clock vectors; ``ctx.vclock`` replays up to now.
+Lamport clocks are kept eagerly by the runtime.
+
+Exports: JSON Lines (optionally gzip-compressed) and a ShiViz log (https://bestchai.bitbucket.io/shiviz/):
+a regular expression on the first line, a blank line, then for each node event a line with its text
+followed by a line ``host {"host": count, ...}`` giving its vector clock.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+from typing import IO
+
+from .records import Event
+
+#: field names of the tuple-encoded kinds the runtime records
+FIELDS = {
+    "start": ("restart",),
+    "crash": (),
+    "pause": (),
+    "resume": (),
+    "slow": ("factor",),
+    "send": ("dst", "mid", "msg"),
+    "recv": ("src", "mid", "msg"),
+    "drop": ("src", "dst", "mid", "why"),
+    "timer": ("name",),
+    "client": ("op", "f"),
+    "reply": ("op", "status"),
+    "ask": ("point",),
+    "decision": ("point", "action"),
+    "partition": ("cuts", "shape"),
+    "heal": (),
+    "clock": ("fault", "value"),
+}
+
+SHIVIZ_REGEX = r"(?<event>.*)\n(?<host>\S*) (?<clock>{.*})"
+
+
+def host(node: int) -> str:
+    return f"n{node}"
+
+
+def _jsonable(v):
+    if isinstance(v, tuple):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, list):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    return repr(v)
+
+
+class Trace:
+    def __init__(self, n: int, keep_sent: bool = False):
+        self.n = n
+        self.raw: list[tuple] = []
+        self.vcs: list[tuple] = []  # vector clock of raw[i], for the replayed prefix
+        self._vc = [[0] * n for _ in range(n)]
+        self._sent: dict[int, tuple] = {}  # message id -> vector clock of its send
+        self._keep_sent = keep_sent  # a duplicated message is received more than once
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def replay(self) -> None:
+        """Bring the vector clocks up to the last recorded event."""
+        raw, vcs, clocks, sent = self.raw, self.vcs, self._vc, self._sent
+        append = vcs.append
+        for i in range(len(vcs), len(raw)):
+            r = raw[i]
+            node = r[1]
+            if node is None:
+                append(())
+                continue
+            v = clocks[node]
+            kind = r[0]
+            if kind == "recv":
+                mid = r[5][1]
+                sv = sent.get(mid) if self._keep_sent else sent.pop(mid, None)
+                if sv is not None:
+                    v = clocks[node] = list(map(max, v, sv))
+            v[node] += 1
+            tv = tuple(v)
+            append(tv)
+            if kind == "send":
+                sent[r[5][1]] = tv
+
+    def vclock(self, node: int) -> tuple:
+        """Node ``node``'s vector clock after the last recorded event."""
+        self.replay()
+        return tuple(self._vc[node])
+
+    def event(self, i: int) -> Event:
+        self.replay()
+        r = self.raw[i]
+        fields = r[5]
+        if type(fields) is tuple:
+            fields = dict(zip(FIELDS[r[0]], fields))
+        return Event(r[0], r[1], r[2], r[3], r[4], self.vcs[i], fields)
+
+    def events(self, kinds: set | None = None) -> Iterator[Event]:
+        self.replay()
+        names = FIELDS
+        for r, vc in zip(self.raw, self.vcs):
+            if kinds is None or r[0] in kinds:
+                fields = r[5]
+                if type(fields) is tuple:
+                    fields = dict(zip(names[r[0]], fields))
+                yield Event(r[0], r[1], r[2], r[3], r[4], vc, fields)
+
+    def __iter__(self) -> Iterator[Event]:
+        return self.events()
+
+    # --- exports -------------------------------------------------------------------------------
+    def write_jsonl(self, f: IO[str]) -> None:
+        dumps = json.dumps
+        for e in self.events():
+            f.write(dumps(_jsonable(e.to_dict()), separators=(",", ":")) + "\n")
+
+    def save_jsonl(self, path: str) -> None:
+        """Write the trace as JSON Lines; gzip-compressed when ``path`` ends in ``.gz``."""
+        opener = gzip.open if str(path).endswith(".gz") else open
+        with opener(path, "wt", encoding="utf-8") as f:
+            self.write_jsonl(f)
+
+    def write_shiviz(self, f: IO[str]) -> None:
+        f.write(SHIVIZ_REGEX + "\n\n")
+        for e in self.events():
+            if e.node is None:
+                continue
+            clock = {host(i): c for i, c in enumerate(e.vc) if c}
+            text = e.kind + ("" if not e.fields else " " + json.dumps(_jsonable(e.fields), sort_keys=True))
+            f.write(f"{text}\n{host(e.node)} {json.dumps(clock)}\n")
+
+    def save_shiviz(self, path: str) -> None:
+        with open(path, "w", encoding="utf-8") as f:
+            self.write_shiviz(f)
+
+
+def load_jsonl(path: str) -> list[Event]:
+    """Read a trace written by :meth:`Trace.save_jsonl` (plain or ``.gz``)."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        return [Event.from_dict(json.loads(line)) for line in f if line.strip()]

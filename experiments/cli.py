@@ -1,0 +1,79 @@
+"""The ``capgym`` command.
+
+Each subcommand lives in its own module under ``experiments/`` and exposes
+``register(subparsers)``, which adds its parser and sets ``func`` to a callable taking the parsed
+arguments and returning the exit status. Modules are imported lazily so that ``capgym --help``
+and ``capgym check`` stay fast (no torch or Ray import unless the command needs it).
+
+Exit statuses: 0 success, 1 a check failed, 2 bad input (one line on stderr), 3 unknown verdict,
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand name -> module under experiments/ that provides register(subparsers)
+COMMANDS = {
+    "run": "experiments.run_cmd",
+    "check": "experiments.check",
+    "report": "experiments.report",
+    "list": "experiments.list_cmd",
+    "train": "experiments.train_cmd",
+    "evaluate": "experiments.evaluate_cmd",
+    "align": "experiments.align_cmd",
+}
+
+EXAMPLES = """examples:
+  capgym run configs/quickstart.yaml                 the CAP trade-off: ABD vs eventual vs Raft
+  capgym run configs/gossip.yaml world.nodes=7 seed=3
+  capgym check history.jsonl --model kv --json       linearizability of a recorded history
+  capgym report results/quickstart/<run>/            rebuild a run's summary and plots
+  capgym list                                        protocols, environments, nemesis kinds, configs
+  capgym train configs/train/register.yaml           PPO agents on Register-v0
+"""
+
+
+class UserError(Exception):
+    """A mistake in the user's input: reported as one line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="capgym",
+        description="capgym: a multi-agent testbed of agents on a partitioned network with no global clock.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, modname in COMMANDS.items():
+        try:
+            mod = importlib.import_module(modname)
+        except ModuleNotFoundError as e:  # a command whose module has not landed yet
+            if e.name != modname:
+                raise
+            continue
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except UserError as e:
+        print(f"capgym {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("capgym: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
