@@ -115,7 +115,6 @@ class Context:
         t = sim.now
         c = s.clock
         sim._rec(("send", src, t, c.base_local + c.rate * (t - c.base_true), lam, (dst, mid, mtype)))
-        sim.sent += 1
         net = sim.net
         if net.cuts or net.loss or net.duplicate:
             sim._transmit(src, dst, (src, body, mid, mtype, lam), t + s.proc)
@@ -186,8 +185,9 @@ class Sim:
         self.open_ops: dict[int, Op] = {}
         self.on_complete: list[Callable[[Op], None]] = []
         self._held: list = []  # messages held across a cut (hold_partitioned)
-        self.sent = self.delivered = self.dropped = self.events = 0
+        self.delivered = self.dropped = self.events = 0
         self.started = False
+        self.nemesis = self.workload = None  # attached by envs.world.build
 
     # --- scheduling ----------------------------------------------------------------------------
     def call_at(self, t: float, fn: Callable, *args: Any) -> None:
@@ -316,6 +316,11 @@ class Sim:
 
     def heal(self) -> None:
         self.set_cuts(set())
+
+    def set_loss(self, p: float) -> None:
+        """Set the probability that any message is lost."""
+        self.net.loss = float(p)
+        self._world_event("loss", (float(p),))
 
     # --- clock faults --------------------------------------------------------------------------
     def clock_bump(self, nid: int, delta: float) -> None:
@@ -466,7 +471,7 @@ class Sim:
             self.events += handled
             self.delivered += delivered
         if reason in ("until", "idle") and until is not None and until > self.now:
-            self.now = until
+            self.now = float(until)
         return reason
 
     def _abnormal(self, s: _NodeState, item: tuple) -> bool:
@@ -523,7 +528,7 @@ class Sim:
         return {
             "true_time_ms": self.now,
             "events": self.events,
-            "messages_sent": self.sent,
+            "messages_sent": self._mid,
             "messages_delivered": self.delivered,
             "messages_dropped": self.dropped,
             "operations": len(self.history),

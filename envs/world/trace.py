@@ -42,6 +42,7 @@ FIELDS = {
     "decision": ("point", "action"),
     "partition": ("cuts", "shape"),
     "heal": (),
+    "loss": ("value",),
     "clock": ("fault", "value"),
 }
 

@@ -1,0 +1,68 @@
+"""Clients: closed-loop processes outside the nodes that invoke operations and record a history.
+
+Each client has one operation outstanding at a time (as in Jepsen): it picks an operation from the
+configured mix, sends it to a node (its own fixed node, or a random one), waits for the reply or for
+``timeout_ms`` (then the outcome is *unknown*), thinks for an exponential pause, and goes again.
+Clients time operations with the observer's true clock, so the history can be checked for
+linearizability. Written values are unique (the operation id) unless ``cas`` is in the mix, in
+which case values come from ``0..value_range-1`` so that compare-and-set can succeed.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from .config import WorkloadConfig
+from .records import Op
+from .rng import derive_rng
+
+
+class Workload:
+    def __init__(self, cfg: WorkloadConfig, seed: int, duration_ms: float):
+        self.cfg = cfg
+        self.rng = derive_rng(seed, "workload")
+        self.stop_ms = cfg.stop_ms if cfg.stop_ms is not None else 0.9 * duration_ms
+        self.fs = [f for f, w in cfg.ops.items() if w > 0]
+        self.weights = [cfg.ops[f] for f in self.fs]
+        self.small_values = "cas" in self.fs
+        self.ids = itertools.count()
+        self.mine: dict[int, int] = {}  # open op id -> client
+
+    def attach(self, sim) -> Workload:
+        self.sim = sim
+        sim.on_complete.append(self._completed)
+        for c in range(self.cfg.clients):
+            sim.call_at(self.cfg.start_ms + self.rng.expovariate(1.0 / max(self.cfg.think_ms, 1e-9)), self._invoke, c)
+        return self
+
+    def _op(self, client: int) -> Op:
+        cfg, rng = self.cfg, self.rng
+        f = rng.choices(self.fs, self.weights)[0] if len(self.fs) > 1 else self.fs[0]
+        oid = next(self.ids)
+        key = rng.randrange(cfg.keys) if cfg.keys else None
+        if f in ("read", "get"):
+            value = None
+        elif f == "cas":
+            value = [rng.randrange(cfg.value_range), rng.randrange(cfg.value_range)]
+        elif f == "append":
+            value = f"x{oid} "
+        else:
+            value = rng.randrange(cfg.value_range) if self.small_values else oid
+        node = client % self.sim.n if cfg.target == "fixed" else rng.randrange(self.sim.n)
+        return Op(id=oid, process=client, f=f, value=value, key=key, node=node)
+
+    def _invoke(self, client: int) -> None:
+        sim = self.sim
+        if sim.now > self.stop_ms:
+            return
+        op = self._op(client)
+        self.mine[op.id] = client
+        sim.submit(op)
+        if op.id in sim.open_ops:
+            sim.call_at(sim.now + self.cfg.timeout_ms, sim.timeout, op.id)
+
+    def _completed(self, op: Op) -> None:
+        client = self.mine.pop(op.id, None)
+        if client is not None:
+            pause = self.rng.expovariate(1.0 / self.cfg.think_ms) if self.cfg.think_ms > 0 else 0.0
+            self.sim.call_at(self.sim.now + pause, self._invoke, client)
