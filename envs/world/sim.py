@@ -413,6 +413,7 @@ class Sim:
         rec = self._rec
         states = self.states
         pending = self.pending
+        net = self.net
         _MSG, _CALL = MSG, CALL
         limit = float("inf") if until is None else until
         budget = -1 if max_events is None else max_events
@@ -442,6 +443,9 @@ class Sim:
                 kind = item[2]
                 if kind == _MSG:
                     s = states[item[3]]
+                    if net.cuts and (item[4], item[3]) in net.cuts:  # a cut came up while in flight
+                        self._arrive_at_cut(item)
+                        continue
                     if s.normal:  # the hot path: a message to a running node
                         _t, _q, _k, dst, src, body, mid, mtype, ml = item
                         lam = s.lamport
@@ -473,6 +477,15 @@ class Sim:
         if reason in ("until", "idle") and until is not None and until > self.now:
             self.now = float(until)
         return reason
+
+    def _arrive_at_cut(self, item: tuple) -> None:
+        """A message reaches a link that was cut after it left: dropped (or held until the heal)."""
+        src, dst, msg = item[4], item[3], item[4:]
+        if self.net.hold_partitioned:
+            self._held.append((src, dst, msg))
+        else:
+            self.dropped += 1
+            self._rec(("drop", None, self.now, None, 0, (src, dst, item[6], "partition")))
 
     def _abnormal(self, s: _NodeState, item: tuple) -> bool:
         """An event for a node that is down, paused or slow. True: the event is consumed here;
