@@ -76,10 +76,13 @@ class _NodeState:
 class Context:
     """What a node can reach. Nothing here tells it the true time."""
 
-    __slots__ = ("_sim", "_s", "node_id", "nodes", "peers", "rng", "durable")
+    __slots__ = ("_sim", "_s", "node_id", "nodes", "peers", "rng", "durable",
+                 "_rec", "_heap", "_seq", "_clock", "_lat")
 
     def __init__(self, sim: Sim, s: _NodeState):
         self._sim, self._s = sim, s
+        # fixed for the life of the run, cached here for the send path
+        self._rec, self._heap, self._seq, self._clock, self._lat = sim._rec, sim._heap, sim._seq, s.clock, s.lat
         self.node_id = s.id
         self.nodes = list(range(sim.n))
         self.peers = [i for i in range(sim.n) if i != s.id]
@@ -113,13 +116,13 @@ class Context:
         tb = type(body)
         mtype = (body[0] if body else None) if tb is tuple else body.get("type") if tb is dict else tb.__name__
         t = sim.now
-        c = s.clock
-        sim._rec(("send", src, t, c.base_local + c.rate * (t - c.base_true), lam, (dst, mid, mtype)))
-        net = sim.net
-        if net.cuts or net.loss or net.duplicate:
+        c = self._clock
+        self._rec(("send", src, t, c.base_local + c.rate * (t - c.base_true), lam, (dst, mid, mtype)))
+        if sim._faulty:
             sim._transmit(src, dst, (src, body, mid, mtype, lam), t + s.proc)
         else:  # the common case, inlined: no fault can touch this message
-            heappush(sim._heap, (t + s.proc + next(s.lat[dst]), next(sim._seq), MSG, dst, src, body, mid, mtype, lam))
+            heappush(self._heap,
+                     (t + s.proc + next(self._lat[dst]), next(self._seq), MSG, dst, src, body, mid, mtype, lam))
 
     def broadcast(self, body: Any) -> None:
         """Send ``body`` to every peer (not to itself)."""
@@ -173,6 +176,7 @@ class Sim:
         self.client_latency_ms = client_latency_ms
         for st in self.states:
             st.lat = self.net.streams[st.id]
+        self._refresh_faulty()
         self.trace = Trace(n, keep_sent=bool(self.net.duplicate))
         self._rec = self.trace.raw.append
         self._heap: list = []
@@ -305,6 +309,7 @@ class Sim:
     def set_cuts(self, cuts: set, shape: str = "custom") -> None:
         """Make ``cuts`` (directed links) the standing partition; an empty set heals."""
         self.net.cuts = set(cuts)
+        self._refresh_faulty()
         if cuts:
             self._world_event("partition", (sorted(map(list, cuts)), shape))
         else:
@@ -314,12 +319,17 @@ class Sim:
             for src, dst, msg in held:
                 self._transmit(src, dst, msg, self.now)
 
+    def _refresh_faulty(self) -> None:
+        net = self.net
+        self._faulty = bool(net.cuts or net.loss or net.duplicate)
+
     def heal(self) -> None:
         self.set_cuts(set())
 
     def set_loss(self, p: float) -> None:
         """Set the probability that any message is lost."""
         self.net.loss = float(p)
+        self._refresh_faulty()
         self._world_event("loss", (float(p),))
 
     # --- clock faults --------------------------------------------------------------------------
