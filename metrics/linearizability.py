@@ -1,0 +1,225 @@
+"""Linearizability checking (Herlihy & Wing 1990) of a recorded history against a sequential model.
+
+The algorithm is Wing & Gong's search (1993) with Lowe's cache of visited configurations (2017),
+as in Porcupine (Athalye, github.com/anishathalye/porcupine, checker.go):
+
+* the history becomes a doubly linked list of call and return entries in real-time order;
+* the search walks the list, trying to *linearize* the next call: if the model accepts the
+  operation from the current state and the configuration (set of linearized operations, new state)
+  has not been seen before, the call and its return are *lifted* out of the list and pushed on a
+  stack; reaching a return entry means the operation it completes had to take effect by now and
+  could not, so the search backtracks (pops, *unlifts*, tries the next call);
+* the history is linearizable when the list empties, and not when the stack is empty at a return.
+
+Before searching, the history is split by the model's ``partition`` (P-compositionality: a history
+is linearizable iff each per-object sub-history is), each part is checked on its own.
+
+Jepsen's three outcomes: ``"fail"`` operations did not happen and are removed; ``"unknown"``
+operations may have taken effect at any time after their invocation or never: their completion is
+put at the end of time and any result is accepted (taking effect at the very end is the same as
+never). Unknown operations that cannot change the state (``model.readonly``) are dropped.
+
+Speed: linearized sets are Python ints used as bitsets, the entry list lives in two int arrays
+(``nxt``/``prv``), model states are interned to small ints, each operation memoizes its step per
+state, and the cache is a dict state -> set of bitsets, so the inner loop allocates almost nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from envs.world.records import FAIL, OK, STATUSES, UNKNOWN, Op
+from metrics.models import Model
+
+Verdict = Any  # True, False or "unknown"
+
+
+@dataclass
+class PartitionStats:
+    """What the search did on one sub-history (one key)."""
+
+    key: Any
+    ops: int
+    ok: Verdict
+    states: int  # distinct (linearized set, state) configurations cached
+    elapsed: float
+
+
+@dataclass
+class CheckResult:
+    """The verdict on a history: ``ok`` is True, False or ``"unknown"`` (the time budget ran out).
+
+    When ``ok`` is False, ``failing_op`` is the operation that could not be linearized (the return
+    reached at the deepest point of the search) and ``prefix`` the longest linearizable sequence of
+    operations found in its sub-history (``failing_key``) before it.
+    """
+
+    ok: Verdict
+    model: str
+    ops: int
+    failing_op: Op | None = None
+    failing_key: Any = None
+    prefix: list[Op] = field(default_factory=list)
+    partitions: list[PartitionStats] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    @property
+    def prefix_len(self) -> int:
+        return len(self.prefix)
+
+    def to_dict(self) -> dict:
+        return {
+            "linearizable": self.ok,
+            "model": self.model,
+            "ops": self.ops,
+            "failing_op": self.failing_op.to_dict() if self.failing_op else None,
+            "failing_key": self.failing_key,
+            "prefix_len": self.prefix_len,
+            "prefix": [op.id for op in self.prefix],
+            "partitions": [vars(p).copy() for p in self.partitions],
+            "elapsed": round(self.elapsed, 6),
+        }
+
+
+def prepare(ops: list[Op], model: Model) -> list[Op]:
+    """Drop failed operations and unknown read-only ones; reject kinds the model does not have."""
+    kept = []
+    for op in ops:
+        if op.status not in STATUSES:
+            raise ValueError(f"op {op.id}: unknown status {op.status!r}")
+        if op.f not in model.ops:
+            raise ValueError(f"op {op.id}: the {model.name} model has no operation {op.f!r}")
+        if op.status == FAIL or (op.status == UNKNOWN and op.f in model.readonly):
+            continue
+        if op.status == OK and op.complete is None:
+            raise ValueError(f"op {op.id}: status ok but no completion time")
+        kept.append(op)
+    return kept
+
+
+def check(ops: list[Op], model: Model, timeout: float | None = None) -> CheckResult:
+    """Is ``ops`` linearizable with respect to ``model``? ``timeout`` is in seconds (None: none)."""
+    t0 = time.monotonic()
+    deadline = None if timeout is None else t0 + timeout
+    kept = prepare(ops, model)
+    result = CheckResult(ok=True, model=model.name, ops=len(ops))
+    parts = sorted(model.partition(kept), key=len)  # small parts first: cheap failures found early
+    for part in parts:
+        t1 = time.monotonic()
+        ok, states, prefix, failing = _search(part, model, deadline)
+        key = part[0].key
+        result.partitions.append(PartitionStats(key, len(part), ok, states, time.monotonic() - t1))
+        if ok is False:
+            result.ok, result.failing_op, result.failing_key, result.prefix = False, failing, key, prefix
+            break
+        if ok == "unknown":
+            result.ok = "unknown"
+    result.elapsed = time.monotonic() - t0
+    return result
+
+
+def is_linearizable(ops: list[Op], model: Model, timeout: float | None = None) -> Verdict:
+    return check(ops, model, timeout).ok
+
+
+INF = float("inf")
+
+
+def _search(ops: list[Op], model: Model, deadline: float | None):
+    """Wing–Gong–Lowe search on one sub-history. Returns (verdict, cached states, prefix, failing op)."""
+    n = len(ops)
+    # entries in real-time order; at equal times calls come first (such operations overlap)
+    events = []
+    for i, op in enumerate(ops):
+        end = INF if op.status == UNKNOWN or op.complete is None else op.complete
+        events.append((op.invoke, 0, i))
+        events.append((end, 1, i))
+    events.sort()
+    # nodes: 0 = head, 1..2n = entries, 2n+1 = tail
+    tail = 2 * n + 1
+    nxt = list(range(1, tail + 1)) + [tail]
+    prv = [0] + list(range(0, tail))
+    opidx = [0] * (tail + 1)
+    match = [0] * (tail + 1)  # call node -> its return node; 0 for return nodes
+    call_node = [0] * n
+    for node, (_, kind, i) in enumerate(events, start=1):
+        opidx[node] = i
+        if kind == 0:
+            call_node[i] = node
+        else:
+            match[call_node[i]] = node
+
+    bits = [1 << i for i in range(n)]
+    states = [model.init]  # interned model states; a state is its index here
+    state_id = {model.init: 0}
+    trans: list[dict] = [{} for _ in range(n)]  # per op: state -> next state, or -1 if not allowed
+    step = model.step
+    cache: dict[int, set] = {}
+    stack: list[tuple[int, int]] = []
+    push, pop = stack.append, stack.pop
+    lin = 0
+    state = 0
+    best = 0
+    best_rec = None
+    backtracks = 0
+
+    e = nxt[0]
+    while nxt[0] != tail:
+        m = match[e]
+        if m:  # a call: try to linearize it here
+            i = opidx[e]
+            t = trans[i]
+            ns = t.get(state)
+            if ns is None:
+                ok, s2 = step(states[state], ops[i])
+                if ok:
+                    ns = state_id.get(s2)
+                    if ns is None:
+                        ns = state_id[s2] = len(states)
+                        states.append(s2)
+                else:
+                    ns = -1
+                t[state] = ns
+            if ns >= 0:
+                nl = lin | bits[i]
+                seen = cache.get(ns)
+                if seen is None:
+                    seen = cache[ns] = set()
+                if nl not in seen:
+                    seen.add(nl)
+                    push((e, state))
+                    state, lin = ns, nl
+                    # lift the call and its return out of the list
+                    p, q = prv[e], nxt[e]
+                    nxt[p], prv[q] = q, p
+                    p, q = prv[m], nxt[m]
+                    nxt[p], prv[q] = q, p
+                    if len(stack) > best:
+                        best, best_rec = len(stack), None
+                    e = nxt[0]
+                    continue
+            e = nxt[e]
+        else:  # a return: its operation should have been linearized by now; backtrack
+            if best_rec is None and len(stack) == best:
+                best_rec = ([opidx[c] for c, _ in stack], opidx[e])
+            if not stack:
+                break
+            backtracks += 1
+            if deadline is not None and not backtracks & 0xFF and time.monotonic() > deadline:
+                return "unknown", sum(map(len, cache.values())), [], None
+            e, state = pop()
+            m = match[e]
+            lin ^= bits[opidx[e]]
+            # unlift, in the reverse order
+            p, q = prv[m], nxt[m]
+            nxt[p] = prv[q] = m
+            p, q = prv[e], nxt[e]
+            nxt[p] = prv[q] = e
+            e = nxt[e]
+    n_states = sum(map(len, cache.values()))
+    if nxt[0] == tail:
+        return True, n_states, [], None
+    prefix, failing = best_rec
+    return False, n_states, [ops[i] for i in prefix], ops[failing]
