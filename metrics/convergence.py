@@ -1,0 +1,205 @@
+"""Convergence: divergence between replicas over time, and time to converge after the last heal.
+
+Eventual consistency asks that replicas that stop receiving updates come to hold the same state
+(Terry et al., "Managing Update Conflicts in Bayou", SOSP 1995; Vogels, "Eventually Consistent",
+CACM 2009). Replica states come from the protocols' ``apply`` events (``docs/trace.md``): node
+``n``'s replica of ``key`` holds ``value`` from its ``apply`` on. Two readings of ``apply``:
+
+* ``semantics="register"`` (the trace.md meaning): the replica of ``key`` now holds ``value``;
+* ``semantics="set"``: ``value`` joins the replica's set for ``key`` (grow-only sets, e.g. the
+  gossip broadcast, which records one ``apply`` per newly learned value).
+
+Only *live* replicas count: a node is out from its ``crash`` until its next ``start``, and comes
+back with the state it had (a protocol that loses state re-records what it re-learns). A replica
+that never applied ``key`` holds "absent", which differs from every value.
+
+Replica states are compared through 64-bit fingerprints (sums of hashed ``(key, value)`` pairs), so
+that each ``apply`` costs O(1) however many keys there are; two different states share a
+fingerprint with probability about 2^-64.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+
+from envs.world.records import Event
+
+from .timeline import as_list, hashable, node_ids
+
+MASK = (1 << 64) - 1
+
+
+def _mix(x) -> int:
+    return hash(("capgym", x)) & MASK
+
+
+class _Replicas:
+    """Live replica states with the counts the measures need, kept up to date incrementally."""
+
+    def __init__(self, nodes, semantics: str):
+        self.set_mode = semantics == "set"
+        self.live = set(nodes)
+        self.state: dict = defaultdict(dict)  # node -> key -> token (register: value; set: (size, fp))
+        self.sets: dict = defaultdict(lambda: defaultdict(set))  # set mode: node -> key -> values
+        self.fp = dict.fromkeys(nodes, 0)  # node -> fingerprint of its whole replica
+        self.fps = Counter(self.fp[n] for n in self.live)  # fingerprints of live replicas
+        self.holders: dict = defaultdict(Counter)  # key -> token -> live replicas holding it
+        self.ndistinct: dict = {}  # key -> distinct states (absent included) among live replicas
+        self.by_distinct: Counter = Counter()  # distinct count -> number of keys
+
+    def _distinct(self, key) -> int:
+        h = self.holders[key]
+        held = sum(h.values())
+        return len(h) + (held < len(self.live))
+
+    def _refresh(self, key) -> None:
+        old = self.ndistinct.get(key)
+        new = self._distinct(key)
+        if old != new:
+            if old is not None:
+                self.by_distinct[old] -= 1
+                if not self.by_distinct[old]:
+                    del self.by_distinct[old]
+            self.by_distinct[new] += 1
+            self.ndistinct[key] = new
+
+    def apply(self, node, key, value) -> bool:
+        """Apply at ``node``; ``False`` when its state did not change."""
+        mine = self.state[node]
+        old = mine.get(key)
+        if self.set_mode:
+            s = self.sets[node][key]
+            if value in s:
+                return False
+            s.add(value)
+            size, f = old or (0, 0)
+            new = (size + 1, (f + _mix(value)) & MASK)
+        else:
+            new = value
+            if key in mine and old == new:
+                return False
+        live = node in self.live
+        if live:
+            self.fps[self.fp[node]] -= 1
+            if key in mine:
+                self.holders[key][old] -= 1
+                if not self.holders[key][old]:
+                    del self.holders[key][old]
+            self.holders[key][new] += 1
+        f = self.fp[node]
+        if key in mine:
+            f -= _mix((key, old))
+        self.fp[node] = (f + _mix((key, new))) & MASK
+        mine[key] = new
+        if live:
+            self.fps[self.fp[node]] += 1
+            self._refresh(key)
+        return True
+
+    def set_live(self, node, up: bool) -> None:
+        if (node in self.live) == up:
+            return
+        sign = 1 if up else -1
+        (self.live.add if up else self.live.discard)(node)
+        self.fp.setdefault(node, 0)
+        self.fps[self.fp[node]] += sign
+        for key, tok in self.state[node].items():
+            self.holders[key][tok] += sign
+        for key in self.holders:
+            self.holders[key] = +self.holders[key]  # drop zero counts
+            self._refresh(key)
+        self.fps = +self.fps
+
+    def measures(self) -> tuple[int, int, float]:
+        """(max distinct states of a key, keys with more than one, fraction of live pairs that differ)."""
+        n = len(self.live)
+        dmax = max(self.by_distinct) if self.by_distinct else min(n, 1)
+        diverged = sum(c for d, c in self.by_distinct.items() if d > 1)
+        pairs = n * (n - 1) // 2
+        same = sum(c * (c - 1) // 2 for c in self.fps.values())
+        return dmax, diverged, (pairs - same) / pairs if pairs else 0.0
+
+
+def convergence(trace: Iterable[Event], semantics: str = "register", nodes: Iterable[int] | None = None) -> dict:
+    """Divergence between live replicas over time, and time to converge after the last heal.
+
+    * ``series`` -- a step function, one point per change: ``t``, ``distinct_max`` (the largest
+      number of distinct states any key has among live replicas), ``keys_diverged`` (keys with
+      more than one) and ``pairs_differ`` (the fraction of pairs of live replicas whose states
+      differ on some key; 0 with fewer than two live replicas). Each value holds from its ``t``
+      until the next point.
+    * ``mean_pairs_differ`` -- ``pairs_differ`` averaged over true time from the first to the last
+      event of the trace; ``max_distinct`` -- the largest ``distinct_max``.
+    * ``last_heal`` -- the time of the last ``heal`` (or of a ``partition`` event with no cuts);
+      ``time_to_converge`` -- the first time at or after it at which all live replicas hold the
+      same state on every key, minus ``last_heal`` (0 if they already did; ``None`` if they never
+      do within the trace, or there was no heal).
+    * ``converged_at_end`` -- whether all live replicas agree when the trace ends.
+    """
+    if semantics not in ("register", "set"):
+        raise ValueError(f"semantics must be 'register' or 'set', not {semantics!r}")
+    trace = as_list(trace)
+    nodes = sorted(nodes) if nodes is not None else node_ids(trace)
+    reps = _Replicas(nodes, semantics)
+    ts: list[float] = []
+    dm: list[int] = []
+    kd: list[int] = []
+    pd: list[float] = []
+
+    def note(t):
+        d, k, p = reps.measures()
+        if ts and ts[-1] == t:
+            ts.pop(), dm.pop(), kd.pop(), pd.pop()
+        if not ts or (dm[-1], kd[-1], pd[-1]) != (d, k, p):
+            ts.append(t), dm.append(d), kd.append(k), pd.append(p)
+
+    last_heal = None
+    t0 = trace[0].t if trace else 0.0
+    note(t0)
+    for e in trace:
+        kind = e.kind
+        if kind == "apply":
+            if e.node not in reps.fp:
+                reps.fp[e.node] = 0
+                reps.live.add(e.node)
+                reps.fps[0] += 1
+            if reps.apply(e.node, hashable(e.fields.get("key")), hashable(e.fields.get("value"))):
+                note(e.t)
+        elif kind == "crash":
+            reps.set_live(e.node, False)
+            note(e.t)
+        elif kind == "start":
+            reps.set_live(e.node, True)
+            note(e.t)
+        elif kind == "heal" or (kind == "partition" and not e.fields.get("cuts")):
+            last_heal = e.t
+    t_end = trace[-1].t if trace else t0
+    mean = None
+    if t_end > t0:
+        widths = [b - a for a, b in zip(ts, ts[1:] + [t_end])]
+        mean = sum(w * p for w, p in zip(widths, pd)) / (t_end - t0)
+    to_converge = None
+    if last_heal is not None:
+        # the state at the heal is the last point at or before it; then every later change point
+        i = max(bisect_right(ts, last_heal) - 1, 0)
+        for j in range(i, len(ts)):
+            if pd[j] == 0.0 and dm[j] <= 1:
+                to_converge = max(ts[j], last_heal) - last_heal
+                break
+    return {
+        "series": {"t": ts, "distinct_max": dm, "keys_diverged": kd, "pairs_differ": pd},
+        "max_distinct": max(dm) if dm else 0,
+        "mean_pairs_differ": mean,
+        "last_heal": last_heal,
+        "time_to_converge": to_converge,
+        "converged_at_end": bool(pd and pd[-1] == 0.0 and dm[-1] <= 1),
+    }
+
+
+def summarize(history, trace, semantics: str = "register") -> dict:
+    """Convergence measures of a run, without the series."""
+    out = convergence(trace, semantics)
+    del out["series"]
+    return out
