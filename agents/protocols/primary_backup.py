@@ -60,6 +60,8 @@ class PrimaryBackup(Node):
     Params = Params
 
     def on_start(self, ctx):
+        if self.params.primary >= ctx.n:
+            raise ValueError(f"protocol.params.primary: node {self.params.primary} does not exist ({ctx.n} nodes)")
         self.is_primary = ctx.node_id == self.params.primary
         self.log = ctx.durable.setdefault("log", [])  # [(key, value)], applied in order; on disk
         self.state: dict = {}
