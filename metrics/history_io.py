@@ -194,20 +194,13 @@ READERS = {"jepsen-log": read_jepsen_log, "jepsen-edn": read_jepsen_edn, "jsonl"
 
 
 def detect_format(text: str, where: str = "<history>") -> str:
-    """Guess the format from the first event-looking line."""
-    for line in text.splitlines():
-        s = line.strip()
-        if not s:
-            continue
-        if _LOG_LINE.match(s):
-            return "jepsen-log"
-        if s.startswith("{:") or s.startswith("{ :"):
-            return "jepsen-edn"
-        if s.startswith("{"):
-            return "jsonl"
-        if "jepsen" in s:  # other Jepsen log output before the events
-            continue
-        break
+    """Guess the format: a map per line (EDN ``{:`` or JSON ``{"``), or ``jepsen.util`` event lines
+    among the first 1000 lines of a log."""
+    lines = [s for s in (line.strip() for line in text.splitlines()[:1000]) if s]
+    if lines and lines[0].startswith("{"):
+        return "jepsen-edn" if re.match(r"\{\s*:", lines[0]) else "jsonl"
+    if any(_LOG_LINE.match(s) for s in lines):
+        return "jepsen-log"
     raise HistoryError(f"{where}: cannot tell the history format (use --format {'|'.join(FORMATS)})")
 
 
