@@ -1,0 +1,120 @@
+"""``capgym report RUN_DIR``: rebuild a run's summary, metrics and plots from its saved files.
+
+:func:`write_outputs` is what ``capgym run`` calls at the end of a run too, so a report rebuilds
+exactly the summary the run wrote: both compute it only from the resolved config, the history and
+the trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from experiments.cli import UserError
+
+if TYPE_CHECKING:
+    from experiments import runner
+    from experiments.config import RunConfig
+
+EXAMPLES = """examples:
+  capgym report results/quickstart/20250101-120000-a1b2c3/
+  capgym report results/raft/<run>/ --no-plots
+"""
+
+
+def analyse(cfg: RunConfig, datas: list[runner.RunData]) -> tuple[dict, dict]:
+    """The summary (per protocol and the comparison table) and the per-bucket series."""
+    from experiments import runner
+
+    summaries = {d.entry.tag: runner.summarize(d.history, d.events, d.sim_ms, d.entry, d.interrupted) for d in datas}
+    series = {d.entry.tag: runner.series(d.history, d.events, d.sim_ms) for d in datas}
+    summary = {
+        "experiment": cfg.experiment,
+        "seed": cfg.seed,
+        "runtime": cfg.runtime,
+        "protocols": [e.tag for e in cfg.entries()],
+        "completed": [d.entry.tag for d in datas if not d.interrupted],
+        "table": runner.table_rows(summaries),
+        "runs": summaries,
+    }
+    return summary, series
+
+
+def write_outputs(run_dir: Path, cfg: RunConfig, datas: list[runner.RunData], make_plots: bool = True,
+                  rewards: dict | None = None) -> tuple[dict, dict, list[Path]]:
+    """Write ``summary.json``, ``metrics.csv`` and (if asked) ``plots/*.png``; returns the summary,
+    the series and the plot paths."""
+    from experiments import plots, results
+    from metrics.timeline import partition_intervals
+
+    summary, series = analyse(cfg, datas)
+    results.write_json(run_dir / "summary.json", summary)
+    results.write_csv(run_dir / "metrics.csv",
+                      [{"protocol": label, **row} for label, rows in series.items() for row in rows])
+    paths: list[Path] = []
+    if make_plots and datas:
+        pdir = run_dir / "plots"
+        pdir.mkdir(exist_ok=True)
+        end = max(d.sim_ms for d in datas)
+        parts = partition_intervals(datas[0].events, end=end)  # the same scenario for every protocol
+        paths.append(plots.timeline(pdir / "timeline.png", series, parts))
+        paths.append(plots.latency(pdir / "latency.png", {d.entry.tag: d.history for d in datas}))
+        for d in datas:
+            if plots.count_messages(d.events) <= plots.SPACETIME_MAX_MESSAGES:
+                paths.append(plots.spacetime(pdir / f"spacetime-{d.entry.tag}.png", d.events,
+                                             cfg.world.nodes, d.entry.tag))
+        if len(datas) > 1:
+            paths.append(plots.compare(pdir / "compare.png", summary["table"]))
+        if rewards:
+            paths.append(plots.rewards(pdir / "rewards.png", rewards))
+    return summary, series, paths
+
+
+def load_run(run_dir: Path) -> tuple[RunConfig, list[runner.RunData]]:
+    """The config and each protocol's saved records of a run folder."""
+    from experiments import results, runner
+    from experiments.config import load_resolved
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: no such run folder")
+    if not (run_dir / "config.yaml").is_file():
+        raise UserError(f"{run_dir}: not a run folder (no config.yaml)")
+    cfg = load_resolved(run_dir / "config.yaml")
+    status = results.read_status(run_dir)
+    reached = status.get("sim_ms", {})
+    compare = bool(cfg.compare)
+    datas = []
+    for entry in cfg.entries():
+        folder = results.entry_dir(run_dir, entry.tag, compare)
+        if not (folder / "history.jsonl").is_file():
+            continue  # an interrupted comparison did not get to this protocol
+        if not (folder / "trace.jsonl.gz").is_file():
+            raise UserError(f"{folder}: no trace.jsonl.gz (the run had output.trace: false)")
+        history, events = results.load_records(folder)
+        sim_ms = reached.get(entry.tag, cfg.world.duration_ms)
+        datas.append(runner.RunData(entry, history, events, sim_ms, sim_ms < cfg.world.duration_ms))
+    if not datas:
+        raise UserError(f"{run_dir}: holds no protocol's history")
+    return cfg, datas
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from experiments import runner
+
+    run_dir = Path(args.run_dir)
+    cfg, datas = load_run(run_dir)
+    summary, _series, paths = write_outputs(run_dir, cfg, datas, make_plots=not args.no_plots)
+    print(runner.format_table(summary["table"]))
+    print(f"rebuilt {run_dir / 'summary.json'}, metrics.csv and {len(paths)} plots")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("report", help="rebuild a run's summary and plots from its saved files",
+                              description=__doc__.splitlines()[0], epilog=EXAMPLES,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder under results/")
+    p.add_argument("--no-plots", action="store_true", help="rebuild summary.json and metrics.csv only")
+    p.set_defaults(func=cmd_report)

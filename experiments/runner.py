@@ -1,0 +1,211 @@
+"""Running a config in the sim and measuring it from the outside.
+
+:func:`simulate` runs one protocol of a :class:`~experiments.config.RunConfig` in time slices (so a
+Ctrl-C stops it cleanly between slices) and returns what the observer recorded: the history and
+the trace. :func:`summarize` and :func:`series` turn those into the run's measures -- computed only
+from the history, the trace and the config, so ``capgym report`` rebuilds the same summary from
+the saved files.
+
+The measures come from ``metrics/``: availability (ok fraction, Gilbert & Lynch's A), staleness
+(stale reads, Bailis et al.'s PBS), cost (messages per operation) and linearizability (Wing & Gong
+/ Lowe search, P-compositional by key) against the model the workload's operations call for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from envs.world.records import OK, Event, Op
+from experiments.config import ProtocolEntry, RunConfig
+
+#: seconds the linearizability search may take per protocol before its verdict is "unknown"
+LINEARIZABILITY_BUDGET_S = 30.0
+#: buckets of the time series in metrics.csv and the plots
+BUCKETS = 50
+
+
+@dataclass
+class RunData:
+    """What one protocol's run left: the history, the trace, and how far it got (true ms)."""
+
+    entry: ProtocolEntry
+    history: list[Op]
+    events: list[Event]
+    sim_ms: float
+    interrupted: bool = False
+    stats: dict = field(default_factory=dict)
+    trace: object = None  # the sim's Trace (for the exports); None when loaded from files
+
+
+# --- running ------------------------------------------------------------------------------------
+def simulate(cfg: RunConfig, entry: ProtocolEntry, stop: Callable[[], bool] = lambda: False,
+             progress: bool = True, slices: int = 200) -> RunData:
+    """Run ``entry`` under the config's scenario until ``world.duration_ms`` or until ``stop()``.
+
+    A tqdm bar on stderr appears for runs that take more than two seconds.
+    """
+    from tqdm import tqdm
+
+    from agents import protocols
+    from envs.world.build import build_sim
+
+    node_cls = protocols.get(entry.name)
+    params = node_cls.Params(**entry.params) if hasattr(node_cls, "Params") else None
+    sim = build_sim(cfg.scenario(), node_cls, params)
+    end = cfg.world.duration_ms
+    step = end / slices
+    interrupted = False
+    with tqdm(total=round(end), unit="ms", desc=entry.tag, delay=2.0, disable=not progress,
+              leave=False, dynamic_ncols=True) as bar:
+        t = 0.0
+        while t < end:
+            if stop():
+                interrupted = True
+                break
+            t = min(end, t + step)
+            sim.run(until=t)
+            bar.update(round(t) - bar.n)
+    return RunData(entry, list(sim.history), list(sim.trace.events()), sim.now, interrupted, sim.stats(), sim.trace)
+
+
+# --- measuring ----------------------------------------------------------------------------------
+def pick_model(history: list[Op]):
+    """The sequential model the operations call for (register, cas-register or kv), split by key
+    when the workload has several keys; ``None`` when reads return collections (a set, not a
+    register) or no model fits."""
+    from metrics import models
+
+    if any(op.f in ("read",) and op.status == OK and isinstance(op.output, (list, tuple, set))
+           for op in history):
+        return None
+    try:
+        model = models.guess_model(history)
+    except ValueError:
+        return None
+    if any(op.key is not None for op in history) and model.partition is not models.partition_by_key:
+        model = dataclasses.replace(model, partition=models.partition_by_key)
+    return model
+
+
+def linearizability(history: list[Op], budget_s: float = LINEARIZABILITY_BUDGET_S) -> dict:
+    """The verdict (True, False, or None for unknown) with the model and the failing operation."""
+    from metrics import linearizability as lin
+
+    model = pick_model(history)
+    if model is None:
+        return {"linearizable": None, "model": None, "why": "no register/kv model fits the operations"}
+    res = lin.check(history, model, timeout=budget_s)
+    verdict = res.ok if isinstance(res.ok, bool) else None
+    out = {"linearizable": verdict, "model": model.name,
+           "failing_op": res.failing_op.to_dict() if res.failing_op else None,
+           "failing_key": res.failing_key, "prefix_len": res.prefix_len}
+    if verdict is None:
+        out["why"] = f"search ran out of its {budget_s:g} s budget"
+    return out
+
+
+def summarize(history: list[Op], events: list[Event], sim_ms: float, entry: ProtocolEntry,
+              interrupted: bool = False) -> dict:
+    """The observer's measures of one protocol's run, headline figures first."""
+    from metrics import availability, cost, staleness
+    from metrics.timeline import partition_intervals
+
+    av = availability.availability(history, events)
+    st = staleness.staleness(history)
+    co = cost.cost(history, events)
+    li = linearizability(history)
+    parts = partition_intervals(events, end=sim_ms)
+    if li["linearizable"] is None and st["stale_reads"] and li["model"] is not None:
+        li["linearizable"] = False  # a stale read is a proof of non-linearizability
+    return {
+        "protocol": entry.name,
+        "label": entry.tag,
+        "params": entry.params,
+        "sim_ms": sim_ms,
+        "interrupted": interrupted,
+        "ops": av["ops"],
+        "availability": av["ok_fraction"],
+        "availability_partitioned": av["ok_fraction_partitioned"],
+        "availability_connected": av["ok_fraction_connected"],
+        "linearizable": li["linearizable"],
+        "stale_read_rate": st["stale_fraction"],
+        "messages_per_op": co["messages_per_op"],
+        "counts": av["counts"],
+        "latency_ms": av["latency"],
+        "reads": st["reads"],
+        "stale_reads": st["stale_reads"],
+        "k_max": st["k_max"],
+        "messages": co["messages"],
+        "messages_dropped": co["dropped"],
+        "messages_by_type": co["by_type"],
+        "partitions": len(parts),
+        "partitioned_ms": sum(b - a for a, b in parts),
+        "crashes": sum(1 for e in events if e.kind == "crash"),
+        "linearizability": li,
+        "t_visibility": st["t_visibility"],
+    }
+
+
+def series(history: list[Op], events: list[Event], sim_ms: float, buckets: int = BUCKETS) -> list[dict]:
+    """Per time bucket (by invocation time): operations, availability (ok fraction) and
+    consistency (1 - stale-read fraction among the bucket's ok reads), and how much of the
+    bucket a partition stood."""
+    from metrics import staleness
+    from metrics.timeline import partition_intervals
+
+    width = sim_ms / buckets if sim_ms > 0 else 1.0
+    parts = partition_intervals(events, end=sim_ms)
+    writes = [op for op in history if op.f not in staleness.READS]
+    by_bucket: list[list[Op]] = [[] for _ in range(buckets)]
+    for op in history:
+        by_bucket[min(buckets - 1, int(op.invoke // width))].append(op)
+    rows = []
+    for b, ops in enumerate(by_bucket):
+        lo, hi = b * width, (b + 1) * width
+        ok = sum(op.status == OK for op in ops)
+        reads = [op for op in ops if op.f in staleness.READS]
+        st = staleness.staleness(writes + reads) if reads else {"reads": 0, "stale_reads": 0}
+        cut = sum(max(0.0, min(hi, e) - max(lo, s)) for s, e in parts)
+        rows.append({
+            "t_start_ms": round(lo, 6), "t_end_ms": round(hi, 6), "ops": len(ops), "ok": ok,
+            "fail": sum(op.status == "fail" for op in ops),
+            "unknown": sum(op.status == "unknown" for op in ops),
+            "availability": ok / len(ops) if ops else None,
+            "reads": st["reads"], "stale_reads": st["stale_reads"],
+            "consistency": 1 - st["stale_reads"] / st["reads"] if st["reads"] else None,
+            "partitioned": round(cut / width, 6) if width else 0.0,
+        })
+    return rows
+
+
+# --- tables -------------------------------------------------------------------------------------
+TABLE_COLUMNS = ("protocol", "availability", "linearizable", "stale-read rate", "messages/op")
+
+
+def table_rows(summaries: dict[str, dict]) -> list[dict]:
+    """One row per protocol: the CAP trade-off at a glance."""
+    return [{"protocol": label, "availability": s["availability"], "linearizable": s["linearizable"],
+             "stale_read_rate": s["stale_read_rate"], "messages_per_op": s["messages_per_op"]}
+            for label, s in summaries.items()]
+
+
+def _fmt(v, digits: int = 3) -> str:
+    if v is None:
+        return "unknown" if digits < 0 else "-"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.{digits}f}"
+    return str(v)
+
+
+def format_table(rows: list[dict]) -> str:
+    """A fixed-width text table of :func:`table_rows`."""
+    cells = [[r["protocol"], _fmt(r["availability"]), _fmt(r["linearizable"], -1),
+              _fmt(r["stale_read_rate"]), _fmt(r["messages_per_op"], 1)] for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(TABLE_COLUMNS)]
+    line = lambda cs: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cs, widths)))  # noqa: E731
+    return "\n".join([line(TABLE_COLUMNS), line(["-" * w for w in widths])] + [line(c) for c in cells])

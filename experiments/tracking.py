@@ -1,0 +1,74 @@
+"""The wandb run of a capgym run: offline by default, inside the run folder.
+
+``offline`` (the default) needs no account and no network: wandb writes the run under
+``<run>/wandb/offline-run-*/`` and ``wandb sync`` can upload it later. ``online`` logs to wandb's
+servers; ``disabled`` skips wandb altogether. Logged the wandb way: the resolved config as
+``wandb.config``, the summary measures in ``run.summary`` (``<label>/availability``, ...), the time
+series as steps (``<label>/availability`` at step = time bucket), the plots as ``wandb.Image``.
+
+wandb is imported only here and only when used: it is slow to import.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from experiments.config import RunConfig
+
+#: summary figures logged per protocol
+SUMMARY_KEYS = ("availability", "availability_partitioned", "availability_connected", "linearizable",
+                "stale_read_rate", "messages_per_op", "ops", "reads", "stale_reads", "messages",
+                "messages_dropped", "partitions", "partitioned_ms", "crashes")
+SERIES_KEYS = ("availability", "consistency", "ops", "partitioned")
+
+
+def flat_summary(summaries: dict[str, dict]) -> dict:
+    """``{"raft/availability": 0.97, ...}``: the headline figures of each protocol."""
+    out = {}
+    for label, s in summaries.items():
+        for k in SUMMARY_KEYS:
+            v = s.get(k)
+            if v is not None:
+                out[f"{label}/{k}"] = v
+        lat = s.get("latency_ms") or {}
+        for q in ("p50", "p99"):
+            if lat.get(q) is not None:
+                out[f"{label}/latency_{q}_ms"] = lat[q]
+    return out
+
+
+def log_run(cfg: RunConfig, run_dir: Path, summaries: dict[str, dict], series: dict[str, list[dict]],
+            plots: list[Path], name: str | None = None) -> Path | None:
+    """Log a finished run to wandb; returns the wandb run folder (``None`` when disabled)."""
+    mode = cfg.wandb.mode
+    if mode == "disabled":
+        return None
+    wdir = Path(run_dir)
+    os.environ.setdefault("WANDB_SILENT", "true")
+    if mode == "offline":
+        os.environ["WANDB_MODE"] = "offline"
+    import wandb
+
+    settings = wandb.Settings(silent=True, console="off", save_code=False, disable_git=True,
+                              x_disable_stats=True, x_disable_meta=True)
+    run = wandb.init(project=cfg.wandb.project, entity=cfg.wandb.entity, mode=mode, dir=str(wdir),
+                     name=name or f"{cfg.experiment}-{Path(run_dir).name}", tags=cfg.wandb.tags,
+                     config=cfg.resolved(), settings=settings, reinit="finish_previous")
+    try:
+        steps = max((len(rows) for rows in series.values()), default=0)
+        for i in range(steps):
+            row = {}
+            for label, rows in series.items():
+                if i < len(rows):
+                    r = rows[i]
+                    row[f"{label}/t_ms"] = r["t_start_ms"]
+                    row.update({f"series/{label}/{k}": r[k] for k in SERIES_KEYS if r[k] is not None})
+            wandb.log(row, step=i)
+        if plots:
+            wandb.log({f"plots/{p.stem}": wandb.Image(str(p)) for p in plots}, step=max(steps - 1, 0))
+        run.summary.update(flat_summary(summaries))
+        folder = Path(run.dir).parent if run.dir else None
+    finally:
+        run.finish()
+    return folder
