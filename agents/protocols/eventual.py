@@ -5,11 +5,11 @@ Store", SOSP 2007), with the anti-entropy of Demers et al., "Epidemic Algorithms
 Database Maintenance", PODC 1987, and Thomas's write rule (last writer wins; Thomas, "A Majority
 Consensus Approach to Concurrency Control for Multiple Copy Databases", TODS 1979).
 
-Every node holds a full replica: per key a ``(stamp, value)`` with ``stamp = (ts, node, seq)``,
+Every node holds a full replica: per key a ``(stamp, value)`` with ``stamp = (ts, node, lamport)``,
 ``ts`` read from the *writing node's own clock* (so clock faults decide which write wins),
-``node`` and ``seq`` breaking ties. A replica answers clients from its own state at once
-(register: read/write/cas; key-value: get/put/append), and merges any state it hears by
-keeping the larger stamp per key. Updates spread two ways:
+``node`` and the write's Lamport time breaking ties (and naming the write: ``origin``). A replica
+answers clients from its own state at once (register: read/write/cas; key-value:
+get/put/append), and merges any state it hears by keeping the larger stamp per key. Updates spread two ways:
 
 * **broadcast**: a local write is sent to every peer at once (``broadcast_writes``; fire and forget);
 * **anti-entropy**: every ``gossip_ms`` a node pushes its whole state to ``fanout`` random peers;
@@ -64,7 +64,6 @@ class Eventual(Node):
     def on_start(self, ctx):
         d = ctx.durable
         self.store = d.setdefault("store", {})  # key -> (stamp, value); on disk
-        self.seq = d.get("seq", 0)
         self.waiting: dict = {}  # op id -> ClientOp awaiting its serve decision
         self.syncs: dict = {}  # op id -> [op, acks] for quorum serves
         self.heard = {p: None for p in ctx.peers}
@@ -80,14 +79,12 @@ class Eventual(Node):
         if stamp <= self.store.get(key, (NOTHING, None))[0]:
             return False
         self.store[key] = (stamp, value)
-        ctx.record("apply", key=key, value=value, origin=[stamp[1], stamp[2]])
+        ctx.record("apply", key=key, value=value, origin=[stamp[1], stamp[2]])  # [node, lamport] of the write
         return True
 
     def write(self, ctx, key, value):
         """A local write: a fresh stamp from this node's own clock, then spread it."""
-        self.seq += 1
-        ctx.durable["seq"] = self.seq
-        stamp = (ctx.now(), ctx.node_id, self.seq)
+        stamp = (ctx.now(), ctx.node_id, ctx.lamport)  # Lamport times never repeat at a node
         self.merge(ctx, key, stamp, value)
         if self.params.broadcast_writes:
             ctx.broadcast(("update", [(key, stamp, value)]))
