@@ -101,3 +101,16 @@ def test_config_validates_and_runs():
     sim = run(scn, params)
     assert any(op.status == "ok" for op in sim.history)
     assert check(sim.history, REGISTERS).ok is True
+
+
+def test_same_seed_same_history():
+    a, b = run(scenario(11)), run(scenario(11))
+    assert [op.to_dict() for op in a.history] == [op.to_dict() for op in b.history]
+
+
+@pytest.mark.slow
+def test_linearizable_over_2000_seeds():
+    for seed in range(200, 2200):
+        sim = run(scenario(seed))
+        r = check(sim.history, REGISTERS, timeout=30)
+        assert r.ok is True, f"seed {seed}: not linearizable at {r.failing_op}"

@@ -115,3 +115,9 @@ def test_config_validates_and_runs():
     scn.world.duration_ms = 1000.0
     sim = run(scn, params, until=1000.0)
     assert any(op.status == "ok" for op in sim.history)
+
+
+def test_same_seed_same_history_and_replicas():
+    a, b = run(scenario(5)), run(scenario(5))
+    assert [op.to_dict() for op in a.history] == [op.to_dict() for op in b.history]
+    assert replicas(a) == replicas(b)
