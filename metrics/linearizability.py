@@ -151,12 +151,32 @@ def _search(ops: list[Op], model: Model, deadline: float | None):
         else:
             match[call_node[i]] = node
 
-    bits = [1 << i for i in range(n)]
     states = [model.init]  # interned model states; a state is its index here
     state_id = {model.init: 0}
-    trans: list[dict] = [{} for _ in range(n)]  # per op: state -> next state, or -1 if not allowed
+    cache: list[set] = [set()]  # state -> the linearized sets already visited with it
     step = model.step
-    cache: dict[int, set] = {}
+
+    def transition(i: int, state: int, memo: dict):
+        """Step op i from a state: (next state, its cache set), or () if the model refuses; memoized."""
+        ok, s2 = step(states[state], ops[i])
+        r = ()
+        if ok:
+            ns = state_id.get(s2)
+            if ns is None:
+                ns = state_id[s2] = len(states)
+                states.append(s2)
+                cache.append(set())
+            r = (ns, cache[ns])
+        memo[state] = r
+        return r
+
+    # per call node: (its return node, op index, op bit, memo of the op's transitions); None for returns
+    info: list = [None] * (tail + 1)
+    for node in range(1, tail):
+        if match[node]:
+            i = opidx[node]
+            info[node] = (match[node], i, 1 << i, {})
+
     stack: list[tuple[int, int]] = []
     push, pop = stack.append, stack.pop
     lin = 0
@@ -167,30 +187,19 @@ def _search(ops: list[Op], model: Model, deadline: float | None):
 
     e = nxt[0]
     while nxt[0] != tail:
-        m = match[e]
-        if m:  # a call: try to linearize it here
-            i = opidx[e]
-            t = trans[i]
-            ns = t.get(state)
-            if ns is None:
-                ok, s2 = step(states[state], ops[i])
-                if ok:
-                    ns = state_id.get(s2)
-                    if ns is None:
-                        ns = state_id[s2] = len(states)
-                        states.append(s2)
-                else:
-                    ns = -1
-                t[state] = ns
-            if ns >= 0:
-                nl = lin | bits[i]
-                seen = cache.get(ns)
-                if seen is None:
-                    seen = cache[ns] = set()
+        call = info[e]
+        if call is not None:  # a call: try to linearize it here
+            m, i, bit, memo = call
+            r = memo.get(state)
+            if r is None:
+                r = transition(i, state, memo)
+            if r:
+                nl = lin | bit
+                seen = r[1]
                 if nl not in seen:
                     seen.add(nl)
                     push((e, state))
-                    state, lin = ns, nl
+                    state, lin = r[0], nl
                     # lift the call and its return out of the list
                     p, q = prv[e], nxt[e]
                     nxt[p], prv[q] = q, p
@@ -208,17 +217,17 @@ def _search(ops: list[Op], model: Model, deadline: float | None):
                 break
             backtracks += 1
             if deadline is not None and not backtracks & 0xFF and time.monotonic() > deadline:
-                return "unknown", sum(map(len, cache.values())), [], None
+                return "unknown", sum(map(len, cache)), [], None
             e, state = pop()
-            m = match[e]
-            lin ^= bits[opidx[e]]
+            m, i, bit, _ = info[e]
+            lin ^= bit
             # unlift, in the reverse order
             p, q = prv[m], nxt[m]
             nxt[p] = prv[q] = m
             p, q = prv[e], nxt[e]
             nxt[p] = prv[q] = e
             e = nxt[e]
-    n_states = sum(map(len, cache.values()))
+    n_states = sum(map(len, cache))
     if nxt[0] == tail:
         return True, n_states, [], None
     prefix, failing = best_rec
