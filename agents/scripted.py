@@ -1,0 +1,108 @@
+"""Scripted policies for the capgym environments, usable through the same API as learned ones.
+
+A policy is a function ``policy(observation, action_mask) -> action`` over one agent's
+observation vector and mask (``obs["observation"]``, ``obs["action_mask"]``). In every capgym
+environment the **last** action index is the no-op: it is the only legal action when the agent owes
+no decision, and an agent that owes one and answers the no-op gets the protocol's textbook default.
+
+* :func:`textbook` -- the protocol's own (default) choice, always;
+* :func:`make_random` -- uniform over the legal actions (seeded);
+* :func:`always` -- a fixed choice when legal (Register-v0: ``always(0)`` local, ``always(1)``
+  quorum, ``always(2)`` refuse), the textbook default otherwise;
+* :func:`greedy` -- the highest legal choice (Commons-v0: the largest harvest);
+* :func:`make_restrained` -- Commons-v0: a small harvest while the known level is healthy.
+
+:func:`run_episode` plays one whole episode of an AEC or Parallel environment with a policy per
+agent (or one for all) and returns the returns and the observer's global measures.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+Policy = Callable[[np.ndarray, np.ndarray], int]
+
+
+def _noop(mask) -> int:
+    return len(mask) - 1
+
+
+def textbook(obs, mask) -> int:
+    """The protocol's textbook choice: the no-op, which the environment answers with the default."""
+    return _noop(mask)
+
+
+def make_random(seed: int = 0) -> Policy:
+    """Uniform over the legal actions, from a seeded generator."""
+    rng = random.Random(seed)
+
+    def policy(obs, mask) -> int:
+        legal = [i for i, m in enumerate(mask) if m]
+        return legal[0] if len(legal) == 1 else rng.choice(legal)
+
+    return policy
+
+
+def always(action: int) -> Policy:
+    """Choose ``action`` whenever it is legal (else the no-op: the textbook default or nothing)."""
+
+    def policy(obs, mask) -> int:
+        return action if mask[action] else _noop(mask)
+
+    policy.__name__ = f"always_{action}"
+    return policy
+
+
+always_local = always(0)  # Register-v0
+always_quorum = always(1)  # Register-v0
+always_refuse = always(2)  # Register-v0
+
+
+def greedy(obs, mask) -> int:
+    """The highest-numbered legal choice (Commons-v0: harvest as much as possible)."""
+    legal = [i for i, m in enumerate(mask[:-1]) if m]
+    return legal[-1] if legal else _noop(mask)
+
+
+def make_restrained(action: int = 1, threshold: float = 0.5) -> Policy:
+    """Commons-v0: harvest level ``action`` while the known level (``obs[0]``, a fraction of the
+    capacity, valid when ``obs[1]`` is 1) is at least ``threshold``; otherwise harvest nothing."""
+
+    def policy(obs, mask) -> int:
+        if not mask[0]:
+            return _noop(mask)
+        return action if obs[1] > 0 and obs[0] >= threshold and mask[action] else 0
+
+    return policy
+
+
+def run_episode(env, policies: Policy | Mapping[str, Policy], seed: int | None = None) -> dict:
+    """Play one episode of ``env`` (AEC or Parallel) with ``policies`` (one, or one per agent).
+
+    Returns ``{"returns": {agent: total reward}, "global": the observer's measures, "steps": n}``.
+    """
+    pick = (lambda a: policies[a]) if isinstance(policies, Mapping) else (lambda a: policies)
+    returns: dict = {}
+    steps = 0
+    if hasattr(env, "agent_iter"):
+        env.reset(seed=seed)
+        returns = dict.fromkeys(env.possible_agents, 0.0)
+        for agent in env.agent_iter():
+            obs, reward, term, trunc, _info = env.last()
+            returns[agent] += reward
+            action = None if term or trunc else int(pick(agent)(obs["observation"], obs["action_mask"]))
+            env.step(action)
+            steps += 1
+    else:
+        obs, _ = env.reset(seed=seed)
+        returns = dict.fromkeys(env.possible_agents, 0.0)
+        while env.agents:
+            actions = {a: int(pick(a)(obs[a]["observation"], obs[a]["action_mask"])) for a in env.agents}
+            obs, rewards, _t, _tr, _i = env.step(actions)
+            for a, r in rewards.items():
+                returns[a] += r
+            steps += 1
+    return {"returns": returns, "global": env.global_measures(), "steps": steps}

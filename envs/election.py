@@ -1,0 +1,139 @@
+"""Election-v0: Raft servers whose agents choose their election timeouts and whether to stand.
+
+Every node runs ``raft`` (Ongaro and Ousterhout 2014) from ``agents/protocols``. Two decisions are
+left to the agents:
+
+* ``("election_timeout", term)`` -- asked whenever the node enters a new term: actions
+  ``0..k-1`` pick ``timeout_choices_ms[a]`` (default: 5 evenly spaced in ``election_timeout_ms``);
+  action ``k`` draws one uniformly from ``election_timeout_ms`` (the textbook rule, the default);
+* ``("stand", term)`` -- asked when the election timer fires: ``1`` become a candidate (default),
+  ``0`` stay a follower for another timeout; only actions 0 and 1 are legal.
+
+Actions: ``Discrete(k + 2)``; index ``k + 1`` is the no-op (legal only with nothing to decide).
+
+Observation (``Box(10)``, local view only)
+    ``[is_timeout_decision, is_stand_decision, currentTerm, lastLogIndex, lastLogTerm, commitIndex,
+    failed elections in a row, seconds since heard from a leader or granted a vote, clock_s,
+    owes_decision]`` -- from the node's own state and its own clock.
+
+Rewards
+    local: every ``tick_ms`` the observer credits each running node with the time that passed on
+    *its own clock* (in seconds, never negative) times ``know_reward`` when the node knows a leader
+    (``leaderId`` set), plus ``leader_bonus`` per second while it is the leader itself (the selfish
+    incentive). The observer's welfare: per second with an *effective* leader (a leader that a
+    majority of nodes, itself included, follow in its term) ``know_reward`` per agent, minus
+    ``safety_penalty`` if two leaders were ever elected in one term.
+
+Global measures: ``metrics.election`` (safety, time without leader, elections, split votes) plus
+``effective_leader_fraction`` (the observer's own sampling) and ``returns``.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from agents.protocols import get as get_protocol
+from envs.base import CapAEC, CapParallel, EnvConfig, Episode, Game, validate
+from envs.world.sim import Ask
+
+
+class ElectionConfig(EnvConfig):
+    know_reward: float = Field(1.0, description="local reward per own-clock second of knowing a leader")
+    leader_bonus: float = Field(0.0, description="extra local reward per own-clock second as leader")
+    safety_penalty: float = Field(100.0, ge=0, description="observer welfare lost per election-safety violation")
+    tick_ms: float = Field(10.0, gt=0, description="observer sampling period (true ms)")
+
+
+class ElectionGame(Game):
+    Config = ElectionConfig
+    name = "Election-v0"
+    n_features = 8
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.cls = get_protocol("raft")
+        self.params = validate(self.cls.Params, cfg.protocol_params)
+        self.k = len(self.params.timeout_choices_ms)
+        self.n_actions = self.k + 1
+        self.stand_mask = [1, 1] + [0] * (self.n_actions - 2)
+        self.timeout_mask = [1] * self.n_actions
+
+    def node_program(self):
+        return self.cls, self.params
+
+    def features(self, ask: Ask) -> list[float]:
+        o = ask.obs
+        timeout = ask.point[0] == "election_timeout"
+        return [float(timeout), float(not timeout), o[0], o[1], o[2], o[3], o[4], o[5] / 1000.0]
+
+    def mask(self, ask: Ask) -> list[int]:
+        return self.timeout_mask if ask.point[0] == "election_timeout" else self.stand_mask
+
+    def setup(self, ep: Episode) -> None:
+        sim, cfg, n = ep.sim, self.cfg, ep.n
+        last = [sim.states[i].clock.local(0.0) for i in range(n)]
+        ep.led = 0.0  # true ms with an effective leader
+        majority = n // 2 + 1
+        tick = cfg.tick_ms
+
+        def sample():
+            now = sim.now
+            earned = ep.earned
+            follows: dict = {}
+            for i, s in enumerate(sim.states):
+                c = s.clock.local(now)
+                dc, last[i] = max(0.0, c - last[i]) / 1000.0, c
+                if not s.up or s.paused:
+                    continue
+                node = s.obj
+                if node.leaderId is not None:
+                    earned[i] += cfg.know_reward * dc
+                    key = (node.leaderId, node.currentTerm)
+                    follows[key] = follows.get(key, 0) + 1
+                if node.state == "leader":
+                    earned[i] += cfg.leader_bonus * dc
+            if any(c >= majority and sim.states[lid].up and sim.states[lid].obj.state == "leader"
+                   and sim.states[lid].obj.currentTerm == term for (lid, term), c in follows.items()):
+                ep.led += tick
+            sim.call_at(now + tick, sample)
+
+        sim.call_at(tick, sample)
+        ep.led_paid = 0.0
+
+    def welfare_step(self, ep: Episode, local) -> None:
+        ep.welfare += self.cfg.know_reward * (ep.led - ep.led_paid) / 1000.0
+        ep.led_paid = ep.led
+
+    def measures(self, ep: Episode) -> dict:
+        from metrics.election import election
+
+        m = election(ep.sim.trace.events(), start=0.0, end=ep.sim.now)
+        m["effective_leader_fraction"] = ep.led / ep.sim.now if ep.sim.now else None
+        m["decisions"] = ep.decisions
+        m["returns"] = ep.earned.round(6).tolist()
+        return m
+
+    def terminal_welfare(self, ep: Episode, m: dict) -> float:
+        return -self.cfg.safety_penalty * len(m["safety_violations"])
+
+
+class raw_env(CapAEC):
+    """Election-v0 in the AEC API (see the module docstring)."""
+
+    game_cls = ElectionGame
+    metadata = {"render_modes": ["ansi"], "name": "Election-v0", "is_parallelizable": True}
+
+
+class parallel_raw_env(CapParallel):
+    """Election-v0 in the Parallel API (see the module docstring)."""
+
+    game_cls = ElectionGame
+    metadata = {"render_modes": ["ansi"], "name": "Election-v0", "is_parallelizable": True}
+
+
+def env(**kwargs) -> raw_env:
+    return raw_env(**kwargs)
+
+
+def parallel_env(**kwargs) -> parallel_raw_env:
+    return parallel_raw_env(**kwargs)

@@ -1,0 +1,157 @@
+"""Register-v0, the CAP game: replicas of a register choose, per client operation, how to serve it.
+
+Every node is a replica of one register (or of a key-value store: ``workload.keys > 0``) running
+``abd`` (default: ABD, Attiya, Bar-Noy and Dolev 1995) or ``eventual`` (last-writer-wins with
+anti-entropy) from ``agents/protocols``. Jepsen-style clients send reads and writes to their node;
+for each one, that node's agent decides ``("serve", op.id)``.
+
+Actions (``Discrete(4)``)
+    ``0`` local: answer from this replica's state at once (available, may be stale);
+    ``1`` quorum: the protocol's majority-quorum operation (ABD: linearizable; slow or failing in a
+    minority partition); ``2`` refuse: reply ``fail``; ``3`` no-op (legal only with nothing to
+    decide). The textbook default is the protocol's (ABD: quorum, eventual: local).
+
+Observation (``Box(6)``, local view only)
+    ``[is_write, reachable, quorum, staleness, clock_s, owes_decision]``: whether the operation is a
+    write; the fraction of peers heard from within ``suspect_ms`` of the node's own clock; 1.0 when
+    those peers and this node make a majority; the mean over peers of ``min(1, time since last heard
+    / suspect_ms)``; the node's own clock in seconds; 1.0 when a decision is owed.
+
+Rewards
+    local: ``+ok_reward`` for every operation this node answered ``ok`` before the client's timeout,
+    ``-msg_cost`` for every message it sent. The observer's welfare: the mean local reward, minus
+    ``stale_penalty`` per stale read and ``nonlinearizable_penalty`` when the history is not
+    linearizable (both known only at the end, per agent).
+
+Global measures (final ``infos[agent]["global"]`` and ``global_measures()``)
+    ``linearizable`` (``metrics.linearizability``, Wing-Gong-Lowe; ``"unknown"`` when the time budget
+    ``linearizability_timeout_s`` runs out, ``None`` when not checked), ``stale_reads`` and
+    ``stale_fraction`` (``metrics.staleness``), ``availability`` (``ok`` fraction overall / during
+    partitions, ``metrics.availability``), ``messages``, ``ops``, ``decisions``, ``returns``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from agents.protocols import get as get_protocol
+from envs.base import CapAEC, CapParallel, EnvConfig, Episode, Game, validate
+from envs.world.records import OK
+from envs.world.sim import Ask
+
+
+class RegisterConfig(EnvConfig):
+    protocol: Literal["abd", "eventual"] = "abd"
+    ok_reward: float = Field(1.0, description="local reward per operation answered ok in time")
+    msg_cost: float = Field(0.01, ge=0, description="local cost per message sent")
+    stale_penalty: float = Field(1.0, ge=0, description="observer welfare lost per stale read (per agent)")
+    nonlinearizable_penalty: float = Field(10.0, ge=0, description="observer welfare lost if not linearizable")
+    check_linearizability: bool = True
+    linearizability_timeout_s: float = Field(5.0, gt=0, description="wall-clock budget of the check")
+
+
+class RegisterGame(Game):
+    Config = RegisterConfig
+    name = "Register-v0"
+    n_actions = 3
+    n_features = 4
+
+    @property
+    def default_workload(self) -> dict:
+        n = self.cfg.nodes
+        return {"clients": n, "ops": {"read": 0.5, "write": 0.5}, "think_ms": 20.0, "timeout_ms": 500.0}
+
+    def node_program(self):
+        cls = get_protocol(self.cfg.protocol)
+        return cls, validate(cls.Params, self.cfg.protocol_params)
+
+    def setup(self, ep: Episode) -> None:
+        earned, reward = ep.earned, self.cfg.ok_reward
+
+        def completed(op):
+            if op.status == OK:
+                earned[op.node] += reward
+
+        ep.sim.on_complete.append(completed)
+        ep.cursor = 0  # how far the trace has been scanned for sends
+        ep.sent = np.zeros(ep.n, dtype=np.int64)
+
+    def features(self, ask: Ask) -> list[float]:
+        return ask.obs
+
+    def collect(self, ep: Episode) -> None:
+        """Charge each node ``msg_cost`` per message it sent since the last call (read off the trace)."""
+        raw, sent, earned, cost = ep.sim.trace.raw, ep.sent, ep.earned, self.cfg.msg_cost
+        for i in range(ep.cursor, len(raw)):
+            r = raw[i]
+            if r[0] == "send":
+                sent[r[1]] += 1
+                earned[r[1]] -= cost
+        ep.cursor = len(raw)
+
+    def measures(self, ep: Episode) -> dict:
+        from metrics.availability import availability
+        from metrics.staleness import staleness
+
+        sim = ep.sim
+        hist = list(sim.history)
+        st = staleness(hist)
+        av = availability(hist, sim.trace.events(kinds={"partition", "heal"}))
+        m = {
+            "ops": len(hist),
+            "decisions": ep.decisions,
+            "messages": int(sim._mid),
+            "stale_reads": st["stale_reads"],
+            "stale_fraction": st["stale_fraction"],
+            "reads": st["reads"],
+            "availability": av["ok_fraction"],
+            "availability_partitioned": av["ok_fraction_partitioned"],
+            "counts": av["counts"],
+            "returns": (ep.earned).round(6).tolist(),
+            "linearizable": None,
+        }
+        if self.cfg.check_linearizability:
+            from metrics.linearizability import check
+            from metrics.models import KV, REGISTER
+
+            model = KV if (self.scn_keys(ep) or any(op.f in ("get", "put", "append") for op in hist)) else REGISTER
+            ops = [op for op in hist if op.f in model.ops]
+            m["linearizable"] = check(ops, model, timeout=self.cfg.linearizability_timeout_s).ok
+        return m
+
+    @staticmethod
+    def scn_keys(ep: Episode) -> int:
+        return ep.scn.workload.keys
+
+    def terminal_welfare(self, ep: Episode, m: dict) -> float:
+        pen = self.cfg.stale_penalty * (m["stale_reads"] or 0) / ep.n
+        if m["linearizable"] is False:
+            pen += self.cfg.nonlinearizable_penalty
+        return -pen
+
+
+class raw_env(CapAEC):
+    """Register-v0 in the AEC API (see the module docstring)."""
+
+    game_cls = RegisterGame
+    metadata = {"render_modes": ["ansi"], "name": "Register-v0", "is_parallelizable": True}
+
+
+class parallel_raw_env(CapParallel):
+    """Register-v0 in the Parallel API (see the module docstring)."""
+
+    game_cls = RegisterGame
+    metadata = {"render_modes": ["ansi"], "name": "Register-v0", "is_parallelizable": True}
+
+
+def env(**kwargs) -> raw_env:
+    """Register-v0, AEC API."""
+    return raw_env(**kwargs)
+
+
+def parallel_env(**kwargs) -> parallel_raw_env:
+    """Register-v0, Parallel API."""
+    return parallel_raw_env(**kwargs)
