@@ -69,7 +69,7 @@ def test_unknown_exit_3_when_the_budget_runs_out(capsys):
 
 @needs_data
 def test_reference_files_with_detected_format(capsys):
-    files = [str(DATA / "jepsen-etcd" / f) for f in ("etcd_000.log", "etcd_002.log")]
+    files = [str(DATA / "jepsen-etcd" / f) for f in ("etcd_000.log", "etcd_031.log")]
     assert main(["check", *files, "--model", "cas-register", "--json"]) == 1
     assert [json.loads(x)["linearizable"] for x in capsys.readouterr().out.splitlines()] == [False, True]
     assert main(["check", str(DATA / "kv" / "c10-ok.txt"), "--format", "jepsen-edn"]) == 0
