@@ -64,9 +64,13 @@ class RegisterGame(Game):
         n = self.cfg.nodes
         return {"clients": n, "ops": {"read": 0.5, "write": 0.5}, "think_ms": 20.0, "timeout_ms": 500.0}
 
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.cls = get_protocol(cfg.protocol)
+        self.params = validate(self.cls.Params, cfg.protocol_params)
+
     def node_program(self):
-        cls = get_protocol(self.cfg.protocol)
-        return cls, validate(cls.Params, self.cfg.protocol_params)
+        return self.cls, self.params
 
     def setup(self, ep: Episode) -> None:
         earned, reward = ep.earned, self.cfg.ok_reward

@@ -1,0 +1,83 @@
+"""PettingZoo's own API tests on every capgym environment, several sizes, faults on."""
+
+import warnings
+
+import numpy as np
+import pettingzoo
+import pytest
+from pettingzoo.test import api_test, parallel_api_test
+
+import envs
+
+IDS = list(envs.ENVIRONMENTS)
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Dict observations: PettingZoo's advisory warnings
+        yield
+
+
+@pytest.mark.parametrize("nodes", [3, 5])
+@pytest.mark.parametrize("env_id", IDS)
+def test_aec_api(env_id, nodes):
+    env = pettingzoo.make("aec", env_id, nodes=nodes, duration_ms=1000, faults=True)
+    api_test(env, num_cycles=100)
+
+
+@pytest.mark.parametrize("nodes", [2, 4])
+@pytest.mark.parametrize("env_id", IDS)
+def test_parallel_api(env_id, nodes):
+    env = pettingzoo.make("parallel", env_id, nodes=nodes, duration_ms=1000, faults=True)
+    parallel_api_test(env, num_cycles=100)
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_noop_is_last_and_masks_are_honest(env_id):
+    """Agents with nothing to decide may only no-op; agents that owe a decision may not no-op."""
+    env = pettingzoo.make("parallel", env_id, nodes=4, duration_ms=800, faults=True)
+    obs, _ = env.reset(seed=2)
+    rng = np.random.default_rng(0)
+    while env.agents:
+        for a, o in obs.items():
+            owes = o["observation"][-1] == 1.0
+            mask = o["action_mask"]
+            assert mask[-1] == (0 if owes else 1), (a, mask)
+            assert mask[:-1].any() == owes
+        actions = {a: int(rng.choice(np.flatnonzero(obs[a]["action_mask"]))) for a in env.agents}
+        obs, *_ = env.step(actions)
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_final_infos_carry_global_measures(env_id):
+    env = pettingzoo.make("parallel", env_id, nodes=3, duration_ms=600)
+    obs, _ = env.reset(seed=1)
+    infos = {}
+    while env.agents:
+        obs, _r, _t, trunc, infos = env.step({a: len(o["action_mask"]) - 1 for a, o in obs.items()})
+    assert all(trunc.values())
+    m = env.global_measures()
+    assert m and all(i["global"] is m for i in infos.values())
+    assert "returns" in m
+
+
+def test_make_passes_kwargs_and_max_cycles():
+    env = pettingzoo.make("aec", "capgym/Register-v0", nodes=4, max_cycles=3)
+    env.reset(seed=0)
+    steps = 0
+    for _agent in env.agent_iter():
+        _o, _r, term, trunc, _i = env.last()
+        env.step(None if term or trunc else 3)
+        steps += 1
+    assert env.num_agents == 0 and len(env.possible_agents) == 4
+    assert env.episode.decisions == 12  # max_cycles * nodes decisions, then truncation
+
+
+@pytest.mark.parametrize("bad, word", [({"nodes": 1}, "nodes"), ({"reward_mode": "selfish"}, "reward_mode"),
+                                       ({"bogus": 1}, "bogus"), ({"protocol_params": {"retry_ms": -1}}, "retry_ms")])
+def test_config_errors_are_one_line(bad, word):
+    with pytest.raises(ValueError) as e:
+        pettingzoo.make("aec", "capgym/Register-v0", **bad)
+    msg = str(e.value)
+    assert word in msg and "\n" not in msg
