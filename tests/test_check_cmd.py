@@ -63,8 +63,21 @@ def test_unknown_exit_3_when_the_budget_runs_out(capsys):
     ok_small, big = str(DATA / "kv" / "c01-ok.txt"), str(DATA / "kv" / "c50-ok.txt")
     assert main(["check", ok_small, big, "--model", "kv", "--timeout", "0"]) == 3
     assert ": unknown" in capsys.readouterr().out.splitlines()[1]
-    # a false verdict wins over an unknown one
-    assert main(["check", str(DATA / "kv" / "c01-bad.txt"), big, "--timeout", "0"]) == 1
+
+
+def test_a_false_verdict_wins_over_an_unknown_one(good, bad, monkeypatch, capsys):
+    import metrics.linearizability as lin
+
+    real = lin.check
+    fake = lambda ops, model, timeout=None: lin.CheckResult("unknown", model.name, len(ops))
+    monkeypatch.setattr(lin, "check", fake)
+    assert main(["check", good, "--timeout", "1"]) == 3
+    assert capsys.readouterr().out.startswith(f"{good}: unknown")
+    is_bad = lambda ops: any(op.output == 2 for op in ops)
+    monkeypatch.setattr(lin, "check", lambda ops, model, timeout=None: (real if is_bad(ops) else fake)(ops, model))
+    assert main(["check", good, bad]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{good}: unknown") and out[1].startswith(f"{bad}: NOT linearizable")
 
 
 @needs_data
