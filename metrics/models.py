@@ -20,10 +20,6 @@ from dataclasses import dataclass, field
 from envs.world.records import UNKNOWN, Op
 
 
-def _one_partition(ops: list[Op]) -> list[list[Op]]:
-    return [ops] if ops else []
-
-
 def partition_by_key(ops: list[Op]) -> list[list[Op]]:
     """Split a history into one sub-history per key (keys are independent objects)."""
     parts: dict = {}
@@ -58,7 +54,7 @@ class Model:
     step: Callable[[Hashable, Op], tuple[bool, Hashable]]
     ops: frozenset[str]
     readonly: frozenset[str] = frozenset()
-    partition: Callable[[list[Op]], list[list[Op]]] = _one_partition
+    partition: Callable[[list[Op]], list[list[Op]]] = partition_by_key
     describe: Callable[[Op], str] = describe_op
     doc: str = field(default="", compare=False)
 
@@ -100,13 +96,13 @@ def _kv_step(state, op: Op):
 
 REGISTER = Model(
     name="register", init=None, step=_register_step, ops=frozenset({"read", "write"}),
-    readonly=frozenset({"read"}),
-    doc="one register, initially None; read returns the last value written",
+    readonly=frozenset({"read"}), partition=partition_by_key,
+    doc="registers (one per key; key None for a single one), initially None; read returns the last write",
 )
 CAS_REGISTER = Model(
     name="cas-register", init=None, step=_cas_register_step, ops=frozenset({"read", "write", "cas"}),
-    readonly=frozenset({"read"}),
-    doc="one register, initially None, with compare-and-set [expected, new]",
+    readonly=frozenset({"read"}), partition=partition_by_key,
+    doc="registers as above, with compare-and-set [expected, new]",
 )
 KV = Model(
     name="kv", init="", step=_kv_step, ops=frozenset({"get", "put", "append"}),

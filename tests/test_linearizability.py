@@ -178,7 +178,7 @@ def random_history(rng: random.Random, model: str, n_ops: int) -> list[Op]:
     """Ops of a few processes, executed at random points inside their intervals, then maybe corrupted."""
     kinds = {"register": ["read", "write"], "cas-register": ["read", "write", "cas"],
              "kv": ["get", "put", "append"]}[model]
-    keys = ["x", "y"] if model == "kv" else [None]
+    keys = ["x", "y"] if model == "kv" or rng.random() < 0.3 else [None]
     ops, clock = [], {p: rng.randint(0, 3) for p in range(rng.randint(1, 3))}
     for i in range(n_ops):
         p = rng.choice(list(clock))
@@ -211,12 +211,11 @@ def random_history(rng: random.Random, model: str, n_ops: int) -> list[Op]:
     return hist
 
 
-@pytest.mark.parametrize("model", ["register", "cas-register", "kv"])
-def test_search_agrees_with_brute_force(model):
-    rng = random.Random(f"linearizability-{model}")
+def agree_with_brute_force(model: str, seed: str, histories: int, max_ops: int) -> dict:
+    rng = random.Random(seed)
     outcomes = {True: 0, False: 0}
-    for _ in range(1500):
-        hist = random_history(rng, model, rng.randint(1, 6))
+    for _ in range(histories):
+        hist = random_history(rng, model, rng.randint(1, max_ops))
         expected = brute_force(hist, model)
         r = check(hist, MODELS[model])
         assert r.ok is expected, [o.to_dict() for o in hist]
@@ -225,4 +224,17 @@ def test_search_agrees_with_brute_force(model):
             # the prefix found is itself linearizable and the failing op is not in it
             assert r.failing_op not in r.prefix
             assert check(list(r.prefix), MODELS[model]).ok is True
+    return outcomes
+
+
+@pytest.mark.parametrize("model", ["register", "cas-register", "kv"])
+def test_search_agrees_with_brute_force(model):
+    outcomes = agree_with_brute_force(model, f"linearizability-{model}", 1500, 6)
     assert min(outcomes.values()) > 200  # both verdicts well represented
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["register", "cas-register", "kv"])
+def test_search_agrees_with_brute_force_longer_histories(model):
+    outcomes = agree_with_brute_force(model, f"linearizability-long-{model}", 5000, 9)
+    assert min(outcomes.values()) > 500
