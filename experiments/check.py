@@ -42,7 +42,8 @@ def _verdict_line(path: str, r) -> str:
     if r.ok == "unknown":
         return f"{path}: unknown: time budget ran out after {r.elapsed:.3f} s ({r.model}, {r.ops} ops)"
     key = "" if r.failing_key is None else f" on key {r.failing_key!r}"
-    return (f"{path}: NOT linearizable ({r.model}, {r.ops} ops): {MODELS[r.model].describe(r.failing_op)}"
+    return (f"{path}: NOT linearizable ({r.model}, {r.ops} ops, {r.elapsed:.3f} s): "
+            f"{MODELS[r.model].describe(r.failing_op)}"
             f" cannot be linearized{key}; longest linearizable prefix {r.prefix_len} ops")
 
 

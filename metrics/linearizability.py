@@ -78,7 +78,7 @@ class CheckResult:
             "failing_key": self.failing_key,
             "prefix_len": self.prefix_len,
             "prefix": [op.id for op in self.prefix],
-            "partitions": [vars(p).copy() for p in self.partitions],
+            "partitions": [{**vars(p), "elapsed": round(p.elapsed, 6)} for p in self.partitions],
             "elapsed": round(self.elapsed, 6),
         }
 
