@@ -180,6 +180,9 @@ def read_jsonl(text: str, where: str = "<history>") -> list[Op]:
             (op,) = history_from_jsonl(line)
         except (ValueError, TypeError) as e:
             raise HistoryError(f"{where}:{no}: not an operation record: {e}") from None
+        times = (op.invoke,) if op.complete is None else (op.invoke, op.complete)
+        if not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in times):
+            raise HistoryError(f"{where}:{no}: invoke and complete must be numbers")
         if op.status not in STATUSES:
             raise HistoryError(f"{where}:{no}: unknown status {op.status!r}")
         if op.status != UNKNOWN and op.complete is None:

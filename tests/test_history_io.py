@@ -103,7 +103,8 @@ def test_jsonl_round_trip_and_errors(tmp_path):
     assert read_history(path, "jsonl") == ops
     lines = history_to_jsonl(ops).splitlines()
     for bad in ['{"id": 1, "process"', '{"id": 1, "nope": 2}', '[1, 2]',
-                lines[0].replace('"ok"', '"maybe"'), lines[0].replace('"complete":1.5', '"complete":null')]:
+                lines[0].replace('"ok"', '"maybe"'), lines[0].replace('"invoke":0.5', '"invoke":"soon"'),
+                lines[0].replace('"complete":1.5', '"complete":null')]:
         path.write_text("\n".join([lines[0], bad, lines[1]]))
         with pytest.raises(HistoryError, match=r"h\.jsonl:2: "):
             read_history(path)
