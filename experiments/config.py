@@ -259,11 +259,20 @@ def validate(data: dict) -> RunConfig:
             seen.add(entry.tag)
             cfg.compare[i] = _validate_entry(entry, f"compare.{i}")
     if cfg.runtime == "live":
-        import importlib.util
-
-        if importlib.util.find_spec("experiments.live") is None:
-            raise UserError("runtime: the live runtime is not available yet (experiments/live is missing)")
+        if live_runner() is None:
+            raise UserError("runtime: the live runtime is not available yet (no experiments.live.run_live)")
     return cfg
+
+
+def live_runner():
+    """``experiments.live.run_live(cfg, run_dir)`` when the live runtime exists, else ``None``."""
+    import importlib
+
+    try:
+        live = importlib.import_module("experiments.live")
+    except ImportError:
+        return None
+    return getattr(live, "run_live", None)
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:

@@ -72,3 +72,61 @@ def log_run(cfg: RunConfig, run_dir: Path, summaries: dict[str, dict], series: d
     finally:
         run.finish()
     return folder
+
+
+# --- reading an offline run back ------------------------------------------------------------------
+def read_offline_records(path: str | Path):
+    """The protobuf records of an offline run's ``run-*.wandb`` transaction log.
+
+    The file is a LevelDB-style log (as wandb's own datastore writes it): a 7-byte header
+    (``:W&B``, magic 0xBEE1, version 0), then 32 KiB blocks of chunks, each with a 7-byte header
+    (CRC-32, length, type: 1 full, 2 first, 3 middle, 4 last); a block's last < 7 bytes are padding.
+    """
+    import struct
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = Path(path).read_bytes()
+    ident, magic, version = struct.unpack_from("<4sHB", data, 0)
+    if ident != b":W&B" or magic != 0xBEE1:
+        raise ValueError(f"{path}: not a wandb transaction log")
+    block, pos, parts, records = 32768, 7, b"", []
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:
+            pos += left
+            continue
+        _crc, length, kind = struct.unpack_from("<IHB", data, pos)
+        if kind == 0 and length == 0:
+            pos += left  # zero padding to the end of the block
+            continue
+        chunk = data[pos + 7: pos + 7 + length]
+        pos += 7 + length
+        parts = chunk if kind in (1, 2) else parts + chunk
+        if kind in (1, 4):
+            rec = pb.Record()
+            rec.ParseFromString(parts)
+            records.append(rec)
+            parts = b""
+    return records
+
+
+def offline_summary(run_folder: str | Path) -> dict:
+    """The summary an offline run holds: its ``files/wandb-summary.json`` when wandb wrote one
+    (it does once synced), else the summary records of its transaction log."""
+    import json
+
+    run_folder = Path(run_folder)
+    f = run_folder / "files" / "wandb-summary.json"
+    if f.is_file():
+        return json.loads(f.read_text())
+    out: dict = {}
+    for log in run_folder.glob("run-*.wandb"):
+        for rec in read_offline_records(log):
+            if rec.WhichOneof("record_type") == "summary":
+                for item in rec.summary.update:
+                    key = item.key or "/".join(item.nested_key)
+                    out[key] = json.loads(item.value_json)
+                for item in rec.summary.remove:
+                    out.pop(item.key or "/".join(item.nested_key), None)
+    return out
