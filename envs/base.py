@@ -142,7 +142,7 @@ class Game:
 
     def welfare_step(self, ep: Episode, local: np.ndarray) -> None:
         """Default observer welfare: the mean of what the agents earned (utilitarian, per agent)."""
-        ep.welfare += float(local.mean())
+        ep.welfare += float(np.add.reduce(local)) / ep.n
 
     def measures(self, ep: Episode) -> dict:
         """The observer's global measures of the finished episode."""
@@ -173,6 +173,7 @@ class Episode:
         self.welfare = 0.0  # the observer's welfare so far
         self.welfare_paid = 0.0
         self.done = False
+        self.mode = cfg.reward_mode
         self.final: dict | None = None
         k, d = game.n_actions, game.n_features
         self.noop_mask = np.zeros(k + 1, dtype=np.int8)
@@ -239,7 +240,7 @@ class Episode:
         return obs
 
     # --- rewards --------------------------------------------------------------------------------
-    def rewards(self) -> np.ndarray:
+    def rewards(self) -> list[float]:
         """Each agent's reward since the last call, in the configured mode."""
         local = self.earned - self.paid
         self.paid[:] = self.earned
@@ -249,13 +250,13 @@ class Episode:
             self.welfare += self.game.terminal_welfare(self, self.final)
         glob = self.welfare - self.welfare_paid
         self.welfare_paid = self.welfare
-        mode = self.game.cfg.reward_mode
+        mode = self.mode
         if mode == "local":
-            return local
+            return local.tolist()
         if mode == "global":
-            return np.full(self.n, glob)
+            return [glob] * self.n
         w = self.game.cfg.mixed_weight
-        return (1.0 - w) * local + w * glob
+        return ((1.0 - w) * local + w * glob).tolist()
 
     def global_measures(self) -> dict:
         """The observer's measures of the episode so far (computed once the episode is over)."""
@@ -377,7 +378,7 @@ class CapAEC(_Common, AECEnv):
         self._cumulative_rewards[agent] = 0.0
         ep.advance()
         r = ep.rewards()
-        self.rewards = {a: float(r[i]) for i, a in enumerate(self.possible_agents)}
+        self.rewards = dict(zip(self.possible_agents, r))
         self._select(ep)
         self._accumulate_rewards()
 
@@ -407,7 +408,7 @@ class CapParallel(_Common, ParallelEnv):
         r = ep.rewards()
         agents = self.agents
         obs = self._observations(ep)
-        rewards = {a: float(r[self.agent_index[a]]) for a in agents}
+        rewards = {a: r[self.agent_index[a]] for a in agents}
         terms = dict.fromkeys(agents, False)
         truncs = dict.fromkeys(agents, ep.done)
         if ep.done:

@@ -88,13 +88,14 @@ class RegisterGame(Game):
 
     def collect(self, ep: Episode) -> None:
         """Charge each node ``msg_cost`` per message it sent since the last call (read off the trace)."""
-        raw, sent, earned, cost = ep.sim.trace.raw, ep.sent, ep.earned, self.cfg.msg_cost
-        for i in range(ep.cursor, len(raw)):
-            r = raw[i]
+        raw, sent = ep.sim.trace.raw, ep.sent
+        new = [0] * ep.n
+        for r in raw[ep.cursor:]:
             if r[0] == "send":
-                sent[r[1]] += 1
-                earned[r[1]] -= cost
+                new[r[1]] += 1
         ep.cursor = len(raw)
+        sent += new
+        ep.earned -= self.cfg.msg_cost * np.array(new)
 
     def measures(self, ep: Episode) -> dict:
         from metrics.availability import availability
