@@ -173,12 +173,14 @@ def _search(ops: list[Op], model: Model, deadline: float | None):
         memo[state] = r
         return r
 
-    # per call node: (its return node, op index, op bit, memo of the op's transitions); None for returns
+    # per call node: (its return node, op index, op bit, memo of the op's transitions, 1 if the op's
+    # outcome is unknown else 0); None for return nodes
     info: list = [None] * (tail + 1)
     for node in range(1, tail):
         if match[node]:
             i = opidx[node]
-            info[node] = (match[node], i, 1 << i, {})
+            info[node] = (match[node], i, 1 << i, {}, int(ops[i].status == UNKNOWN))
+    has_unknown = any(op.status == UNKNOWN for op in ops)
 
     stack: list[tuple[int, int]] = []
     push, pop = stack.append, stack.pop
@@ -187,12 +189,18 @@ def _search(ops: list[Op], model: Model, deadline: float | None):
     best = 0
     best_rec = None
     backtracks = 0
+    # Search order: at each configuration try the operations that surely happened (phase 0) before
+    # the unknown ones (phase 1), which are rarely needed early. Same search space, found sooner.
+    phase = 0
 
     e = nxt[0]
     while nxt[0] != tail:
         call = info[e]
         if call is not None:  # a call: try to linearize it here
-            m, i, bit, memo = call
+            m, i, bit, memo, late = call
+            if late != phase:
+                e = nxt[e]
+                continue
             r = memo.get(state)
             if r is None:
                 r = transition(i, state, memo)
@@ -210,9 +218,11 @@ def _search(ops: list[Op], model: Model, deadline: float | None):
                     nxt[p], prv[q] = q, p
                     if len(stack) > best:
                         best, best_rec = len(stack), None
-                    e = nxt[0]
+                    e, phase = nxt[0], 0
                     continue
             e = nxt[e]
+        elif phase == 0 and has_unknown:  # now try the unknown operations within reach
+            e, phase = nxt[0], 1
         else:  # a return: its operation should have been linearized by now; backtrack
             if best_rec is None and len(stack) == best:
                 best_rec = ([opidx[c] for c, _ in stack], opidx[e])
@@ -222,7 +232,7 @@ def _search(ops: list[Op], model: Model, deadline: float | None):
             if deadline is not None and not backtracks & 0xFF and time.monotonic() > deadline:
                 return "unknown", sum(map(len, cache)), [], None
             e, state = pop()
-            m, i, bit, _ = info[e]
+            m, i, bit, _, phase = info[e]
             lin ^= bit
             # unlift, in the reverse order
             p, q = prv[m], nxt[m]
