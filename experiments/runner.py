@@ -7,8 +7,10 @@ from the history, the trace and the config, so ``capgym report`` rebuilds the sa
 the saved files.
 
 The measures come from ``metrics/``: availability (ok fraction, Gilbert & Lynch's A), staleness
-(stale reads, Bailis et al.'s PBS), cost (messages per operation) and linearizability (Wing & Gong
-/ Lowe search, P-compositional by key) against the model the workload's operations call for.
+(stale reads, Bailis et al.'s PBS), cost (messages per operation), convergence (divergence of the
+replicas' ``apply`` events, time to converge after the last heal) and linearizability (Wing & Gong
+/ Lowe search, P-compositional by key) against the model the workload's operations call for; a
+stale read is itself a proof of non-linearizability, so the search runs only when there is none.
 """
 
 from __future__ import annotations
@@ -128,6 +130,12 @@ def summarize(history: list[Op], events: list[Event], sim_ms: float, entry: Prot
     else:
         li = linearizability(history)
     parts = partition_intervals(events, end=sim_ms)
+    conv = None
+    if any(e.kind == "apply" for e in events):  # replicas that say what they hold: divergence
+        from metrics import convergence
+
+        sets = any(op.f == "read" and op.status == OK and isinstance(op.output, (list, tuple)) for op in history)
+        conv = convergence.summarize(history, events, "set" if sets else "register")
     return {
         "protocol": entry.name,
         "label": entry.tag,
@@ -153,6 +161,7 @@ def summarize(history: list[Op], events: list[Event], sim_ms: float, entry: Prot
         "partitioned_ms": sum(b - a for a, b in parts),
         "crashes": sum(1 for e in events if e.kind == "crash"),
         "linearizability": li,
+        "convergence": conv,
         "t_visibility": st["t_visibility"],
     }
 

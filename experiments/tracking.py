@@ -31,6 +31,10 @@ def flat_summary(summaries: dict[str, dict]) -> dict:
             v = s.get(k)
             if v is not None:
                 out[f"{label}/{k}"] = v
+        conv = s.get("convergence") or {}
+        for k in ("time_to_converge", "converged_at_end", "mean_pairs_differ"):
+            if conv.get(k) is not None:
+                out[f"{label}/{k}"] = conv[k]
         lat = s.get("latency_ms") or {}
         for q in ("p50", "p99"):
             if lat.get(q) is not None:
