@@ -65,6 +65,12 @@ class _Replicas:
             self.by_distinct[new] += 1
             self.ndistinct[key] = new
 
+    def _unfp(self, node) -> None:
+        f = self.fp[node]
+        self.fps[f] -= 1
+        if not self.fps[f]:
+            del self.fps[f]
+
     def apply(self, node, key, value) -> bool:
         """Apply at ``node``; ``False`` when its state did not change."""
         mine = self.state[node]
@@ -82,7 +88,7 @@ class _Replicas:
                 return False
         live = node in self.live
         if live:
-            self.fps[self.fp[node]] -= 1
+            self._unfp(node)
             if key in mine:
                 self.holders[key][old] -= 1
                 if not self.holders[key][old]:

@@ -95,8 +95,13 @@ def inside(times: Sequence[float], intervals: Sequence[tuple[float, float]]) -> 
     return mask
 
 
+_SCALARS = frozenset((int, str, float, bool, type(None)))
+
+
 def hashable(v):
     """A hashable stand-in for a value read from a trace or history (lists become tuples)."""
+    if type(v) in _SCALARS:
+        return v
     if isinstance(v, list | tuple):
         return tuple(hashable(x) for x in v)
     if isinstance(v, dict):
