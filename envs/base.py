@@ -164,7 +164,9 @@ class Episode:
         n = cfg.nodes
         self.n = n
         self.scn = game.scenario(seed)
-        self.sim: Sim = build_sim(self.scn, cls, params, agents=dict.fromkeys(range(n), EXTERNAL))
+        # the games score from the history and protocol records: no per-message trace needed
+        self.sim: Sim = build_sim(self.scn, cls, params, agents=dict.fromkeys(range(n), EXTERNAL),
+                                  record_messages=False)
         self.horizon = float(cfg.duration_ms)
         self.max_decisions = cfg.max_decisions
         self.decisions = 0

@@ -80,22 +80,16 @@ class RegisterGame(Game):
                 earned[op.node] += reward
 
         ep.sim.on_complete.append(completed)
-        ep.cursor = 0  # how far the trace has been scanned for sends
         ep.sent = np.zeros(ep.n, dtype=np.int64)
 
     def features(self, ask: Ask) -> list[float]:
         return ask.obs
 
     def collect(self, ep: Episode) -> None:
-        """Charge each node ``msg_cost`` per message it sent since the last call (read off the trace)."""
-        raw, sent = ep.sim.trace.raw, ep.sent
-        new = [0] * ep.n
-        for r in raw[ep.cursor:]:
-            if r[0] == "send":
-                new[r[1]] += 1
-        ep.cursor = len(raw)
-        sent += new
-        ep.earned -= self.cfg.msg_cost * np.array(new)
+        """Charge each node ``msg_cost`` per message it sent since the last call."""
+        now = np.array(ep.sim.sent_counts())
+        ep.earned -= self.cfg.msg_cost * (now - ep.sent)
+        ep.sent = now
 
     def measures(self, ep: Episode) -> dict:
         from metrics.availability import availability

@@ -351,3 +351,19 @@ def test_bad_scenario_config_names_the_key(cfg, expected):
         ScenarioConfig.model_validate(cfg)
     line = error_line(ei.value)
     assert "\n" not in line and expected in line, line
+
+
+def test_without_message_records_the_run_is_the_same():
+    scn = scenario(5)
+    full = build_sim(scn, Chatter)
+    lean = build_sim(scn, Chatter, record_messages=False)
+    full.run(until=scn.world.duration_ms)
+    lean.run(until=scn.world.duration_ms)
+    assert [o.to_dict() for o in full.history] == [o.to_dict() for o in lean.history]
+    sends = [0] * scn.world.nodes
+    for e in full.trace.events({"send"}):
+        sends[e.node] += 1
+    assert full.sent_counts() == sends == lean.sent_counts()
+    assert not any(r[0] in ("send", "recv") for r in lean.trace.raw)
+    with pytest.raises(RuntimeError, match="record_messages"):
+        lean.trace.vclock(0)

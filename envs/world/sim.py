@@ -50,7 +50,8 @@ class Ask:
 
 class _NodeState:
     __slots__ = ("id", "cls", "params", "obj", "up", "paused", "queued", "clock", "lamport",
-                 "timers", "durable", "incarnation", "proc", "busy_until", "ctx", "seed", "lat", "normal")
+                 "timers", "durable", "incarnation", "proc", "busy_until", "ctx", "seed", "lat", "normal",
+                 "sent")
 
     def __init__(self, nid, cls, params, clock, n, proc, seed):
         self.id, self.cls, self.params, self.clock = nid, cls, params, clock
@@ -68,6 +69,7 @@ class _NodeState:
         self.seed = seed
         self.lat = None  # latency streams of this node's outgoing links
         self.normal = False  # up, not paused, not slow: events take the hot path
+        self.sent = 0  # messages this node has sent (observer's count, kept across crashes)
 
     def refresh(self) -> None:
         self.normal = self.up and not self.paused and not self.proc
@@ -77,12 +79,13 @@ class Context:
     """What a node can reach. Nothing here tells it the true time."""
 
     __slots__ = ("_sim", "_s", "node_id", "nodes", "peers", "rng", "durable",
-                 "_rec", "_heap", "_seq", "_clock", "_lat")
+                 "_rec", "_heap", "_seq", "_clock", "_lat", "_rm")
 
     def __init__(self, sim: Sim, s: _NodeState):
         self._sim, self._s = sim, s
         # fixed for the life of the run, cached here for the send path
         self._rec, self._heap, self._seq, self._clock, self._lat = sim._rec, sim._heap, sim._seq, s.clock, s.lat
+        self._rm = sim.record_messages
         self.node_id = s.id
         self.nodes = list(range(sim.n))
         self.peers = [i for i in range(sim.n) if i != s.id]
@@ -111,13 +114,15 @@ class Context:
         sim, s = self._sim, self._s
         src = s.id
         s.lamport = lam = s.lamport + 1
+        s.sent += 1
         mid = sim._mid
         sim._mid = mid + 1
         tb = type(body)
         mtype = (body[0] if body else None) if tb is tuple else body.get("type") if tb is dict else tb.__name__
         t = sim.now
-        c = self._clock
-        self._rec(("send", src, t, c.base_local + c.rate * (t - c.base_true), lam, (dst, mid, mtype)))
+        if self._rm:
+            c = self._clock
+            self._rec(("send", src, t, c.base_local + c.rate * (t - c.base_true), lam, (dst, mid, mtype)))
         if sim._faulty:
             sim._transmit(src, dst, (src, body, mid, mtype, lam), t + s.proc)
         else:  # the common case, inlined: no fault can touch this message
@@ -162,7 +167,8 @@ class Sim:
 
     def __init__(self, n: int, node_cls: type[Node], params: Any = None, *, seed: int = 0,
                  network: Network | None = None, clocks: Sequence[Clock] | None = None,
-                 agents: dict | None = None, processing_ms: float = 0.0, client_latency_ms: float = 0.0):
+                 agents: dict | None = None, processing_ms: float = 0.0, client_latency_ms: float = 0.0,
+                 record_messages: bool = True):
         if n < 1:
             raise ValueError("a world needs at least one node")
         self.n = n
@@ -174,10 +180,13 @@ class Sim:
         self.agents: dict = dict(agents or {})
         self.processing_ms = processing_ms
         self.client_latency_ms = client_latency_ms
+        #: record send/recv events (needed for vector clocks, ShiViz and message-level measures);
+        #: training loops that only need the history may turn it off
+        self.record_messages = record_messages
         for st in self.states:
             st.lat = self.net.streams[st.id]
         self._refresh_faulty()
-        self.trace = Trace(n, keep_sent=bool(self.net.duplicate))
+        self.trace = Trace(n, keep_sent=bool(self.net.duplicate), messages=record_messages)
         self._rec = self.trace.raw.append
         self._heap: list = []
         self._seq = itertools.count()
@@ -424,6 +433,7 @@ class Sim:
         states = self.states
         pending = self.pending
         net = self.net
+        record_messages = self.record_messages
         _MSG, _CALL = MSG, CALL
         limit = float("inf") if until is None else until
         budget = -1 if max_events is None else max_events
@@ -461,8 +471,9 @@ class Sim:
                         lam = s.lamport
                         s.lamport = lam = (ml if ml > lam else lam) + 1
                         delivered += 1
-                        c = s.clock
-                        rec(("recv", dst, t, c.base_local + c.rate * (t - c.base_true), lam, (src, mid, mtype)))
+                        if record_messages:
+                            c = s.clock
+                            rec(("recv", dst, t, c.base_local + c.rate * (t - c.base_true), lam, (src, mid, mtype)))
                         s.obj.on_message(s.ctx, src, body)
                     elif self._abnormal(s, item):
                         continue
@@ -520,7 +531,8 @@ class Sim:
         if kind == MSG:
             _t, _q, _k, dst, src, body, mid, mtype, ml = item
             s.lamport = max(ml, s.lamport) + 1
-            self._rec(("recv", dst, t, s.clock.local(t), s.lamport, (src, mid, mtype)))
+            if self.record_messages:
+                self._rec(("recv", dst, t, s.clock.local(t), s.lamport, (src, mid, mtype)))
             s.obj.on_message(s.ctx, src, body)
             return False
         return False
@@ -547,6 +559,10 @@ class Sim:
             s.obj.on_decision(s.ctx, point, action)
 
     # --- summary -------------------------------------------------------------------------------
+    def sent_counts(self) -> list[int]:
+        """Messages sent by each node so far."""
+        return [st.sent for st in self.states]
+
     def stats(self) -> dict:
         return {
             "true_time_ms": self.now,

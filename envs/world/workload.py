@@ -4,8 +4,9 @@ Each client has one operation outstanding at a time (as in Jepsen): it picks an 
 configured mix, sends it to a node (its own fixed node, or a random one), waits for the reply or for
 ``timeout_ms`` (then the outcome is *unknown*), thinks for an exponential pause, and goes again.
 Clients time operations with the observer's true clock, so the history can be checked for
-linearizability. Written values are unique (the operation id) unless ``cas`` is in the mix, in
-which case values come from ``0..value_range-1`` so that compare-and-set can succeed.
+linearizability. Written values are unique (the operation id; ``"x<id> "`` strings for put and
+append) unless ``cas`` is in the mix, in which case values come from ``0..value_range-1`` so that
+compare-and-set can succeed.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class Workload:
             value = None
         elif f == "cas":
             value = [rng.randrange(cfg.value_range), rng.randrange(cfg.value_range)]
-        elif f == "append":
+        elif f in ("append", "put"):  # key-value values are strings, so put and append compose
             value = f"x{oid} "
         else:
             value = rng.randrange(cfg.value_range) if self.small_values else oid
