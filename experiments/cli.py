@@ -76,4 +76,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run through the importable module so that ``except UserError`` matches the class that the
+    # subcommand modules raise (``python -m`` would otherwise load this file twice)
+    from experiments.cli import main as _main
+
+    sys.exit(_main())

@@ -119,6 +119,13 @@ class Trace:
             fields = dict(zip(FIELDS[r[0]], fields))
         return Event(r[0], r[1], r[2], r[3], r[4], self.vcs[i], fields)
 
+    def records(self, kinds: set | None = None) -> Iterator[tuple]:
+        """The raw records ``(kind, node, t, clock, lamport, fields)`` without vector clocks: cheap.
+        ``fields`` is a dict for protocol records and a tuple (names in :data:`FIELDS`) otherwise."""
+        if kinds is None:
+            return iter(self.raw)
+        return (r for r in self.raw if r[0] in kinds)
+
     def events(self, kinds: set | None = None) -> Iterator[Event]:
         self.replay()
         names = FIELDS
