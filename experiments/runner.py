@@ -77,12 +77,15 @@ def simulate(cfg: RunConfig, entry: ProtocolEntry, stop: Callable[[], bool] = la
 
 
 # --- measuring ----------------------------------------------------------------------------------
-def pick_model(history: list[Op]):
+def pick_model(history: list[Op], protocol: str | None = None):
     """The sequential model the operations call for (register, cas-register or kv), split by key
     when the workload has several keys; ``None`` when reads return collections (a set, not a
-    register) or no model fits."""
+    register), no model fits, or the protocol says its reads are not register reads (a consensus
+    protocol's reads return the decided value: its module sets ``REGISTER_READS = False``)."""
     from metrics import models
 
+    if protocol is not None and not _register_reads(protocol):
+        return None
     if any(op.f in ("read",) and op.status == OK and isinstance(op.output, (list, tuple, set))
            for op in history):
         return None
@@ -95,11 +98,22 @@ def pick_model(history: list[Op]):
     return model
 
 
-def linearizability(history: list[Op], budget_s: float = LINEARIZABILITY_BUDGET_S) -> dict:
+def _register_reads(protocol: str) -> bool:
+    import importlib
+
+    try:
+        mod = importlib.import_module(f"agents.protocols.{protocol}")
+    except ImportError:
+        return True
+    return getattr(mod, "REGISTER_READS", True)
+
+
+def linearizability(history: list[Op], budget_s: float = LINEARIZABILITY_BUDGET_S,
+                    protocol: str | None = None) -> dict:
     """The verdict (True, False, or None for unknown) with the model and the failing operation."""
     from metrics import linearizability as lin
 
-    model = pick_model(history)
+    model = pick_model(history, protocol)
     if model is None:
         return {"linearizable": None, "model": None, "why": "no register/kv model fits the operations"}
     res = lin.check(history, model, timeout=budget_s)
@@ -121,15 +135,25 @@ def summarize(history: list[Op], events: list[Event], sim_ms: float, entry: Prot
     av = availability.availability(history, events)
     st = staleness.staleness(history)
     co = cost.cost(history, events)
-    model = pick_model(history)
+    model = pick_model(history, entry.name)
     if st["stale_reads"] and model is not None:
         # a stale read (it missed a write that completed before it began) already proves the
         # history is not linearizable: no need to search
         li = {"linearizable": False, "model": model.name, "why": "stale reads",
               "stale_examples": st["stale_examples"]}
     else:
-        li = linearizability(history)
+        li = linearizability(history, protocol=entry.name)
     parts = partition_intervals(events, end=sim_ms)
+    kinds = {e.kind for e in events}
+    agreement = leaders = None
+    if "decide" in kinds or "propose" in kinds:  # a consensus protocol: agreement, validity, ...
+        from metrics.consensus import consensus
+
+        agreement = consensus(events)
+    if "leader" in kinds or "candidate" in kinds:  # leader election: safety, time without leader
+        from metrics.election import election
+
+        leaders = election(events, start=0.0, end=sim_ms)
     conv = None
     if any(e.kind == "apply" for e in events):  # replicas that say what they hold: divergence
         from metrics import convergence
@@ -162,6 +186,8 @@ def summarize(history: list[Op], events: list[Event], sim_ms: float, entry: Prot
         "crashes": sum(1 for e in events if e.kind == "crash"),
         "linearizability": li,
         "convergence": conv,
+        "consensus": agreement,
+        "election": leaders,
         "t_visibility": st["t_visibility"],
     }
 

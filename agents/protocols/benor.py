@@ -199,3 +199,5 @@ class BenOr(Node):
 
 
 NODE = BenOr
+#: client reads return the decided value, not a register: the runner checks agreement, not linearizability
+REGISTER_READS = False

@@ -120,3 +120,5 @@ def run_adversary(sim, k: int, step_ms: float = 10_000.0) -> int:
 
 
 NODE = Deterministic
+#: client reads return the decided value, not a register: the runner checks agreement, not linearizability
+REGISTER_READS = False

@@ -225,3 +225,5 @@ class Paxos(Node):
 
 
 NODE = Paxos
+#: client reads return the decided value, not a register: the runner checks agreement, not linearizability
+REGISTER_READS = False
