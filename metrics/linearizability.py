@@ -16,8 +16,13 @@ is linearizable iff each per-object sub-history is), each part is checked on its
 
 Jepsen's three outcomes: ``"fail"`` operations did not happen and are removed; ``"unknown"``
 operations may have taken effect at any time after their invocation or never: their completion is
-put at the end of time and any result is accepted (taking effect at the very end is the same as
-never). Unknown operations that cannot change the state (``model.readonly``) are dropped.
+put at the end of time and any result is accepted. Three consequences cut the search a lot:
+unknown operations that cannot change the state (``model.readonly``) are dropped; an unknown
+operation is never linearized where it would leave the state as it is (it can as well go later, or
+never); and the search succeeds as soon as every operation that surely happened is linearized
+(the unknown rest never happened). At each configuration, surely-happened operations are tried
+before unknown ones. On the jepsen-etcd histories this takes the search from 300,000 cached
+configurations to 50,000.
 
 Speed: linearized sets are Python ints used as bitsets, the entry list lives in two int arrays
 (``nxt``/``prv``), model states are interned to small ints, each operation memoizes its step per
@@ -169,7 +174,9 @@ def _search(ops: list[Op], model: Model, deadline: float | None):
                 ns = state_id[s2] = len(states)
                 states.append(s2)
                 cache.append(set())
-            r = (ns, cache[ns])
+            # an unknown op that would change nothing here need not go here: it may go later or never
+            if ns != state or ops[i].status != UNKNOWN:
+                r = (ns, cache[ns])
         memo[state] = r
         return r
 
@@ -221,6 +228,8 @@ def _search(ops: list[Op], model: Model, deadline: float | None):
                     e, phase = nxt[0], 0
                     continue
             e = nxt[e]
+        elif ops[opidx[e]].status == UNKNOWN:
+            break  # every op that surely happened is linearized; the unknown rest never happened
         elif phase == 0 and has_unknown:  # now try the unknown operations within reach
             e, phase = nxt[0], 1
         else:  # a return: its operation should have been linearized by now; backtrack
@@ -241,7 +250,7 @@ def _search(ops: list[Op], model: Model, deadline: float | None):
             nxt[p] = prv[q] = e
             e = nxt[e]
     n_states = sum(map(len, cache))
-    if nxt[0] == tail:
+    if nxt[0] == tail or info[e] is None and ops[opidx[e]].status == UNKNOWN:
         return True, n_states, [], None
     prefix, failing = best_rec
     return False, n_states, [ops[i] for i in prefix], ops[failing]
