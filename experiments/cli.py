@@ -24,6 +24,8 @@ COMMANDS = {
     "train": "experiments.train_cmd",
     "evaluate": "experiments.evaluate_cmd",
     "align": "experiments.align_cmd",
+    "sweep": "experiments.sweep_cmd",
+    "reproduce": "experiments.reproduce_cmd",
 }
 
 EXAMPLES = """examples:
@@ -33,6 +35,8 @@ EXAMPLES = """examples:
   capgym report results/quickstart/<run>/            rebuild a run's summary and plots
   capgym list                                        protocols, environments, nemesis kinds, configs
   capgym train configs/train/register.yaml           PPO agents on Register-v0
+  capgym sweep configs/sweeps/cap.yaml --jobs 2      a grid of runs over seeds, aggregated
+  capgym reproduce raft-election                     a paper's figure from real runs
 """
 
 
