@@ -113,7 +113,7 @@ def check(ops: list[Op], model: Model, timeout: float | None = None) -> CheckRes
     parts = sorted(model.partition(kept), key=len)  # small parts first: cheap failures found early
     for part in parts:
         t1 = time.monotonic()
-        if deadline is not None and t1 > deadline:
+        if deadline is not None and t1 >= deadline:
             result.ok = "unknown"  # out of time before checking every key
             break
         ok, states, prefix, failing = _search(part, model, deadline)
@@ -199,6 +199,7 @@ def _search(ops: list[Op], model: Model, deadline: float | None):
     # Search order: at each configuration try the operations that surely happened (phase 0) before
     # the unknown ones (phase 1), which are rarely needed early. Same search space, found sooner.
     phase = 0
+    done = False
 
     e = nxt[0]
     while nxt[0] != tail:
@@ -229,7 +230,8 @@ def _search(ops: list[Op], model: Model, deadline: float | None):
                     continue
             e = nxt[e]
         elif ops[opidx[e]].status == UNKNOWN:
-            break  # every op that surely happened is linearized; the unknown rest never happened
+            done = True  # every op that surely happened is linearized; the unknown rest never happened
+            break
         elif phase == 0 and has_unknown:  # now try the unknown operations within reach
             e, phase = nxt[0], 1
         else:  # a return: its operation should have been linearized by now; backtrack
@@ -238,7 +240,7 @@ def _search(ops: list[Op], model: Model, deadline: float | None):
             if not stack:
                 break
             backtracks += 1
-            if deadline is not None and not backtracks & 0xFF and time.monotonic() > deadline:
+            if deadline is not None and not backtracks & 0xFF and time.monotonic() >= deadline:
                 return "unknown", sum(map(len, cache)), [], None
             e, state = pop()
             m, i, bit, _, phase = info[e]
@@ -250,7 +252,7 @@ def _search(ops: list[Op], model: Model, deadline: float | None):
             nxt[p] = prv[q] = e
             e = nxt[e]
     n_states = sum(map(len, cache))
-    if nxt[0] == tail or info[e] is None and ops[opidx[e]].status == UNKNOWN:
+    if done or nxt[0] == tail:
         return True, n_states, [], None
     prefix, failing = best_rec
     return False, n_states, [ops[i] for i in prefix], ops[failing]
