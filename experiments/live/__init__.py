@@ -1,0 +1,109 @@
+"""The ``live`` runtime: every node a Ray actor running the same node code as the simulator.
+
+Each node is a Ray actor (``actors.py``) that runs the protocol's handlers on its own clock (the
+machine's monotonic clock shifted and skewed by the node's clock model, ``clock.py``); messages go
+from actor to actor in batches through a transport that enforces the simulator's fault model
+(latency, loss, duplication, symmetric and one-way partitions, ``transport.py``); the driver
+(``driver.py``) runs the simulator's own nemesis and closed-loop clients in real time, kills and
+restarts actors for crashes, and collects the history and the trace. See ``docs/live.md``.
+
+Entry point (what ``capgym run`` calls for ``runtime: live``)::
+
+    from experiments.live import run_live
+    history, events, stats = run_live(scenario, node_cls, params, address=None, agents=None,
+                                      options=None, stop=None)
+
+* ``scenario``: a validated :class:`envs.world.config.ScenarioConfig` (or the plain dict of one);
+* ``node_cls``, ``params``: the protocol's node class and its validated ``Params`` (as for
+  ``build_sim``);
+* ``address``: a Ray cluster address (``ray.address`` / ``--address``); ``None`` starts a local Ray
+  instance (dashboard off) unless Ray is already initialised in this process, which is then used;
+* ``agents``: ``{node: policy}`` with ``policy(ask) -> action`` any picklable callable (the
+  simulator's :class:`~envs.world.sim.Ask` is passed) answering that node's ``ctx.ask``;
+* ``options``: :class:`LiveOptions` (or a dict of its fields): batch interval, drain interval,
+  CPU share per actor, spares, timeouts;
+* ``stop``: a callable polled by the driver; when it returns True the run ends early
+  (``stats["interrupted"]``).
+
+Returns the history (``list[envs.world.records.Op]``, true times in ms), the trace
+(``list[envs.world.records.Event]`` in true-time order, same kinds and fields as the sim's) and a
+stats dict (the sim's keys ``true_time_ms``, ``events``, ``messages_sent``,
+``messages_delivered``, ``messages_dropped``, ``operations``, ``trace_events``, plus ``runtime``,
+``batches``, ``crashes``, ``restarts``, ``actor_deaths``, ``errors``, ``batch_ms``,
+``interrupted``). A run that cannot start raises :class:`experiments.cli.UserError` with one line.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from envs.world.config import ScenarioConfig
+
+from .driver import LiveOptions, LiveWorld
+
+ROOT = Path(__file__).resolve().parents[2]
+#: what a cluster does not need of the project folder
+EXCLUDES = [".venv", ".git", "results", "wandb", "**/__pycache__", "*.gz"]
+
+__all__ = ["run_live", "ensure_ray", "LiveOptions", "LiveWorld"]
+
+
+def ensure_ray(address: str | None = None, num_cpus: float | None = None) -> bool:
+    """Make sure Ray is up; True when this call started (or connected) it.
+
+    With an ``address`` this connects to that cluster and ships the project folder to its workers
+    (``runtime_env.working_dir``); without one it starts a local instance, dashboard off.
+    """
+    import ray
+
+    from experiments.cli import UserError
+
+    if ray.is_initialized():
+        return False
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False,
+                     runtime_env={"working_dir": str(ROOT), "excludes": EXCLUDES})
+        else:
+            path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+            ray.init(include_dashboard=False, num_cpus=num_cpus, log_to_driver=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": path}})
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        raise UserError(f"ray.address: cannot start or reach {where}: {str(e).strip().splitlines()[0]}") from None
+    return True
+
+
+def run_live(scenario: ScenarioConfig | dict, node_cls: type, params: Any = None, *, address: str | None = None,
+             agents: dict | None = None, options: LiveOptions | dict | None = None,
+             stop: Callable[[], bool] | None = None) -> tuple[list, list, dict]:
+    """Run ``scenario`` live (see the module docstring); ``(history, events, stats)``."""
+    import ray
+
+    from experiments.cli import UserError
+
+    scn = scenario if isinstance(scenario, ScenarioConfig) else ScenarioConfig.model_validate(scenario)
+    if isinstance(options, dict):
+        known = {f.name for f in fields(LiveOptions)}
+        for k in options:
+            if k not in known:
+                raise UserError(f"live.{k}: unknown key (choose from {', '.join(sorted(known))})")
+        options = LiveOptions(**options)
+    try:
+        world = LiveWorld(scn, node_cls, params, agents=agents, options=options)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    started = ensure_ray(address)
+    try:
+        world.run(stop=stop)
+    except RuntimeError as e:
+        raise UserError(str(e)) from None
+    finally:
+        world.close()
+        if started:
+            ray.shutdown()
+    return world.history, world.events(), world.stats()
