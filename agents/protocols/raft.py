@@ -340,7 +340,7 @@ class Raft(Node):
         elif f in ("write", "put"):
             self.store(ctx, key, value)
         elif f == "append":
-            self.store(ctx, key, self.kv.get(key, "") + value)
+            self.store(ctx, key, f"{self.kv.get(key, '')}{value}")
         elif f == "cas":
             if self.kv.get(key) == value[0]:
                 self.store(ctx, key, value[1])
