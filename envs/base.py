@@ -140,9 +140,9 @@ class Game:
     def collect(self, ep: Episode) -> None:
         """Bring ``ep.earned`` (and ``ep.welfare``) up to date after the world advanced."""
 
-    def welfare_step(self, ep: Episode, local: np.ndarray) -> None:
+    def welfare_step(self, ep: Episode, local: list[float]) -> None:
         """Default observer welfare: the mean of what the agents earned (utilitarian, per agent)."""
-        ep.welfare += float(np.add.reduce(local)) / ep.n
+        ep.welfare += sum(local) / ep.n
 
     def measures(self, ep: Episode) -> dict:
         """The observer's global measures of the finished episode."""
@@ -170,8 +170,9 @@ class Episode:
         self.horizon = float(cfg.duration_ms)
         self.max_decisions = cfg.max_decisions
         self.decisions = 0
-        self.earned = np.zeros(n)  # local reward earned so far, per agent (node)
-        self.paid = np.zeros(n)  # what has been handed out as reward
+        # plain lists, not numpy: five-element arithmetic every step is faster on Python floats
+        self.earned = [0.0] * n  # local reward earned so far, per agent (node)
+        self.paid = [0.0] * n  # what has been handed out as reward
         self.welfare = 0.0  # the observer's welfare so far
         self.welfare_paid = 0.0
         self.done = False
@@ -180,7 +181,8 @@ class Episode:
         k, d = game.n_actions, game.n_features
         self.noop_mask = np.zeros(k + 1, dtype=np.int8)
         self.noop_mask[k] = 1
-        self.feat = np.zeros((n, d), dtype=np.float32)  # each agent's last decision's features
+        self.masks: dict[tuple, np.ndarray] = {}  # legal choices -> its action_mask (copied out)
+        self.feat = [[0.0] * d for _ in range(n)]  # each agent's last decision's features
         self._cache: dict = {}
         game.setup(self)
 
@@ -219,23 +221,25 @@ class Episode:
 
     # --- observations ---------------------------------------------------------------------------
     def observe(self, i: int, ask: Ask | None) -> dict:
-        key = (i, None if ask is None else ask.id, self.sim.now)
+        sim = self.sim
+        now = sim.now
+        key = (i, None if ask is None else ask.id, now)
         obs = self._cache.get(key)
         if obs is not None:
             return obs
-        g = self.game
-        d = g.n_features
-        vec = np.empty(d + 2, dtype=np.float32)
+        clock_s = sim.states[i].clock.local(now) / 1000.0
         if ask is not None:
-            self.feat[i] = g.features(ask)
-            mask = np.zeros(g.n_actions + 1, dtype=np.int8)
-            mask[:g.n_actions] = g.mask(ask)
+            g = self.game
+            self.feat[i] = feat = list(g.features(ask))
+            legal = tuple(g.mask(ask))
+            mask = self.masks.get(legal)
+            if mask is None:
+                mask = self.masks[legal] = np.array(legal + (0,), dtype=np.int8)
+            vec = np.array(feat + [clock_s, 1.0], dtype=np.float32)
         else:
-            mask = self.noop_mask.copy()
-        vec[:d] = self.feat[i]
-        vec[d] = self.sim.states[i].clock.local(self.sim.now) / 1000.0
-        vec[d + 1] = ask is not None
-        obs = {"observation": vec, "action_mask": mask}
+            mask = self.noop_mask
+            vec = np.array(self.feat[i] + [clock_s, 0.0], dtype=np.float32)
+        obs = {"observation": vec, "action_mask": mask.copy()}
         if len(self._cache) > 4 * self.n:
             self._cache.clear()
         self._cache[key] = obs
@@ -244,8 +248,9 @@ class Episode:
     # --- rewards --------------------------------------------------------------------------------
     def rewards(self) -> list[float]:
         """Each agent's reward since the last call, in the configured mode."""
-        local = self.earned - self.paid
-        self.paid[:] = self.earned
+        earned = self.earned
+        local = [e - p for e, p in zip(earned, self.paid)]
+        self.paid = earned[:]
         self.game.welfare_step(self, local)
         if self.done and self.final is None:
             self.final = self.game.measures(self)
@@ -254,11 +259,15 @@ class Episode:
         self.welfare_paid = self.welfare
         mode = self.mode
         if mode == "local":
-            return local.tolist()
+            return local
         if mode == "global":
             return [glob] * self.n
         w = self.game.cfg.mixed_weight
-        return ((1.0 - w) * local + w * glob).tolist()
+        return [(1.0 - w) * x + w * glob for x in local]
+
+    def returns(self) -> list[float]:
+        """What each agent has earned in the episode so far (local rewards, rounded to 1e-6)."""
+        return [round(x, 6) for x in self.earned]
 
     def global_measures(self) -> dict:
         """The observer's measures of the episode so far (computed once the episode is over)."""
@@ -330,7 +339,7 @@ class _Common:
         ep = self.episode
         owed = sorted({a.node for a in ep.sim.pending})
         return (f"{self.game.name}: t={ep.sim.now:.1f} ms, decisions={ep.decisions}, owed by {owed}, "
-                f"earned={np.round(ep.earned, 2).tolist()}")
+                f"earned={[round(x, 2) for x in ep.earned]}")
 
     def close(self) -> None:
         self.episode = None
@@ -377,12 +386,13 @@ class CapAEC(_Common, AECEnv):
         ep = self.episode
         ask = ep.first_ask(self.agent_index[agent])
         ep.decide(ask, action)
-        self._cumulative_rewards[agent] = 0.0
         ep.advance()
-        r = ep.rewards()
-        self.rewards = dict(zip(self.possible_agents, r))
+        rewards, cumulative = self.rewards, self._cumulative_rewards
+        cumulative[agent] = 0.0
+        for a, r in zip(self.possible_agents, ep.rewards()):  # PettingZoo's _accumulate_rewards, inlined
+            rewards[a] = r
+            cumulative[a] += r
         self._select(ep)
-        self._accumulate_rewards()
 
 
 class CapParallel(_Common, ParallelEnv):

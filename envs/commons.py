@@ -178,7 +178,7 @@ class CommonsGame(Game):
             "equality": so["equality"],
             "sustainability": so["sustainability"],
             "peace": so["peace"],
-            "returns": ep.earned.round(6).tolist(),
+            "returns": ep.returns(),
         }
 
     def terminal_welfare(self, ep: Episode, m: dict) -> float:

@@ -233,7 +233,7 @@ class ConsensusGame(Game):
         m["inputs"] = ep.inputs
         m["decided"] = ep.decided
         m["decisions"] = ep.decisions
-        m["returns"] = ep.earned.round(6).tolist()
+        m["returns"] = ep.returns()
         return m
 
     def terminal_welfare(self, ep: Episode, m: dict) -> float:

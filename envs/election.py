@@ -110,7 +110,7 @@ class ElectionGame(Game):
         m = election(ep.sim.trace.events(), start=0.0, end=ep.sim.now)
         m["effective_leader_fraction"] = ep.led / ep.sim.now if ep.sim.now else None
         m["decisions"] = ep.decisions
-        m["returns"] = ep.earned.round(6).tolist()
+        m["returns"] = ep.returns()
         return m
 
     def terminal_welfare(self, ep: Episode, m: dict) -> float:

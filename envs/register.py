@@ -34,7 +34,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import numpy as np
 from pydantic import Field
 
 from agents.protocols import get as get_protocol
@@ -80,16 +79,18 @@ class RegisterGame(Game):
                 earned[op.node] += reward
 
         ep.sim.on_complete.append(completed)
-        ep.sent = np.zeros(ep.n, dtype=np.int64)
+        ep.sent = [0] * ep.n  # messages each node had sent at the last collect
 
     def features(self, ask: Ask) -> list[float]:
         return ask.obs
 
     def collect(self, ep: Episode) -> None:
         """Charge each node ``msg_cost`` per message it sent since the last call."""
-        now = np.array(ep.sim.sent_counts())
-        ep.earned -= self.cfg.msg_cost * (now - ep.sent)
-        ep.sent = now
+        cost, earned, sent = self.cfg.msg_cost, ep.earned, ep.sent
+        for i, c in enumerate(ep.sim.sent_counts()):
+            if c != sent[i]:
+                earned[i] -= cost * (c - sent[i])
+                sent[i] = c
 
     def measures(self, ep: Episode) -> dict:
         from metrics.availability import availability
@@ -109,7 +110,7 @@ class RegisterGame(Game):
             "availability": av["ok_fraction"],
             "availability_partitioned": av["ok_fraction_partitioned"],
             "counts": av["counts"],
-            "returns": (ep.earned).round(6).tolist(),
+            "returns": ep.returns(),
             "linearizable": None,
         }
         if self.cfg.check_linearizability:
