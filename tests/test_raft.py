@@ -26,7 +26,7 @@ MIXES = [{"read": 0.5, "write": 0.5}, {"read": 0.4, "write": 0.4, "cas": 0.2}, {
 CAS_BY_KEY = dataclasses.replace(CAS_REGISTER, partition=partition_by_key)  # independent registers per key
 
 
-def scenario(seed, duration=2000.0, stop_ms=None, ops=None, keys=None, **world):
+def scenario(seed, duration=1500.0, stop_ms=None, ops=None, keys=None, **world):
     """A small faulty world: 3 or 5 nodes, every random fault kind, three clients."""
     n = 5 if seed % 2 == 0 else 3
     ops = ops or MIXES[seed % 3]

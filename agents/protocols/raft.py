@@ -50,7 +50,7 @@ Both observe ``[currentTerm, lastLogIndex, lastLogTerm, commitIndex, failed elec
 ms since heard from a leader or granted a vote]``, from the node's own state and clock.
 
 Trace records: ``candidate`` {term}, ``leader`` {term}, ``follower`` {term} (stepping down or
-adopting a newer term), ``commit`` {index, term, cmd} (cmd is ``[origin, op id, f, key, value]``
+adopting a newer term), ``commit`` {index, term, cmd} (cmd is ``(origin node, op id, f, key, value)``
 or ``None`` for a leader's no-op), ``apply`` {key, value} (the store changed).
 """
 
