@@ -41,13 +41,13 @@ def session():
         ray.shutdown()
 
 
-def scenario(schedule=(), nodes=5, duration=1500.0, clients=3, ops=None, keys=0, seed=1):
+def scenario(schedule=(), nodes=5, duration=1500.0, clients=3, ops=None, keys=0, seed=1, timeout=300):
     return ScenarioConfig.model_validate({
         "seed": seed,
         "world": {"nodes": nodes, "duration_ms": duration, "network": {"latency": {"dist": "exponential", "mean": 2}}},
         "nemesis": {"schedule": list(schedule)},
         "workload": {"clients": clients, "ops": ops or {"read": 0.5, "write": 0.5}, "keys": keys,
-                     "think_ms": 10, "timeout_ms": 300},
+                     "think_ms": 10, "timeout_ms": timeout},
     })
 
 
@@ -108,7 +108,7 @@ def test_nemesis_partition_stops_delivery_within_one_batch_interval(session):
     groups = [[0, 1], [2, 3, 4]]
     scn = scenario([{"at_ms": 500, "fault": "partition", "groups": groups}, {"at_ms": 1000, "fault": "heal"}],
                    duration=1400)
-    opts = LiveOptions(batch_ms=5.0)
+    opts = LiveOptions()
     history, events, stats = run_live(scn, ECHO, ECHO.Params(interval_ms=5), options=opts)
     cuts = groups_cuts(groups)
     part = next(e for e in events if e.kind == "partition")
@@ -167,13 +167,14 @@ def test_quick_start_answer_holds_live(session):
 
     regs = dataclasses.replace(REGISTER, partition=partition_by_key)
     minority, sched = [0], [{"at_ms": 300, "fault": "partition", "groups": [[0], [1, 2, 3, 4]]},
-                            {"at_ms": 1300, "fault": "heal"}]
+                            {"at_ms": 1800, "fault": "heal"}]
     abd, ev = get("abd"), get("eventual")
-    scn = scenario(sched, duration=1800, clients=5, keys=0)
-    h_abd, _, _ = run_live(scn, abd, abd.Params(retry_ms=20, give_up_ms=150, heartbeat_ms=50, suspect_ms=150))
+    # generous timeouts: on a loaded machine an actor call can take a good part of 100 ms
+    scn = scenario(sched, duration=2400, clients=5, keys=0, timeout=1000)
+    h_abd, _, _ = run_live(scn, abd, abd.Params(retry_ms=50, give_up_ms=500, heartbeat_ms=50, suspect_ms=200))
     assert check(h_abd, regs).ok is True
-    cut_ops = [op for op in h_abd if op.node in minority and 350 < op.invoke < 1000]  # done before the heal
+    cut_ops = [op for op in h_abd if op.node in minority and 350 < op.invoke < 1200]  # done before the heal
     assert cut_ops and not [op for op in cut_ops if op.status == "ok"], cut_ops
-    assert any(op.status == "ok" for op in h_abd if op.node not in minority and 350 < op.invoke < 1300)
+    assert any(op.status == "ok" for op in h_abd if op.node not in minority and 350 < op.invoke < 1800)
     h_ev, _, _ = run_live(scn, ev, ev.Params())
     assert check(h_ev, regs).ok is False

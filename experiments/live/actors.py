@@ -411,6 +411,10 @@ class NodeActor:
         in the order they were sent, and the orders' order matters (a partition announced before a
         delivery horizon must be known when the horizon is), so they are applied in ``seq`` order."""
         self.ctl[(run, seq)] = (op, args)
+        if op == "grant" and self.rt is not None:
+            st = self.rt.stats
+            st["arrive_delay_ms"] = max(st.get("arrive_delay_ms", 0.0), self.rt.true.now() - args[1])
+            st["ctl_waiting"] = max(st.get("ctl_waiting", 0), len(self.ctl))
         self.apply_ctl()
 
     def apply_ctl(self) -> None:
@@ -428,8 +432,10 @@ class NodeActor:
     def do_net(self, net: tuple, at: float) -> None:
         self.rt.set_net(NetState.from_wire(net), at)
 
-    def do_grant(self, until: float) -> None:
-        self.rt.grant(until)
+    def do_grant(self, until: float, sent: float) -> None:
+        rt = self.rt
+        rt.stats["order_delay_ms"] = max(rt.stats.get("order_delay_ms", 0.0), rt.true.now() - sent)
+        rt.grant(until)
 
     def do_pause(self) -> None:
         rt = self.rt

@@ -94,15 +94,15 @@ def _pool_put(actors: list) -> None:
 class LiveOptions:
     """Knobs of the live runtime (none changes what a protocol sees, only how the run is carried)."""
 
-    batch_ms: float = 5.0  #: an actor flushes its outbox at most this often
-    drain_ms: float = 100.0  #: the driver collects trace events this often
+    batch_ms: float = 10.0  #: an actor flushes its outbox at most this often
+    drain_ms: float = 200.0  #: the driver collects trace events this often
     actor_cpus: float = 0.1  #: Ray CPU resource per node actor (fractional: many actors per core)
     spares: int = 1  #: idle actors kept ready for restarts
     halt_timeout_s: float = 2.0  #: wait this long for a crashing actor's last words
     start_timeout_s: float = 60.0  #: wait this long for the actors to come up
     hang_s: float = 5.0  #: an actor that does not answer a drain for this long counts as dead
-    lead_ms: float = 100.0  #: the nemesis plans this far ahead, so network faults reach every actor in time
-    lease_ms: float = 20.0  #: the driver extends the actors' delivery horizon this often
+    lead_ms: float = 250.0  #: the nemesis plans this far ahead, so network faults reach every actor in time
+    lease_ms: float = 50.0  #: the driver extends the actors' delivery horizon this often
 
 
 class _NodeView:
@@ -418,7 +418,7 @@ class LiveWorld:
         self._horizon = until
         for st in self.states:
             if st.actor is not None:
-                self._order(st, "grant", until)
+                self._order(st, "grant", until, self.now)
 
     def _drain_all(self) -> None:
         now = self.now
@@ -583,6 +583,9 @@ class LiveWorld:
             "errors": list(self.errors),
             "batch_ms": self.opt.batch_ms,
             "driver_late_ms": self.late_ms,
+            "order_delay_ms": max(st.stats_cur.get("order_delay_ms", 0.0) for st in self.states),
+            "arrive_delay_ms": max(st.stats_cur.get("arrive_delay_ms", 0.0) for st in self.states),
+            "ctl_waiting": max(st.stats_cur.get("ctl_waiting", 0) for st in self.states),
             "net_late_ms": max(max(st.stats_cur.get("net_late_ms", 0.0), st.net_late) for st in self.states),
             "interrupted": self.interrupted,
         }
