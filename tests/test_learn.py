@@ -176,3 +176,16 @@ def test_evaluate_bad_path_is_exit_2(tmp_path, capsys):
 
     assert main(["evaluate", str(tmp_path / "nothing")]) == 2
     assert "not a checkpoint" in capsys.readouterr().err
+
+
+def test_align_command_writes_report(tmp_path):
+    from experiments.cli import main
+
+    code = main(["align", "configs/train/register_align.yaml", "ppo.total_steps=256", "ppo.num_envs=2",
+                 "ppo.num_steps=64", "env.params.nodes=3", "env.params.duration_ms=400", "align.episodes=1",
+                 f"output.root={tmp_path}", "-q"])
+    assert code == 0
+    (run,) = (tmp_path / "align-register").iterdir()
+    s = json.loads((run / "summary.json").read_text())
+    assert {"ppo_local", "ppo_global", "ppo_mixed", "always_local"} <= set(s["runs"])
+    assert "gap" in s["alignment_gap"] and (run / "plots" / "alignment.png").is_file()
