@@ -265,6 +265,23 @@ class Episode:
         w = self.game.cfg.mixed_weight
         return [(1.0 - w) * x + w * glob for x in local]
 
+    def release(self) -> None:
+        """Let a finished episode's world go at once (called when the next episode starts).
+
+        The simulator's parts point at each other (every node's context at the sim, the clients and
+        the nemesis at the sim, the event heap at their callbacks), so without this an old episode
+        lives until a full cyclic-GC pass, and those passes, scanning every dead episode's trace,
+        cost more than the rest of the environment's bookkeeping. The history, the trace, the
+        counters and the measures stay readable; the nodes and pending events are dropped.
+        """
+        sim = self.sim
+        sim._heap.clear()
+        sim.pending.clear()
+        sim.on_complete.clear()
+        sim.workload = sim.nemesis = None
+        for s in sim.states:
+            s.ctx = s.obj = None
+
     def returns(self) -> list[float]:
         """What each agent has earned in the episode so far (local rewards, rounded to 1e-6)."""
         return [round(x, 6) for x in self.earned]
@@ -325,6 +342,8 @@ class _Common:
         self._next_seed = seed + 1
         for i, sp in enumerate(self._act_spaces.values()):
             sp.seed(seed * 1000 + i)
+        if self.episode is not None:
+            self.episode.release()
         self.episode = Episode(self.game, seed)
         self.episode.advance()
         return self.episode
@@ -342,6 +361,8 @@ class _Common:
                 f"earned={[round(x, 2) for x in ep.earned]}")
 
     def close(self) -> None:
+        if self.episode is not None:
+            self.episode.release()
         self.episode = None
 
 
