@@ -265,7 +265,7 @@ def validate(data: dict) -> RunConfig:
 
 
 def live_runner():
-    """``experiments.live.run_live(cfg, run_dir)`` when the live runtime exists, else ``None``."""
+    """``experiments.live.run_live`` when the live runtime exists, else ``None``."""
     import importlib
 
     try:

@@ -53,26 +53,27 @@ def execute(cfg, quiet: bool = False) -> tuple[Path, int]:
     """Run a validated :class:`~experiments.config.RunConfig` into a new results folder; returns
     the folder and the exit status."""
     from experiments import results, runner
+    from experiments.cli import UserError
 
     run_dir = results.new_run_dir(cfg.output.root, cfg.experiment)
     results.write_yaml(run_dir / "config.yaml", cfg.resolved())
     results.write_status(run_dir, results.STATUS_RUNNING)
     say = (lambda *a: None) if quiet else print
     say(f"capgym run: {cfg.experiment} -> {run_dir}")
-    if cfg.runtime == "live":
-        from experiments.config import live_runner
-
-        return run_dir, int(live_runner()(cfg, run_dir) or 0)  # checked to exist by validation
-
     datas: list[runner.RunData] = []
     reached: dict[str, float] = {}
     stop = StopFlag()
+    ray_started = False
     try:
+        if cfg.runtime == "live":  # one Ray session for every protocol of the run
+            from experiments.live import ensure_ray
+
+            ray_started = ensure_ray(cfg.ray.address)
         with stop:
             for entry in cfg.entries():
                 if stop():
                     break
-                d = runner.simulate(cfg, entry, stop, progress=cfg.output.progress and not quiet)
+                d = runner.run_entry(cfg, entry, stop, progress=cfg.output.progress and not quiet)
                 folder = results.entry_dir(run_dir, entry.tag, bool(cfg.compare))
                 results.save_records(folder, d.history, d.trace, cfg.output.trace, cfg.output.shiviz)
                 datas.append(d)
@@ -87,12 +88,20 @@ def execute(cfg, quiet: bool = False) -> tuple[Path, int]:
         results.write_status(run_dir, results.STATUS_INTERRUPTED, sim_ms=reached)
         print(f"capgym run: interrupted; partial results in {run_dir}", file=sys.stderr)
         return run_dir, 130
+    except UserError:
+        results.write_status(run_dir, results.STATUS_FAILED, sim_ms=reached)
+        raise
     except Exception as e:
         results.write_text(run_dir / "error.txt", traceback.format_exc())
         results.write_status(run_dir, results.STATUS_FAILED, sim_ms=reached, error=f"{type(e).__name__}: {e}")
         print(f"capgym run: failed: {type(e).__name__}: {e} (traceback in {run_dir / 'error.txt'})",
               file=sys.stderr)
         return run_dir, 1
+    finally:
+        if ray_started:
+            import ray
+
+            ray.shutdown()
     if interrupted:
         results.write_status(run_dir, results.STATUS_INTERRUPTED, sim_ms=reached)
         print(f"capgym run: interrupted; partial results in {run_dir}", file=sys.stderr)

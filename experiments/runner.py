@@ -76,6 +76,28 @@ def simulate(cfg: RunConfig, entry: ProtocolEntry, stop: Callable[[], bool] = la
     return RunData(entry, list(sim.history), list(sim.trace.events()), sim.now, interrupted, sim.stats(), sim.trace)
 
 
+def run_entry(cfg: RunConfig, entry: ProtocolEntry, stop: Callable[[], bool] = lambda: False,
+              progress: bool = True) -> RunData:
+    """Run one protocol entry in the config's runtime: the simulator, or live Ray actors."""
+    if cfg.runtime == "live":
+        return run_live_entry(cfg, entry, stop)
+    return simulate(cfg, entry, stop, progress)
+
+
+def run_live_entry(cfg: RunConfig, entry: ProtocolEntry, stop: Callable[[], bool] = lambda: False) -> RunData:
+    """Run ``entry`` with every node a Ray actor (``experiments.live``); same outputs as :func:`simulate`."""
+    from agents import protocols
+    from envs.world.trace import EventTrace
+    from experiments.live import run_live
+
+    node_cls = protocols.get(entry.name)
+    params = node_cls.Params(**entry.params) if hasattr(node_cls, "Params") else None
+    history, events, stats = run_live(cfg.scenario(), node_cls, params, address=cfg.ray.address, stop=stop)
+    sim_ms = float(stats.get("true_time_ms", cfg.world.duration_ms))
+    return RunData(entry, list(history), list(events), sim_ms, bool(stats.get("interrupted")), stats,
+                   EventTrace(events))
+
+
 # --- measuring ----------------------------------------------------------------------------------
 def pick_model(history: list[Op], protocol: str | None = None):
     """The sequential model the operations call for (register, cas-register or kv), split by key

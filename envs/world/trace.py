@@ -65,7 +65,52 @@ def _jsonable(v):
     return repr(v)
 
 
-class Trace:
+class Exports:
+    """JSON Lines and ShiViz exports of anything with ``events()``."""
+
+    def write_jsonl(self, f: IO[str]) -> None:
+        dumps = json.dumps
+        for e in self.events():
+            f.write(dumps(_jsonable(e.to_dict()), separators=(",", ":")) + "\n")
+
+    def save_jsonl(self, path: str) -> None:
+        """Write the trace as JSON Lines; gzip-compressed when ``path`` ends in ``.gz``."""
+        opener = gzip.open if str(path).endswith(".gz") else open
+        with opener(path, "wt", encoding="utf-8") as f:
+            self.write_jsonl(f)
+
+    def write_shiviz(self, f: IO[str]) -> None:
+        f.write(SHIVIZ_REGEX + "\n\n")
+        for e in self.events():
+            if e.node is None:
+                continue
+            clock = {host(i): c for i, c in enumerate(e.vc) if c}
+            text = e.kind + ("" if not e.fields else " " + json.dumps(_jsonable(e.fields), sort_keys=True))
+            f.write(f"{text}\n{host(e.node)} {json.dumps(clock)}\n")
+
+    def save_shiviz(self, path: str) -> None:
+        with open(path, "w", encoding="utf-8") as f:
+            self.write_shiviz(f)
+
+
+
+class EventTrace(Exports):
+    """A trace that is already a list of :class:`Event` (a live run's, or one read from a file)."""
+
+    def __init__(self, events: list[Event]):
+        self.raw_events = list(events)
+
+    def __len__(self) -> int:
+        return len(self.raw_events)
+
+    def events(self, kinds: set | None = None) -> Iterator[Event]:
+        return iter(self.raw_events) if kinds is None else (e for e in self.raw_events if e.kind in kinds)
+
+    def __iter__(self) -> Iterator[Event]:
+        return self.events()
+
+
+class Trace(Exports):
     def __init__(self, n: int, keep_sent: bool = False, messages: bool = True):
         self.n = n
         self.messages = messages  # send/recv recorded: without them vector clocks cannot be derived
@@ -138,32 +183,6 @@ class Trace:
 
     def __iter__(self) -> Iterator[Event]:
         return self.events()
-
-    # --- exports -------------------------------------------------------------------------------
-    def write_jsonl(self, f: IO[str]) -> None:
-        dumps = json.dumps
-        for e in self.events():
-            f.write(dumps(_jsonable(e.to_dict()), separators=(",", ":")) + "\n")
-
-    def save_jsonl(self, path: str) -> None:
-        """Write the trace as JSON Lines; gzip-compressed when ``path`` ends in ``.gz``."""
-        opener = gzip.open if str(path).endswith(".gz") else open
-        with opener(path, "wt", encoding="utf-8") as f:
-            self.write_jsonl(f)
-
-    def write_shiviz(self, f: IO[str]) -> None:
-        f.write(SHIVIZ_REGEX + "\n\n")
-        for e in self.events():
-            if e.node is None:
-                continue
-            clock = {host(i): c for i, c in enumerate(e.vc) if c}
-            text = e.kind + ("" if not e.fields else " " + json.dumps(_jsonable(e.fields), sort_keys=True))
-            f.write(f"{text}\n{host(e.node)} {json.dumps(clock)}\n")
-
-    def save_shiviz(self, path: str) -> None:
-        with open(path, "w", encoding="utf-8") as f:
-            self.write_shiviz(f)
-
 
 def load_jsonl(path: str) -> list[Event]:
     """Read a trace written by :meth:`Trace.save_jsonl` (plain or ``.gz``)."""

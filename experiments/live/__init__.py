@@ -43,7 +43,7 @@ from typing import Any
 
 from envs.world.config import ScenarioConfig
 
-from .driver import LiveOptions, LiveWorld
+from .driver import _POOL, LiveOptions, LiveWorld
 
 ROOT = Path(__file__).resolve().parents[2]
 #: what a cluster does not need of the project folder
@@ -106,4 +106,5 @@ def run_live(scenario: ScenarioConfig | dict, node_cls: type, params: Any = None
         world.close()
         if started:
             ray.shutdown()
+            _POOL.clear()  # the pooled actors died with this Ray instance
     return world.history, world.events(), world.stats()
