@@ -6,6 +6,9 @@ observer's global measures (linearizability check included) counted in the time.
 simple_spread_v3 (package ``mpe2``, a benchmark-only dependency): 3 agents, 25 cycles per episode,
 random actions. Both run in the same process, interleaved in rounds so that machine load hits
 both alike, each with the same kind of random policy (Python's ``random`` over the legal actions).
+Each side is made by its package's own entry point: MPE's ``env()`` comes with its standard
+wrappers (OrderEnforcing, AssertOutOfBounds; its parallel form converts the AEC one), capgym's
+``env()`` is what ``pettingzoo.make("aec", "capgym/Register-v0")`` returns (no wrappers).
 
 An *agent step* is one agent acting: in the AEC API one ``step`` call; in the Parallel API, one
 ``step`` counts every agent that was given an action (in capgym most of them only no-op: the AEC
@@ -35,7 +38,7 @@ def aec_rate(make, seconds: float, rng: random.Random) -> tuple[int, float]:
             if term or trunc:
                 action = None
             elif isinstance(obs, dict):
-                action = rng.choice([i for i, m in enumerate(obs["action_mask"]) if m])
+                action = rng.choice([i for i, m in enumerate(obs["action_mask"].tolist()) if m])
             else:
                 action = rng.randrange(env.action_space(_agent).n)
             env.step(action)
@@ -53,7 +56,7 @@ def parallel_rate(make, seconds: float, rng: random.Random) -> tuple[int, float]
             for a in env.agents:
                 o = obs[a]
                 if isinstance(o, dict):
-                    actions[a] = rng.choice([i for i, m in enumerate(o["action_mask"]) if m])
+                    actions[a] = rng.choice([i for i, m in enumerate(o["action_mask"].tolist()) if m])
                 else:
                     actions[a] = rng.randrange(env.action_space(a).n)
             obs, *_ = env.step(actions)

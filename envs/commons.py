@@ -131,23 +131,26 @@ class CommonsGame(Game):
         return ask.obs
 
     def setup(self, ep: Episode) -> None:
-        sim, p, cfg = ep.sim, self.params, self.cfg
+        p, cfg = self.params, self.cfg
         ep.level = cfg.initial_level * p.capacity
         ep.min_level = ep.level
         ep.collapsed_at = None
         steps = int(np.ceil(cfg.duration_ms / cfg.tick_ms)) + 1
         ep.harvests = np.zeros((steps, ep.n))  # per tick_ms step: what each agent harvested
         ep.tagged = np.zeros((steps, ep.n), dtype=bool)
-        dt = cfg.tick_ms / 1000.0
+        ep.sim.call_at(cfg.tick_ms, self.regrow, ep)
 
-        def regrow():
-            if ep.collapsed_at is None:
-                ep.level += p.growth * ep.level * (1 - ep.level / p.capacity) * dt
-            k = min(int(sim.now / cfg.tick_ms), steps - 1)
-            ep.tagged[k] = [not s.up or s.paused for s in sim.states]
-            sim.call_at(sim.now + cfg.tick_ms, regrow)
+    def regrow(self, ep: Episode) -> None:
+        """Every ``tick_ms``: logistic regrowth (until collapse) and who is down or paused (tagged).
 
-        sim.call_at(cfg.tick_ms, regrow)
+        A method rescheduled with ``ep`` as its argument (not a closure that names itself), so that
+        a released episode is freed at once."""
+        sim, p, cfg = ep.sim, self.params, self.cfg
+        if ep.collapsed_at is None:
+            ep.level += p.growth * ep.level * (1 - ep.level / p.capacity) * (cfg.tick_ms / 1000.0)
+        k = min(int(sim.now / cfg.tick_ms), len(ep.harvests) - 1)
+        ep.tagged[k] = [not s.up or s.paused for s in sim.states]
+        sim.call_at(sim.now + cfg.tick_ms, self.regrow, ep)
 
     def action(self, ep: Episode, ask: Ask, a: int):
         """Take the harvest from the world now; the node is told what it got and what is left."""

@@ -70,35 +70,39 @@ class ElectionGame(Game):
         return self.timeout_mask if ask.point[0] == "election_timeout" else self.stand_mask
 
     def setup(self, ep: Episode) -> None:
-        sim, cfg, n = ep.sim, self.cfg, ep.n
-        last = [sim.states[i].clock.local(0.0) for i in range(n)]
+        sim = ep.sim
+        ep.last_clock = [s.clock.local(0.0) for s in sim.states]  # each node's clock at the last sample
         ep.led = 0.0  # true ms with an effective leader
-        majority = n // 2 + 1
-        tick = cfg.tick_ms
-
-        def sample():
-            now = sim.now
-            earned = ep.earned
-            follows: dict = {}
-            for i, s in enumerate(sim.states):
-                c = s.clock.local(now)
-                dc, last[i] = max(0.0, c - last[i]) / 1000.0, c
-                if not s.up or s.paused:
-                    continue
-                node = s.obj
-                if node.leaderId is not None:
-                    earned[i] += cfg.know_reward * dc
-                    key = (node.leaderId, node.currentTerm)
-                    follows[key] = follows.get(key, 0) + 1
-                if node.state == "leader":
-                    earned[i] += cfg.leader_bonus * dc
-            if any(c >= majority and sim.states[lid].up and sim.states[lid].obj.state == "leader"
-                   and sim.states[lid].obj.currentTerm == term for (lid, term), c in follows.items()):
-                ep.led += tick
-            sim.call_at(now + tick, sample)
-
-        sim.call_at(tick, sample)
         ep.led_paid = 0.0
+        sim.call_at(self.cfg.tick_ms, self.sample, ep)
+
+    def sample(self, ep: Episode) -> None:
+        """The observer's tick: credit knowing a leader (and leading) by own-clock time, and count
+        true time with an effective leader (one a majority follows in its current term).
+
+        A method rescheduled with ``ep`` as its argument (not a closure that names itself), so that
+        a released episode is freed at once."""
+        sim, cfg, last = ep.sim, self.cfg, ep.last_clock
+        majority = ep.n // 2 + 1
+        now = sim.now
+        earned = ep.earned
+        follows: dict = {}
+        for i, s in enumerate(sim.states):
+            c = s.clock.local(now)
+            dc, last[i] = max(0.0, c - last[i]) / 1000.0, c
+            if not s.up or s.paused:
+                continue
+            node = s.obj
+            if node.leaderId is not None:
+                earned[i] += cfg.know_reward * dc
+                key = (node.leaderId, node.currentTerm)
+                follows[key] = follows.get(key, 0) + 1
+            if node.state == "leader":
+                earned[i] += cfg.leader_bonus * dc
+        if any(c >= majority and sim.states[lid].up and sim.states[lid].obj.state == "leader"
+               and sim.states[lid].obj.currentTerm == term for (lid, term), c in follows.items()):
+            ep.led += cfg.tick_ms
+        sim.call_at(now + cfg.tick_ms, self.sample, ep)
 
     def welfare_step(self, ep: Episode, local) -> None:
         ep.welfare += self.cfg.know_reward * (ep.led - ep.led_paid) / 1000.0

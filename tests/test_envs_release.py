@@ -6,11 +6,15 @@ collections over dead traces were a sixth of an environment step's time).
 """
 
 import gc
+import importlib
 import weakref
 
 import pytest
 
+import envs
 from envs import register
+
+MODULES = list(envs.ENVIRONMENTS.values())
 
 
 def _play(env, seed):
@@ -39,6 +43,20 @@ def test_reset_frees_the_previous_world_without_the_cyclic_gc(finish):
     finally:
         gc.enable()
     assert env.episode.sim.history is not None and ops >= 0 and isinstance(measures, dict)
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_every_game_frees_its_world(module):
+    """Games that schedule observer ticks (Election, Commons) must not tie the world into cycles."""
+    env = importlib.import_module(module).env(nodes=3, duration_ms=300, faults=True)
+    env.reset(seed=1)
+    sim = weakref.ref(env.episode.sim)
+    gc.disable()
+    try:
+        env.close()
+        assert sim() is None
+    finally:
+        gc.enable()
 
 
 def test_released_episode_keeps_its_record():
