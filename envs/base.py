@@ -166,7 +166,7 @@ class Episode:
         self.scn = game.scenario(seed)
         # the games score from the history and protocol records: no per-message trace needed
         self.sim: Sim = build_sim(self.scn, cls, params, agents=dict.fromkeys(range(n), EXTERNAL),
-                                  record_messages=False)
+                                  full_trace=False)
         self.horizon = float(cfg.duration_ms)
         self.max_decisions = cfg.max_decisions
         self.decisions = 0
@@ -274,13 +274,7 @@ class Episode:
         cost more than the rest of the environment's bookkeeping. The history, the trace, the
         counters and the measures stay readable; the nodes and pending events are dropped.
         """
-        sim = self.sim
-        sim._heap.clear()
-        sim.pending.clear()
-        sim.on_complete.clear()
-        sim.workload = sim.nemesis = None
-        for s in sim.states:
-            s.ctx = s.obj = None
+        self.sim.close()
 
     def returns(self) -> list[float]:
         """What each agent has earned in the episode so far (local rewards, rounded to 1e-6)."""

@@ -34,7 +34,7 @@ def make_network(scn: ScenarioConfig) -> Network:
 
 
 def build_sim(scn: ScenarioConfig, node_cls: type, params: Any = None, agents: dict | None = None,
-              workload: bool = True, nemesis: bool = True, record_messages: bool = True) -> Sim:
+              workload: bool = True, nemesis: bool = True, full_trace: bool = True) -> Sim:
     """A ready-to-run :class:`Sim` with the scenario's network, clocks, nemesis and clients attached.
 
     ``sim.nemesis`` and ``sim.workload`` hold the attached parts. Run it with
@@ -43,7 +43,7 @@ def build_sim(scn: ScenarioConfig, node_cls: type, params: Any = None, agents: d
     w = scn.world
     sim = Sim(w.nodes, node_cls, params, seed=scn.seed, network=make_network(scn),
               clocks=make_clocks(w.clocks, w.nodes, scn.seed), agents=agents,
-              processing_ms=w.processing_ms, client_latency_ms=w.client_latency_ms, record_messages=record_messages)
+              processing_ms=w.processing_ms, client_latency_ms=w.client_latency_ms, full_trace=full_trace)
     sim.nemesis = Nemesis(scn.nemesis, scn.seed, w.duration_ms).attach(sim) if nemesis else None
     sim.workload = Workload(scn.workload, scn.seed, w.duration_ms).attach(sim) if workload else None
     return sim

@@ -24,8 +24,16 @@ LATENCY_KINDS = ("constant", "uniform", "exponential", "lognormal", "pareto")
 PARTITION_SHAPES = ("isolate", "halves", "majority", "majorities-ring", "bridge", "random", "one-way")
 
 
-def latency_stream(spec: dict, seed: int, chunk: int = 4096) -> Iterator[float]:
-    """An endless iterator of latencies (ms) drawn from ``spec`` in numpy chunks (fast, seeded)."""
+def _chunks(first: int = 128, most: int = 8192):
+    """Chunk sizes 128, 256, ... up to ``most``: short runs draw little, long runs draw in bulk."""
+    n = first
+    while True:
+        yield n
+        n = min(2 * n, most)
+
+
+def latency_stream(spec: dict, seed: int) -> Iterator[float]:
+    """An endless iterator of latencies (ms) drawn from ``spec`` in growing numpy chunks (seeded)."""
     kind = spec.get("dist", "exponential")
     floor = float(spec.get("min", 0.0))
     g = np.random.default_rng(seed)
@@ -33,21 +41,21 @@ def latency_stream(spec: dict, seed: int, chunk: int = 4096) -> Iterator[float]:
         return itertools.repeat(float(spec.get("ms", 1.0)) + floor)
     if kind == "uniform":
         lo, hi = float(spec.get("low", 0.0)), float(spec.get("high", 1.0))
-        draw = lambda: g.uniform(lo, hi, chunk)
+        draw = lambda k: g.uniform(lo, hi, k)
     elif kind == "exponential":
         mean = float(spec.get("mean", 1.0))
-        draw = lambda: g.exponential(mean, chunk)
+        draw = lambda k: g.exponential(mean, k)
     elif kind == "lognormal":
         mu, sigma = math.log(float(spec.get("median", 1.0))), float(spec.get("sigma", 0.5))
-        draw = lambda: g.lognormal(mu, sigma, chunk)
+        draw = lambda k: g.lognormal(mu, sigma, k)
     elif kind == "pareto":  # classical Pareto with minimum ``scale``
         scale, alpha = float(spec.get("scale", 1.0)), float(spec.get("alpha", 2.0))
-        draw = lambda: scale * (1.0 + g.pareto(alpha, chunk))
+        draw = lambda k: scale * (1.0 + g.pareto(alpha, k))
     else:
         raise ValueError(f"unknown latency distribution {kind!r} (choose from {', '.join(LATENCY_KINDS)})")
     if floor:
-        return itertools.chain.from_iterable(map(lambda _: (draw() + floor).tolist(), itertools.count()))
-    return itertools.chain.from_iterable(map(lambda _: draw().tolist(), itertools.count()))
+        return itertools.chain.from_iterable(map(lambda k: (draw(k) + floor).tolist(), _chunks()))
+    return itertools.chain.from_iterable(map(lambda k: draw(k).tolist(), _chunks()))
 
 
 def cuts_between(a: Iterable[int], b: Iterable[int], both: bool = True) -> set[tuple[int, int]]:
@@ -130,7 +138,7 @@ class Network:
         self.streams = [[latency_stream(self.link_specs.get((a, b), self.latency_spec), derive_seed(seed, "link", a, b))
                          for b in range(n)] for a in range(n)]
         g = np.random.default_rng(derive_seed(seed, "loss"))
-        self.uniform = itertools.chain.from_iterable(map(lambda _: g.random(4096).tolist(), itertools.count()))
+        self.uniform = itertools.chain.from_iterable(map(lambda k: g.random(k).tolist(), _chunks()))
         self.loss = float(loss)
         self.duplicate = float(duplicate)
         self.hold_partitioned = hold_partitioned

@@ -85,7 +85,7 @@ class Context:
         self._sim, self._s = sim, s
         # fixed for the life of the run, cached here for the send path
         self._rec, self._heap, self._seq, self._clock, self._lat = sim._rec, sim._heap, sim._seq, s.clock, s.lat
-        self._rm = sim.record_messages
+        self._rm = sim.full_trace
         self.node_id = s.id
         self.nodes = list(range(sim.n))
         self.peers = [i for i in range(sim.n) if i != s.id]
@@ -168,7 +168,7 @@ class Sim:
     def __init__(self, n: int, node_cls: type[Node], params: Any = None, *, seed: int = 0,
                  network: Network | None = None, clocks: Sequence[Clock] | None = None,
                  agents: dict | None = None, processing_ms: float = 0.0, client_latency_ms: float = 0.0,
-                 record_messages: bool = True):
+                 full_trace: bool = True):
         if n < 1:
             raise ValueError("a world needs at least one node")
         self.n = n
@@ -180,13 +180,14 @@ class Sim:
         self.agents: dict = dict(agents or {})
         self.processing_ms = processing_ms
         self.client_latency_ms = client_latency_ms
-        #: record send/recv events (needed for vector clocks, ShiViz and message-level measures);
-        #: training loops that only need the history may turn it off
-        self.record_messages = record_messages
+        #: True: record every event. False, a lean trace for training loops that only need the
+        #: history: no send/recv and no per-step bookkeeping (timer, client, reply, ask, decision);
+        #: node lifecycle, faults and protocol records stay. Vector clocks need the full trace.
+        self.full_trace = full_trace
         for st in self.states:
             st.lat = self.net.streams[st.id]
         self._refresh_faulty()
-        self.trace = Trace(n, keep_sent=bool(self.net.duplicate), messages=record_messages)
+        self.trace = Trace(n, keep_sent=bool(self.net.duplicate), messages=full_trace)
         self._rec = self.trace.raw.append
         self._heap: list = []
         self._seq = itertools.count()
@@ -238,6 +239,12 @@ class Sim:
     def _local_event(self, s: _NodeState, kind: str, fields: Any) -> None:
         s.lamport += 1
         self._rec((kind, s.id, self.now, s.clock.local(self.now), s.lamport, fields))
+
+    def _step_event(self, s: _NodeState, kind: str, fields: Any) -> None:
+        """A bookkeeping event (timer, client, reply, ask, decision): recorded in a full trace."""
+        s.lamport += 1
+        if self.full_trace:
+            self._rec((kind, s.id, self.now, s.clock.local(self.now), s.lamport, fields))
 
     def _world_event(self, kind: str, fields: Any) -> None:
         self._rec((kind, None, self.now, None, 0, fields))
@@ -306,6 +313,17 @@ class Sim:
         s.refresh()
         if s.up:
             self._local_event(s, "slow", (factor,))
+
+    def close(self) -> None:
+        """Drop the nodes and pending events of a finished run at once; history, trace and counters
+        stay readable. (The sim's parts point at each other, so without this a finished world waits
+        for a full cyclic-GC pass; loops that build many worlds should close each.)"""
+        self._heap.clear()
+        self.pending.clear()
+        self.on_complete.clear()
+        self.workload = self.nemesis = None
+        for s in self.states:
+            s.ctx = s.obj = None
 
     def is_up(self, nid: int) -> bool:
         return self.states[nid].up
@@ -379,7 +397,7 @@ class Sim:
     def _reply(self, s: _NodeState, cop: ClientOp, status: str, value: Any) -> None:
         if status not in STATUSES:
             raise ValueError(f"reply status must be one of {STATUSES}, not {status!r}")
-        self._local_event(s, "reply", (cop.id, status))
+        self._step_event(s, "reply", (cop.id, status))
         op = self.open_ops.get(cop.id)
         if op is not None:
             self._complete(op, status, value)
@@ -394,7 +412,7 @@ class Sim:
 
     # --- agents --------------------------------------------------------------------------------
     def _ask(self, s: _NodeState, point: Any, obs: Any, default: Any, mask: Any) -> None:
-        self._local_event(s, "ask", (point,))
+        self._step_event(s, "ask", (point,))
         agent = self.agents.get(s.id)
         a = Ask(self._ask_id, s.id, point, obs, mask, default, self.now, s.incarnation)
         self._ask_id += 1
@@ -433,7 +451,7 @@ class Sim:
         states = self.states
         pending = self.pending
         net = self.net
-        record_messages = self.record_messages
+        full_trace = self.full_trace
         _MSG, _CALL = MSG, CALL
         limit = float("inf") if until is None else until
         budget = -1 if max_events is None else max_events
@@ -471,7 +489,7 @@ class Sim:
                         lam = s.lamport
                         s.lamport = lam = (ml if ml > lam else lam) + 1
                         delivered += 1
-                        if record_messages:
+                        if full_trace:
                             c = s.clock
                             rec(("recv", dst, t, c.base_local + c.rate * (t - c.base_true), lam, (src, mid, mtype)))
                         s.obj.on_message(s.ctx, src, body)
@@ -531,7 +549,7 @@ class Sim:
         if kind == MSG:
             _t, _q, _k, dst, src, body, mid, mtype, ml = item
             s.lamport = max(ml, s.lamport) + 1
-            if self.record_messages:
+            if self.full_trace:
                 self._rec(("recv", dst, t, s.clock.local(t), s.lamport, (src, mid, mtype)))
             s.obj.on_message(s.ctx, src, body)
             return False
@@ -546,16 +564,16 @@ class Sim:
             if entry is None or entry[0] != token:
                 return  # cancelled or replaced
             del s.timers[name]
-            self._local_event(s, "timer", (name,))
+            self._step_event(s, "timer", (name,))
             s.obj.on_timer(s.ctx, name)
         elif kind == CLIENT:
-            self._local_event(s, "client", (data.id, data.f))
+            self._step_event(s, "client", (data.id, data.f))
             s.obj.on_client(s.ctx, data)
         else:  # DECISION
             point, action, inc = data
             if inc != s.incarnation:
                 return
-            self._local_event(s, "decision", (point, action))
+            self._step_event(s, "decision", (point, action))
             s.obj.on_decision(s.ctx, point, action)
 
     # --- summary -------------------------------------------------------------------------------

@@ -152,7 +152,7 @@ class Trace(Exports):
     def vclock(self, node: int) -> tuple:
         """Node ``node``'s vector clock after the last recorded event."""
         if not self.messages:
-            raise RuntimeError("vector clocks need the message trace: run the Sim with record_messages=True")
+            raise RuntimeError("vector clocks need the full trace: run the Sim with full_trace=True")
         self.replay()
         return tuple(self._vc[node])
 

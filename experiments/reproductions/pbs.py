@@ -63,7 +63,7 @@ def measure(p: Params, latency: Latency, seed: int) -> dict:
                               clocks=dict(max_offset_ms=0, max_drift=0)),
         workload=dict(clients=p.nodes, ops={"read": 0.5, "write": 0.5}, think_ms=p.think_ms, timeout_ms=1000)))
     sim = build_sim(scn, eventual.NODE, eventual.Params(gossip_ms=p.gossip_ms, broadcast_writes=True),
-                    record_messages=False)
+                    full_trace=False)
     sim.run(until=p.duration_ms)
     return staleness(sim.history, edges=p.edges_ms)
 
