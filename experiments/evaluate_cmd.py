@@ -15,7 +15,6 @@ and for Register-v0 always-local and always-quorum) under the same seeds.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -168,14 +167,6 @@ def format_table(rows: list[dict]) -> str:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    try:
-        return _cmd_evaluate(args)
-    except UserError as e:
-        print(f"capgym evaluate: error: {e}", file=sys.stderr)
-        return 2
-
-
-def _cmd_evaluate(args: argparse.Namespace) -> int:
     from agents.learn import checkpoint
     from experiments import results
 

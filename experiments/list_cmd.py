@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 EXAMPLES = """examples:
@@ -60,19 +59,6 @@ def configs(root: Path = Path("configs")) -> list[str]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    """Bad input is one line on stderr and exit status 2, reported here rather than raised to
-    ``cli.main``: under ``python -m experiments.cli`` that module runs as ``__main__`` and would not
-    recognise ``experiments.cli.UserError``."""
-    from experiments.cli import UserError
-
-    try:
-        return _cmd_list(args)
-    except UserError as e:
-        print(f"capgym list: error: {e}", file=sys.stderr)
-        return 2
-
-
-def _cmd_list(args: argparse.Namespace) -> int:
     from experiments.cli import UserError
 
     wanted = args.what or SECTIONS

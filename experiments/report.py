@@ -8,7 +8,6 @@ the trace.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -102,19 +101,6 @@ def load_run(run_dir: Path) -> tuple[RunConfig, list[runner.RunData]]:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Bad input is one line on stderr and exit status 2, reported here rather than raised to
-    ``cli.main``: under ``python -m experiments.cli`` that module runs as ``__main__`` and would not
-    recognise ``experiments.cli.UserError``."""
-    from experiments.cli import UserError
-
-    try:
-        return _cmd_report(args)
-    except UserError as e:
-        print(f"capgym report: error: {e}", file=sys.stderr)
-        return 2
-
-
-def _cmd_report(args: argparse.Namespace) -> int:
     from experiments import runner
 
     run_dir = Path(args.run_dir)

@@ -97,21 +97,15 @@ def reproduce(name: str, quick: bool = False, overrides: list[str] = (), root: s
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    """Bad input: one line on stderr, exit 2 (reported here, as ``capgym run`` does)."""
-    from experiments.cli import UserError
+    """Bad input raises ``UserError``: one line on stderr, exit 2 (``cli.main``)."""
+    if args.list or not args.name:
+        from experiments import reproductions
 
-    try:
-        if args.list or not args.name:
-            from experiments import reproductions
-
-            for name in reproductions.available():
-                doc = (reproductions.get(name).__doc__ or "").strip().splitlines()[0]
-                print(f"{name:15s} {doc}")
-            return 0
-        return reproduce(args.name, args.quick, args.overrides, args.root, args.quiet)[1]
-    except UserError as e:
-        print(f"capgym reproduce: error: {e}", file=sys.stderr)
-        return 2
+        for name in reproductions.available():
+            doc = (reproductions.get(name).__doc__ or "").strip().splitlines()[0]
+            print(f"{name:15s} {doc}")
+        return 0
+    return reproduce(args.name, args.quick, args.overrides, args.root, args.quiet)[1]
 
 
 def register(subparsers) -> None:

@@ -119,19 +119,6 @@ def execute(cfg, quiet: bool = False) -> tuple[Path, int]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Bad input is one line on stderr and exit status 2, reported here rather than raised to
-    ``cli.main``: under ``python -m experiments.cli`` that module runs as ``__main__`` and would not
-    recognise ``experiments.cli.UserError``."""
-    from experiments.cli import UserError
-
-    try:
-        return _cmd_run(args)
-    except UserError as e:
-        print(f"capgym run: error: {e}", file=sys.stderr)
-        return 2
-
-
-def _cmd_run(args: argparse.Namespace) -> int:
     from experiments.config import load_config
 
     cfg = load_config(args.config, args.overrides)

@@ -194,17 +194,6 @@ def _log_wandb(sweep_dir: Path, sweep, agg: list[dict], png: Path) -> None:
 
 # --- the command ----------------------------------------------------------------------------------
 def cmd_sweep(args: argparse.Namespace) -> int:
-    """Bad input: one line on stderr, exit 2 (reported here, as ``capgym run`` does)."""
-    from experiments.cli import UserError
-
-    try:
-        return _cmd_sweep(args)
-    except UserError as e:
-        print(f"capgym sweep: error: {e}", file=sys.stderr)
-        return 2
-
-
-def _cmd_sweep(args: argparse.Namespace) -> int:
     from experiments.cli import UserError
     from experiments.sweep import MEASURES, load_sweep
 

@@ -165,17 +165,13 @@ def execute(cfg: TrainRunConfig, quiet: bool = False) -> tuple[Path, int]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    try:
-        cfg = load_train_config(args.config, args.overrides)
-        if args.print_config:
-            import yaml
+    cfg = load_train_config(args.config, args.overrides)  # a UserError is one line, exit 2 (cli.main)
+    if args.print_config:
+        import yaml
 
-            print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
-            return 0
-        return execute(cfg, quiet=args.quiet)[1]
-    except UserError as e:
-        print(f"capgym train: error: {e}", file=sys.stderr)
-        return 2
+        print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
+        return 0
+    return execute(cfg, quiet=args.quiet)[1]
 
 
 def register(subparsers) -> None:
