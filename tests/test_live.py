@@ -21,6 +21,7 @@ from agents.protocols import get  # noqa: E402
 from envs.world.clock import Clock  # noqa: E402
 from envs.world.config import ScenarioConfig  # noqa: E402
 from envs.world.network import groups_cuts  # noqa: E402
+from envs.world.trace import FIELDS  # noqa: E402
 from experiments.live import LiveOptions, LiveWorld, run_live  # noqa: E402
 from experiments.live.actors import NodeRuntime  # noqa: E402
 from experiments.live.transport import NetState  # noqa: E402
@@ -65,7 +66,7 @@ class FakeTime:
 
 def runtime(node=1, n=3):
     spec = {"node": node, "n": n, "seed": 0, "incarnation": 0, "cls": ECHO, "params": ECHO.Params(),
-            "clock": Clock(), "latency": {"dist": "constant", "ms": 1.0}, "horizon": 100.0}
+            "clock": Clock(), "latency": {"dist": "constant", "ms": 1.0}}
     rt = NodeRuntime(spec, FakeTime(), {}, NetState())
     rt.start(restart=False)
     return rt
@@ -87,16 +88,28 @@ def test_a_cut_announced_ahead_stops_delivery_exactly_on_time():
     assert kinds == [("recv", (0, 1, "ping")), ("drop", (0, 1, 2, "partition")), ("recv", (2, 3, "ping"))]
 
 
-def test_deliveries_wait_for_the_horizon():
-    rt = runtime()
-    rt.deliver([msg(150.0, 0, 7)])
-    rt.true.t = 160.0
-    rt.process()
-    assert not [e for e in rt.events if e[0] == "recv"] and rt.stats["stalls"] == 1
-    rt.set_net(NetState(cuts={(0, 1)}), at=155.0)  # announced late, but before the horizon passes it
-    rt.grant(200.0)
-    rt.process()
-    assert [e[6] for e in rt.events if e[0] == "drop"] == [(0, 1, 7, "partition")]
+def test_the_nemesis_plan_is_the_simulators_and_every_actor_gets_it_at_start():
+    """The live driver draws the nemesis's whole plan before the run: the same faults, at the same
+    true times, as the simulator's nemesis with the same seed (random partitions and crashes)."""
+    from envs.world.build import build_sim
+
+    scn = ScenarioConfig.model_validate({
+        "seed": 7, "world": {"nodes": 5, "duration_ms": 6000},
+        "nemesis": {"random": {"kinds": ["partition", "crash", "loss"], "shapes": ["majority", "isolate"],
+                               "interval_ms": 500, "duration_ms": 300}},
+        "workload": {"clients": 0}})
+    sim = build_sim(scn, ECHO, ECHO.Params(), workload=False)
+    sim.run(until=scn.world.duration_ms)
+    sim_net = [(e.t, e.kind, e.fields) for e in sim.trace.events() if e.kind in ("partition", "heal", "loss")]
+    sim_crash = [(e.t, e.kind, e.node) for e in sim.trace.events() if e.kind in ("crash", "start") and e.t > 0]
+    world = LiveWorld(scn, ECHO, ECHO.Params())
+    plan_net = [(at, kind, dict(zip(FIELDS[kind], fields))) for at, _w, (kind, fields) in world.plan.nets]
+    assert len(sim_net) > 5 and plan_net == sim_net
+    plan_crash = [(at, "crash" if name == "crash" else "start", args[0]) for at, name, args in world.plan.faults]
+    assert plan_crash and plan_crash == sim_crash
+    # a starting actor gets the network standing then and every later change, cuts included
+    net, later = world._net_for_start()
+    assert [at for at, _w in later] == [at for at, *_ in world.plan.nets] and any(w[0] for _at, w in later)
 
 
 # --- with Ray ---------------------------------------------------------------------------------------

@@ -46,11 +46,11 @@ from envs.world.records import FAIL, OK, UNKNOWN, Event, Op
 from envs.world.trace import FIELDS
 from envs.world.workload import Workload
 
-from .actors import NodeActor
+from .actors import NodeActor, unwire
 from .clock import cristian_offset
 from .transport import NetState
 
-STAT_KEYS = ("handled", "sent", "delivered", "dropped", "batches", "stalls")
+STAT_KEYS = ("handled", "sent", "delivered", "dropped", "batches")
 
 #: idle actors left by earlier runs in this Ray session, ``(actor, clock offset)``: starting a Ray
 #: worker takes seconds, so a run takes its actors from here first and gives back the healthy ones
@@ -101,8 +101,6 @@ class LiveOptions:
     halt_timeout_s: float = 2.0  #: wait this long for a crashing actor's last words
     start_timeout_s: float = 60.0  #: wait this long for the actors to come up
     hang_s: float = 5.0  #: an actor that does not answer a drain for this long counts as dead
-    lead_ms: float = 250.0  #: the nemesis plans this far ahead, so network faults reach every actor in time
-    lease_ms: float = 50.0  #: the driver extends the actors' delivery horizon this often
 
 
 class _NodeView:
@@ -153,17 +151,22 @@ class LiveWorld:
         self._waiting: dict = {}  # object ref -> (what, data)
         self._spares: deque = deque()
         self._t0: float | None = None
-        self._next_drain = self._next_grant = 0.0
-        self._horizon = self.opt.lead_ms  # deliveries may go ahead up to this true time
+        self._next_drain = 0.0
         self.crashes = self.restarts = self.deaths = 0
         self.late_ms = 0.0  # the latest the driver ran a due call
         self.errors: list[str] = []
         self.started = self.closed = False
         self.interrupted = False
-        self._nets: list = []  # announced network changes (true time, wire form), oldest first
         self.end_ms: float | None = None
-        self.planner = _Planner(self, self.opt.lead_ms)
-        self.nemesis = Nemesis(scn.nemesis, scn.seed, w.duration_ms).attach(self.planner) if nemesis else None
+        self.plan = _Plan(self.n, [st.clock for st in self.states], self.net)
+        self.nemesis = Nemesis(scn.nemesis, scn.seed, w.duration_ms).attach(self.plan) if nemesis else None
+        self.plan.run(w.duration_ms)
+        #: network changes every actor knows of, ``(true time, wire form)``, oldest first
+        self._nets: list = [(at, wire) for at, wire, _rec in self.plan.nets]
+        for at, _wire, (kind, fields) in self.plan.nets:  # the trace records them when they fall due
+            self.call_at(at, self._record, kind, None, fields, at)
+        for at, name, args in self.plan.faults:
+            self.call_at(at, getattr(self, name), *args)
         self.workload = Workload(scn.workload, scn.seed, w.duration_ms).attach(self) if workload else None
 
     # --- time and scheduling -----------------------------------------------------------------------
@@ -199,7 +202,7 @@ class LiveWorld:
         return cristian_offset(lambda: ray.get(actor.ping.remote(), timeout=self.opt.start_timeout_s)[0])[0]
 
     def _spec(self, st: _NodeView) -> dict:
-        return {"run": self._run_id, "batch_ms": self.opt.batch_ms, "horizon": self._horizon,
+        return {"run": self._run_id, "batch_ms": self.opt.batch_ms,
                 "node": st.id, "n": self.n, "seed": self.seed,
                 "incarnation": st.incarnation,
                 "cls": self.node_cls, "params": self.params, "clock": st.clock,
@@ -248,8 +251,9 @@ class LiveWorld:
             self._spares.append((a, off))
         peers = self._peers()
         self._t0 = time.monotonic()
-        refs = [st.actor.init.remote(self._spec(st), self._t0, st.offset, {}, peers, self._nets_base,
-                                     self.agents.get(st.id)) for st in self.states]
+        net, nets = self._net_for_start()
+        refs = [st.actor.init.remote(self._spec(st), self._t0, st.offset, {}, peers, net,
+                                     self.agents.get(st.id), nets) for st in self.states]
         try:
             ray.get(refs, timeout=self.opt.start_timeout_s)
         except ray.exceptions.RayError as e:
@@ -341,7 +345,11 @@ class LiveWorld:
         self._tell(nid, "clock", "drift", drift)
 
     def _announce(self, at: float | None) -> None:
-        """Tell every actor the network standing from true time ``at`` (default: now) on."""
+        """Tell every actor the network standing from true time ``at`` (default: now) on.
+
+        For changes made while the run goes on (the nemesis's are all known at start): an actor
+        applies one from ``at`` or from when it hears of it, whichever is later
+        (``stats["net_late_ms"]``: the latest one arrived after ``at``)."""
         at = self.now if at is None else at
         wire = self.net.to_wire()
         self._nets.append((at, wire))
@@ -356,7 +364,9 @@ class LiveWorld:
         return (past[-1] if past else self._nets_base), [(at, w) for at, w in self._nets if at > now]
 
     def set_cuts(self, cuts: set, shape: str = "custom", at: float | None = None) -> None:
-        """Make ``cuts`` (directed links) the standing partition from ``at`` (default now); empty heals."""
+        """Make ``cuts`` (directed links) the standing partition from ``at`` (default now); empty heals.
+
+        Unplanned: the nemesis's partitions reach the actors through the plan (:class:`_Plan`)."""
         self.net.cuts = {tuple(c) for c in cuts}
         if cuts:
             self._record("partition", None, (sorted(map(list, self.net.cuts)), shape), at)
@@ -400,7 +410,7 @@ class LiveWorld:
 
     # --- collecting --------------------------------------------------------------------------------
     def _absorb(self, st: _NodeView, res: dict, actor) -> None:
-        self.raw.extend(res["events"])
+        self.raw.extend(unwire(res["events"]))
         st.durable = res["durable"]
         st.lamport, st.vc = res["lamport"], res["vc"]
         st.stats_cur = res["stats"]
@@ -411,14 +421,6 @@ class LiveWorld:
     def _died(self, st: _NodeView, reason: str) -> None:
         self.deaths += 1
         self.crash(st.id, reason=reason)
-
-    def _grant_all(self, until: float) -> None:
-        """Every network change up to ``until`` has been announced (the nemesis plans ``lead_ms``
-        ahead and all calls due by now have run): actors may deliver messages up to then."""
-        self._horizon = until
-        for st in self.states:
-            if st.actor is not None:
-                self._order(st, "grant", until, self.now)
 
     def _drain_all(self) -> None:
         now = self.now
@@ -447,7 +449,7 @@ class LiveWorld:
             st, actor = data
             if st.actor is not actor:  # an earlier incarnation: keep its events only
                 if err is None:
-                    self.raw.extend(val["events"])
+                    self.raw.extend(unwire(val["events"]))
                 return
             st.drain_since = None
             if err is None:
@@ -501,13 +503,10 @@ class LiveWorld:
                 t, _s, fn, args = heapq.heappop(calls)
                 self.late_ms = max(self.late_ms, now - t)
                 fn(*args)
-            if now >= self._next_grant:
-                self._grant_all(now + self.opt.lead_ms)
-                self._next_grant = now + self.opt.lease_ms
             if now >= self._next_drain:
                 self._drain_all()
                 self._next_drain = now + self.opt.drain_ms
-            nxt = min(calls[0][0] if calls else limit, self._next_drain, self._next_grant, limit)
+            nxt = min(calls[0][0] if calls else limit, self._next_drain, limit)
             self._poll(max(0.0, (nxt - self.now) / 1000.0))
 
     def close(self) -> None:
@@ -531,7 +530,7 @@ class LiveWorld:
                     res = ray.get(ref, timeout=0)
                 except ray.exceptions.RayError:
                     continue
-                self.raw.extend(res["events"])
+                self.raw.extend(unwire(res["events"]))
                 st.stats_cur = res["stats"]
                 keep.append((st.actor, st.offset))
         kept = {id(a) for a, _ in keep}
@@ -583,75 +582,102 @@ class LiveWorld:
             "errors": list(self.errors),
             "batch_ms": self.opt.batch_ms,
             "driver_late_ms": self.late_ms,
-            "order_delay_ms": max(st.stats_cur.get("order_delay_ms", 0.0) for st in self.states),
-            "arrive_delay_ms": max(st.stats_cur.get("arrive_delay_ms", 0.0) for st in self.states),
-            "ctl_waiting": max(st.stats_cur.get("ctl_waiting", 0) for st in self.states),
             "net_late_ms": max(max(st.stats_cur.get("net_late_ms", 0.0), st.net_late) for st in self.states),
             "interrupted": self.interrupted,
         }
 
 
-class _Planner:
-    """The nemesis's view of the world: it runs ``lead_ms`` ahead of true time.
+class _Plan:
+    """The nemesis's whole plan, drawn before the run on a virtual clock.
 
-    Every call the nemesis schedules for true time ``t`` runs in the driver at ``t - lead_ms`` with
-    ``now == t``. A network fault it makes is announced to every actor at once, stamped with ``t``:
-    each actor switches to the new cuts or loss exactly at ``t`` on its own true clock, so a
-    partition stops delivery across the cut on time even when the announcement travels slowly
-    (``stats["net_late_ms"]`` reports the worst case where it still arrived late). A node fault
-    (crash, restart, pause, slow, clock) is carried out by the driver at ``t``. ``is_up`` answers
-    with the faults planned so far, so the random nemesis picks its victims consistently.
+    The nemesis's choices depend only on the run's seed and on the faults it planned itself
+    (``is_up``, a clock's drift), never on what the nodes do; so the driver runs the simulator's
+    own :class:`~envs.world.nemesis.Nemesis` to the end of the run on a virtual clock before the
+    run starts. What it plans becomes two timetables:
+
+    * ``nets``: every change of the network (cuts, loss) as ``(true time, NetState wire form,
+      trace record)``. Every actor gets the whole list when it starts and switches to each change
+      exactly at its time on its own true clock, so a partition stops delivery across the cut on
+      time however slowly the driver or the machine runs (no announcement can arrive late);
+    * ``faults``: node faults ``(true time, LiveWorld method, args)`` (crash, restart, pause,
+      slow, clock), which the driver carries out when they fall due.
     """
 
-    def __init__(self, world: LiveWorld, lead: float):
-        self.w, self.lead = world, lead
-        self.n, self.states, self.net = world.n, world.states, world.net
-        self.now = 0.0
-        self.up = [True] * world.n
+    def __init__(self, n: int, clocks: list, net: NetState):
+        import copy
+
+        self.n, self.now = n, 0.0
+        self.states = [_ClockView(copy.deepcopy(c)) for c in clocks]
+        self.net = NetState(net.cuts, net.loss, net.duplicate, net.hold)
+        self.up = [True] * n
+        self.nets: list = []
+        self.faults: list = []
+        self._calls: list = []
+        self._seq = itertools.count()
 
     def call_at(self, t: float, fn: Callable, *args: Any) -> None:
-        self.w.call_at(t - self.lead, self._run, float(t), fn, args)
+        heapq.heappush(self._calls, (float(t), next(self._seq), fn, args))
 
-    def _run(self, t: float, fn: Callable, args: tuple) -> None:
-        self.now = t
-        fn(*args)
+    def run(self, until: float) -> _Plan:
+        """Play the nemesis's calls up to true time ``until``."""
+        while self._calls and self._calls[0][0] <= until:
+            self.now, _s, fn, args = heapq.heappop(self._calls)
+            fn(*args)
+        return self
 
     def is_up(self, nid: int) -> bool:
         return self.up[nid]
 
-    def _at(self, fn: Callable, *args: Any) -> None:
-        self.w.call_at(self.now, fn, *args)
+    def _fault(self, name: str, *args: Any) -> None:
+        self.faults.append((self.now, name, args))
 
     def crash(self, nid: int) -> None:
         if self.up[nid]:
             self.up[nid] = False
-            self._at(self.w.crash, nid)
+            self._fault("crash", nid)
 
     def restart(self, nid: int) -> None:
         if not self.up[nid]:
             self.up[nid] = True
-            self._at(self.w.restart, nid)
+            self._fault("restart", nid)
 
     def pause(self, nid: int) -> None:
-        self._at(self.w.pause, nid)
+        self._fault("pause", nid)
 
     def resume(self, nid: int) -> None:
-        self._at(self.w.resume, nid)
+        self._fault("resume", nid)
 
     def slow(self, nid: int, factor: float, base_ms: float = 1.0) -> None:
-        self._at(self.w.slow, nid, factor)
+        self._fault("slow", nid, factor)
 
     def clock_bump(self, nid: int, delta: float) -> None:
-        self._at(self.w.clock_bump, nid, delta)
+        self.states[nid].clock.bump(self.now, delta)
+        self._fault("clock_bump", nid, delta)
 
     def clock_drift(self, nid: int, drift: float) -> None:
-        self._at(self.w.clock_drift, nid, drift)
+        self.states[nid].clock.set_drift(self.now, drift)
+        self._fault("clock_drift", nid, drift)
+
+    def _net(self, kind: str, fields: tuple) -> None:
+        self.nets.append((self.now, self.net.to_wire(), (kind, fields)))
 
     def set_cuts(self, cuts: set, shape: str = "custom") -> None:
-        self.w.set_cuts(cuts, shape, at=self.now)
+        self.net.cuts = {tuple(c) for c in cuts}
+        if cuts:
+            self._net("partition", (sorted(map(list, self.net.cuts)), shape))
+        else:
+            self._net("heal", ())
 
     def heal(self) -> None:
-        self.w.heal(at=self.now)
+        self.set_cuts(set())
 
     def set_loss(self, p: float) -> None:
-        self.w.set_loss(p, at=self.now)
+        self.net.loss = float(p)
+        self._net("loss", (float(p),))
+
+
+class _ClockView:
+    __slots__ = ("clock",)
+
+    def __init__(self, clock):
+        self.clock = clock
