@@ -23,7 +23,7 @@ from experiments.results import write_bytes
 SPACETIME_MAX_MESSAGES = 300
 
 
-def _plt():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -32,10 +32,10 @@ def _plt():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
-    _plt().close(fig)
+    pyplot().close(fig)
     write_bytes(path, buf.getvalue())
     return path
 
@@ -48,7 +48,7 @@ def _shade(ax, partitions: Sequence[tuple[float, float]], label: bool = True) ->
 
 def timeline(path: Path, series: dict[str, list[dict]], partitions: Sequence[tuple[float, float]]) -> Path:
     """Availability (ok fraction) and consistency (1 - stale-read fraction) over true time."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True, layout="constrained")
     for ax, key, title in ((axes[0], "availability", "availability (ok fraction)"),
                            (axes[1], "consistency", "consistency (1 - stale-read fraction)")):
@@ -63,14 +63,14 @@ def timeline(path: Path, series: dict[str, list[dict]], partitions: Sequence[tup
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8, loc="lower left", ncol=4)
     axes[1].set_xlabel("true time (s)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def latency(path: Path, histories: dict[str, list[Op]]) -> Path:
     """Histogram (log-spaced bins) of the latency of ok operations, per protocol."""
     import numpy as np
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
     lats = {label: [op.complete - op.invoke for op in h if op.status == OK and op.complete is not None]
             for label, h in histories.items()}
@@ -88,7 +88,7 @@ def latency(path: Path, histories: dict[str, list[Op]]) -> Path:
     ax.set_xlabel("latency of ok operations (true ms)")
     ax.set_ylabel("operations")
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def count_messages(events: Sequence[Event]) -> int:
@@ -99,7 +99,7 @@ def spacetime(path: Path, events: Sequence[Event], n: int, title: str = "") -> P
     """Lamport's space-time diagram (Lamport 1978, Fig. 1, drawn sideways): one horizontal line per
     node, true time to the right, an arrow from each send to its receive; dropped messages end in
     a cross; crashes are marked."""
-    plt = _plt()
+    plt = pyplot()
     sends: dict[int, Event] = {}
     fig, ax = plt.subplots(figsize=(10, 0.6 * n + 1.5), layout="constrained")
     ax.hlines(range(n), 0, max((e.t for e in events), default=1.0), color="0.75", lw=1, zorder=0)
@@ -133,12 +133,12 @@ def spacetime(path: Path, events: Sequence[Event], n: int, title: str = "") -> P
     ax.set_title(f"{title} space-time diagram: {drawn} delivered, {dropped} dropped", fontsize=10, loc="left")
     if events:
         ax.set_xlim(0, max(e.t for e in events) * 1.02 + 1e-9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def rewards(path: Path, curves: dict[str, Sequence[float]], xlabel: str = "episode") -> Path:
     """Per-agent reward curves."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
     for agent, ys in curves.items():
         ax.plot(range(len(ys)), list(ys), lw=1.2, label=str(agent))
@@ -147,13 +147,13 @@ def rewards(path: Path, curves: dict[str, Sequence[float]], xlabel: str = "episo
     ax.grid(alpha=0.3)
     if curves:
         ax.legend(fontsize=8, ncol=2)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def compare(path: Path, rows: list[dict]) -> Path:
     """Bars across protocols: availability, stale-read rate, messages per op; the linearizability
     verdict is written over each availability bar."""
-    plt = _plt()
+    plt = pyplot()
     labels = [r["protocol"] for r in rows]
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.8), layout="constrained")
     specs = (("availability", "availability (ok fraction)", (0, 1.1)),
@@ -172,4 +172,7 @@ def compare(path: Path, rows: list[dict]) -> Path:
                 v = r["linearizable"]
                 text = "linearizable" if v is True else "NOT lin." if v is False else "lin.?"
                 ax.text(b.get_x() + b.get_width() / 2, b.get_height() + 0.02, text, ha="center", fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
+
+
+_plt, _save = pyplot, save_figure  # old private names, still used by experiments/align_cmd.py

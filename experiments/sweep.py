@@ -282,9 +282,9 @@ def format_aggregate(agg: list[dict], keys: list[str], measure: str) -> str:
 def plot(path: Path, agg: list[dict], keys: list[str], measure: str) -> Path:
     """The measure's mean (error bars: std over seeds) against the first grid axis; one line per
     protocol and combination of the other axes."""
-    from experiments.plots import _plt, _save
+    from experiments.plots import pyplot, save_figure
 
-    plt = _plt()
+    plt = pyplot()
     x_key, others = keys[0], keys[1:]
     lines: dict[str, list[tuple]] = {}
     for r in agg:
@@ -308,7 +308,7 @@ def plot(path: Path, agg: list[dict], keys: list[str], measure: str) -> Path:
     ax.set_xlabel(x_key)
     ax.set_ylabel(f"{measure} (mean ± std over seeds)")
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 __all__ = ["Sweep", "Point", "load_sweep", "expand", "combinations", "headline", "rows_of_run",

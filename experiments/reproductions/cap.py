@@ -84,7 +84,7 @@ def per_node_availability(history) -> float | None:
 
 def run(p: Params, out: Path, stop=lambda: False) -> dict:
     from experiments import runner
-    from experiments.plots import _plt, _save
+    from experiments.plots import pyplot, save_figure
     from experiments.sweep import mean_std
 
     runs = []
@@ -117,7 +117,7 @@ def run(p: Params, out: Path, stop=lambda: False) -> dict:
                          "stale_read_rate": mean_std([r["stale_read_rate"] for r in rs])[0],
                          "ops": mean_std([r["ops"] for r in rs])[0]})
 
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
     for protocol in p.protocols:
         rs = [r for r in rows if r["protocol"] == protocol]
@@ -132,7 +132,7 @@ def run(p: Params, out: Path, stop=lambda: False) -> dict:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle("CAP: a partitioned register is either available or linearizable", fontsize=10)
-    png = _save(fig, out / "cap.png")
+    png = save_figure(fig, out / "cap.png")
 
     def series(protocol, key):
         return [r[key] for r in rows if r["protocol"] == protocol]

@@ -99,7 +99,7 @@ def _stats(xs):
 
 
 def run(p: Params, out: Path, stop=lambda: False) -> dict:
-    from experiments.plots import _plt, _save
+    from experiments.plots import pyplot, save_figure
 
     rows, findings = [], {}
     # 1. duelling proposers
@@ -143,7 +143,7 @@ def run(p: Params, out: Path, stop=lambda: False) -> dict:
         rows.append(row)
         findings["benor"].append(row)
 
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13, 4), layout="constrained")
     ax = axes[0]
     for backoff, rs in duels.items():
@@ -178,7 +178,7 @@ def run(p: Params, out: Path, stop=lambda: False) -> dict:
     ax.legend(fontsize=8)
     for a in axes:
         a.grid(alpha=0.3)
-    png = _save(fig, out / "flp.png")
+    png = save_figure(fig, out / "flp.png")
 
     fmt = lambda v: "-" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))  # noqa: E731
     lines = ["Paxos duelling proposers (2 proposers, retry at once):"]

@@ -69,7 +69,7 @@ def measure(p: Params, latency: Latency, seed: int) -> dict:
 
 
 def run(p: Params, out: Path, stop=lambda: False) -> dict:
-    from experiments.plots import _plt, _save
+    from experiments.plots import pyplot, save_figure
 
     nb = len(p.edges_ms) - 1
     curves: dict[str, list] = {}
@@ -104,7 +104,7 @@ def run(p: Params, out: Path, stop=lambda: False) -> dict:
                 return p.edges_ms[i]
         return None
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
     for name, probs in curves.items():
         pts = [((p.edges_ms[i] + p.edges_ms[i + 1]) / 2, q) for i, q in enumerate(probs) if q is not None]
@@ -117,7 +117,7 @@ def run(p: Params, out: Path, stop=lambda: False) -> dict:
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, title="one-way latency", title_fontsize=8)
-    png = _save(fig, out / "pbs.png")
+    png = save_figure(fig, out / "pbs.png")
 
     findings = {name: {"p_first_bin": probs[0], "p_last_bin": next((q for q in reversed(probs) if q is not None), None),
                        "t_99_ms": t_for(probs, 0.99), "curve": probs} for name, probs in curves.items()}

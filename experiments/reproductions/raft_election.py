@@ -81,7 +81,7 @@ def trial(p: Params, lo: float, hi: float, seed: int) -> dict:
 
 
 def run(p: Params, out: Path, stop=lambda: False) -> dict:
-    from experiments.plots import _plt, _save
+    from experiments.plots import pyplot, save_figure
     from experiments.reproductions import cdf, percentile
 
     rows, times = [], {}
@@ -103,7 +103,7 @@ def run(p: Params, out: Path, stop=lambda: False) -> dict:
                      "max_ms": max(ts), "mean_split_votes": sum(splits) / len(splits),
                      "trials_with_split_vote": sum(s > 0 for s in splits) / len(splits)})
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
     for name, ts in times.items():
         xs, ys = cdf([t for t in ts if math.isfinite(t)])
@@ -117,7 +117,7 @@ def run(p: Params, out: Path, stop=lambda: False) -> dict:
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, title="election timeout", title_fontsize=8)
-    png = _save(fig, out / "raft-election.png")
+    png = save_figure(fig, out / "raft-election.png")
 
     fmt = lambda v: "inf" if v is None or not math.isfinite(v) else f"{v:.0f}"  # noqa: E731
     lines = [f"{'range':>12} {'trials':>6} {'elected':>7} {'median':>7} {'p90':>7} {'p99':>7} {'split votes':>11}"]
