@@ -20,6 +20,7 @@ restart does not wait for a new worker process.
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import itertools
 import pickle
@@ -358,6 +359,7 @@ class NodeActor:
         self.wake = None  # (true time, TimerHandle) of the next armed wake-up
         self.flush_armed = False
         self.last_flush = -1e9
+        self.inflight: dict = {}  # destination -> the deliver call on its way there (one at a time)
         self.run = None  # the run this actor serves now (actors are reused across runs)
         self.ctl: dict = {}  # (run, seq) -> (op, args): the driver's orders, applied in sequence
         self.next_ctl = 1
@@ -421,6 +423,7 @@ class NodeActor:
 
     def do_peers(self, peers: list) -> None:
         self.peers = list(peers)
+        self.inflight.clear()  # a batch to a replaced actor may never be answered
 
     def do_net(self, net: tuple, at: float) -> None:
         self.rt.set_net(NetState.from_wire(net), at)
@@ -465,6 +468,7 @@ class NodeActor:
                 if not fut.done():
                     fut.set_result(("unknown", None))
         self.rt, self.run, self.wake, self.waiters, self.peers, self.ctl = None, None, None, {}, [], {}
+        self.inflight = {}
         return True
 
     # --- the event loop --------------------------------------------------------------------------
@@ -482,13 +486,19 @@ class NodeActor:
             if self.wake is not None:
                 self.wake[1].cancel()
             self.wake = (nxt, self.loop.call_at(rt.true.mono(nxt), self._woken))
-        if rt.outbox.count and not self.flush_armed:
-            self.flush_armed = True
-            at = self.last_flush + self.batch_ms / 1000.0
-            if at <= time.monotonic():
-                self.loop.call_soon(self.flush)
-            else:
-                self.loop.call_at(at, self.flush)
+        if rt.outbox.count:
+            self.arm()
+
+    def arm(self) -> None:
+        """Arm the flush for the next batch interval, when some destination can take a batch."""
+        if self.flush_armed or not any(d not in self.inflight for d in self.rt.outbox.batches):
+            return
+        self.flush_armed = True
+        at = self.last_flush + self.batch_ms / 1000.0
+        if at <= time.monotonic():
+            self.loop.call_soon(self.flush)
+        else:
+            self.loop.call_at(at, self.flush)
 
     def _woken(self) -> None:
         self.wake = None
@@ -496,17 +506,30 @@ class NodeActor:
             self.step()
 
     def flush(self) -> None:
-        """Send the outbox: one call per destination carrying all of its messages."""
+        """Send the outbox: one call per destination carrying all of its messages, except to a
+        destination whose previous batch is still on its way (see the module docstring)."""
         self.flush_armed = False
         self.last_flush = time.monotonic()
         rt = self.rt
         if rt is None or not rt.outbox.count:
             return
-        for dst, batch in rt.outbox.take().items():
+        for dst in [d for d in rt.outbox.batches if d not in self.inflight]:
+            batch = rt.outbox.pop(dst)
             peer = self.peers[dst] if dst < len(self.peers) else None
             if peer is None:  # the destination is down: the messages are lost
                 for m in batch:
                     rt.drop(rt.id, dst, m[3], "down")
                 continue
-            peer.deliver.remote(wire(batch), self.run)
+            ref = peer.deliver.remote(wire(batch), self.run)
+            self.inflight[dst] = ref
+            ref.as_future().add_done_callback(functools.partial(self._acked, dst, ref))
             rt.stats["batches"] += 1
+
+    def _acked(self, dst: int, ref, fut) -> None:
+        """The batch ``ref`` reached ``dst`` (or ``dst`` died: its messages are lost with it)."""
+        if self.inflight.get(dst) is ref:
+            del self.inflight[dst]
+        if not fut.cancelled():
+            fut.exception()  # retrieved, so that a dead peer's error is not logged
+        if self.rt is not None and not self.rt.halted and self.rt.outbox.count:
+            self.arm()

@@ -81,6 +81,12 @@ class Outbox:
             b.append(msg)
         self.count += 1
 
+    def pop(self, dst: int) -> list:
+        """Everything waiting for ``dst``, emptied."""
+        b = self.batches.pop(dst)
+        self.count -= len(b)
+        return b
+
     def take(self) -> dict[int, list]:
         """Everything waiting, emptied: ``{dst: [msg, ...]}``."""
         b, self.batches, self.count = self.batches, {}, 0
