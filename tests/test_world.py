@@ -368,3 +368,30 @@ def test_without_message_records_the_run_is_the_same():
     assert any(r[0] == "timer" for r in full.trace.raw)
     with pytest.raises(RuntimeError, match="full_trace"):
         lean.trace.vclock(0)
+
+
+def test_clients_time_out_exactly_at_their_deadline():
+    class Slow(Node):
+        """Answers even-numbered operations at once and never the odd ones."""
+
+        def on_client(self, ctx, op):
+            if op.id % 2 == 0:
+                ctx.reply(op, "ok", None)
+
+    scn = ScenarioConfig.model_validate({"seed": 2, "world": {"nodes": 3, "duration_ms": 2000, "client_latency_ms": 0},
+                                         "workload": {"clients": 4, "timeout_ms": 70, "think_ms": 3}})
+    sim = build_sim(scn, Slow)
+    sim.run(until=2000)
+    done = [op for op in sim.history if op.invoke < 1800 - 70]
+    assert len(done) > 50
+    for op in done:
+        if op.id % 2 == 0:
+            assert op.status == "ok" and op.complete == op.invoke
+        else:
+            assert op.status == "unknown" and op.complete is None
+    # the client waited exactly its timeout before its next operation
+    by_client = {}
+    for op in sorted(sim.history, key=lambda o: o.invoke):
+        by_client.setdefault(op.process, []).append(op)
+    gaps = [b.invoke - a.invoke for ops in by_client.values() for a, b in zip(ops, ops[1:]) if a.id % 2]
+    assert gaps and min(gaps) >= 70 - 1e-9

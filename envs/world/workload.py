@@ -11,6 +11,7 @@ compare-and-set can succeed.
 
 from __future__ import annotations
 
+import collections
 import itertools
 
 from .config import WorkloadConfig
@@ -28,6 +29,10 @@ class Workload:
         self.small_values = "cas" in self.fs
         self.ids = itertools.count()
         self.mine: dict[int, int] = {}  # open op id -> client
+        # client timeouts: (deadline, op id) in invocation order, which is deadline order since
+        # every operation has the same timeout; one pending sweep event instead of one per operation
+        self.deadlines: collections.deque = collections.deque()
+        self.sweep_at: float | None = None
 
     def attach(self, sim) -> Workload:
         self.sim = sim
@@ -60,7 +65,24 @@ class Workload:
         self.mine[op.id] = client
         sim.submit(op)
         if op.id in sim.open_ops:
-            sim.call_at(sim.now + self.cfg.timeout_ms, sim.timeout, op.id)
+            self.deadlines.append((sim.now + self.cfg.timeout_ms, op.id))
+            if self.sweep_at is None:
+                self._schedule_sweep()
+
+    def _schedule_sweep(self) -> None:
+        dq, open_ops = self.deadlines, self.sim.open_ops
+        while dq and dq[0][1] not in open_ops:  # answered in time: nothing to do
+            dq.popleft()
+        self.sweep_at = dq[0][0] if dq else None
+        if dq:
+            self.sim.call_at(self.sweep_at, self._sweep)
+
+    def _sweep(self) -> None:
+        """Give up on every operation whose deadline has passed: its outcome is unknown."""
+        sim, dq = self.sim, self.deadlines
+        while dq and dq[0][0] <= sim.now:
+            sim.timeout(dq.popleft()[1])
+        self._schedule_sweep()
 
     def _completed(self, op: Op) -> None:
         client = self.mine.pop(op.id, None)
