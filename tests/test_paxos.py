@@ -192,3 +192,19 @@ def test_config_validates_and_runs(name):
     sim.run(until=1000)
     assert recorded(sim, {"decide"})
     assert name == "paxos" or any(op.status == "ok" for op in sim.history)
+
+
+def test_multipaxos_retry_choice_is_asked_and_any_answer_stays_safe():
+    """A nacked leader asks ("retry", ballot); an agent answering with any delay keeps the log safe."""
+    asked = 0
+    for seed in range(12):
+        scn, model = multi_scenario(seed)
+        picks = iter(range(10**6))
+        agents = dict.fromkeys(range(scn.world.nodes), lambda ask, picks=picks: next(picks) % len(ask.mask))
+        sim = build_sim(scn, multipaxos.NODE, multipaxos.Params(), agents=agents)
+        sim.run(until=scn.world.duration_ms)
+        asked += sum(1 for e in sim.trace.events({"ask"}) if e.fields["point"][0] == "retry")
+        errors, _ = agreement_and_validity(sim)
+        assert not errors, f"seed {seed}: {errors[:3]}"
+        assert check(sim.history, model, timeout=20).ok is True, f"seed {seed}"
+    assert asked > 0

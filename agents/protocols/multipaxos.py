@@ -30,8 +30,11 @@ Stable storage (``ctx.durable``): ``promised``, ``accepted`` (slot -> (ballot, c
 Left out: leases and local reads, batching, log truncation/snapshots, reconfiguration, and the
 paper's "alpha" window of concurrent proposals (unbounded here).
 
-Learnable choices: none beyond ``paxos.py``'s ("retry", ballot) rule, which here is the fixed
-textbook backoff.
+Learnable choice: ``("retry", ballot)`` when a leader's ballot is nacked, as in ``paxos.py``:
+action ``a < k`` waits ``retry_choices_ms[a]`` before running phase 1 again; action ``k`` (the
+default) is the textbook rule, ``retry_ms`` plus a uniform random backoff in ``[0, backoff_ms]``.
+Mask: all ``k + 1`` allowed. obs: ``[round of the nacked ballot, round promised, log slots chosen,
+commands waiting]``.
 
 Trace records: ``propose`` {value: cmd, instance: slot} (a leader proposing a new command or a
 no-op), ``decide`` {value: cmd, round: ballot, instance: slot} (learned), ``commit`` {index: slot,
@@ -55,6 +58,8 @@ class Params(BaseModel):
     retry_ms: float = Field(10.0, ge=0, description="wait after a nack before phase 1 again")
     backoff_ms: float = Field(40.0, ge=0, description="random backoff window added to retry_ms")
     catchup_batch: int = Field(64, ge=1, description="most chosen commands in one decisions message")
+    retry_choices_ms: list[float] = Field(default_factory=lambda: [0.0, 10.0, 40.0, 160.0],
+                                          description="retry delays a learner may pick")
 
 
 class MultiPaxos(Node):
@@ -209,7 +214,19 @@ class MultiPaxos(Node):
         ctx.durable["round"] = max(ctx.durable.get("round", 0), promised // self.n)
         self.step_back(ctx)
         self.backing_off = True
-        ctx.set_timer("retry", self.params.retry_ms + ctx.rng.uniform(0, self.params.backoff_ms))
+        k = len(self.params.retry_choices_ms)
+        obs = [float(b // self.n), float(promised // self.n), float(len(self.chosen)), float(len(self.queue))]
+        ctx.ask(("retry", b), obs, default=k, mask=[True] * (k + 1))
+
+    def on_decision(self, ctx, point, action):
+        if point[0] != "retry" or not self.backing_off:
+            return
+        choices = self.params.retry_choices_ms
+        if 0 <= action < len(choices):
+            delay = choices[action]
+        else:  # textbook: retry_ms plus a random backoff
+            delay = self.params.retry_ms + ctx.rng.uniform(0, self.params.backoff_ms)
+        ctx.set_timer("retry", delay)
 
     # --- learning and applying -------------------------------------------------------------------
     def learn(self, ctx, slot, cmd, b):
