@@ -120,6 +120,7 @@ class NodeRuntime:
         self.proc = spec.get("proc", 0.0)  # true ms each handler takes (slow node)
         self.base_proc = spec.get("processing_ms", 0.0)
         self.true = true
+        self.now = true.now  # true time in ms (the observer's; a node reads ctx.now())
         self.durable = durable
         self.net = net
         self.nets: list = sorted(nets or [], key=lambda x: x[0])  # (true time, NetState) to come
@@ -148,15 +149,19 @@ class NodeRuntime:
         self.ctx = LiveContext(self)
 
     # --- recording -------------------------------------------------------------------------------
-    def event(self, kind: str, fields: Any, t: float | None = None) -> None:
-        """A node event: ticks the Lamport clock and this node's vector-clock entry."""
-        t = self.true.now() if t is None else t
+    def event(self, kind: str, fields: Any, t: float | None = None) -> tuple:
+        """A node event: ticks the Lamport clock and this node's vector-clock entry; returns the
+        vector clock after it (a message carries the send event's)."""
+        t = self.now() if t is None else t
         self.lamport += 1
-        self.vc[self.id] += 1
-        self.events.append((kind, self.id, t, self.clock.local(t), self.lamport, tuple(self.vc), fields))
+        vc = self.vc
+        vc[self.id] += 1
+        vc = tuple(vc)
+        self.events.append((kind, self.id, t, self.clock.local(t), self.lamport, vc, fields))
+        return vc
 
     def world_event(self, kind: str, fields: Any) -> None:
-        self.events.append((kind, None, self.true.now(), None, 0, (), fields))
+        self.events.append((kind, None, self.now(), None, 0, (), fields))
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self, restart: bool) -> None:
@@ -179,26 +184,29 @@ class NodeRuntime:
         tb = type(body)
         mtype = (body[0] if body else None) if tb is tuple else body.get("type") if tb is dict else tb.__name__
         mid = self.mid_base | next(self.mids)
-        t = self.true.now()
-        self.event("send", (dst, mid, mtype), t)
+        t = self.now()
+        vc = self.event("send", (dst, mid, mtype), t)
         self.stats["sent"] += 1
-        msg = (t, self.id, body, mid, mtype, self.lamport, tuple(self.vc))
-        self.transmit(dst, msg, t)
+        self.transmit(dst, (t, self.id, body, mid, mtype, self.lamport, vc), t)
 
     def transmit(self, dst: int, msg: tuple, t: float) -> None:
         """The sender's half of the fault model: cut, loss, duplication, latency (see transport)."""
-        net = self.net_at(t)
-        if (self.id, dst) in net.cuts:
+        nets = self.nets
+        net = self.net_at(t) if nets and nets[0][0] <= t else self.net
+        if net.cuts and (self.id, dst) in net.cuts:
             if net.hold:
                 self.held.append((dst, msg))
             else:
                 self.drop(self.id, dst, msg[3], "partition")
             return
-        u = self.links.uniform
-        if net.loss and next(u) < net.loss:
-            self.drop(self.id, dst, msg[3], "loss")
-            return
-        copies = 2 if net.duplicate and next(u) < net.duplicate else 1
+        if net.loss or net.duplicate:
+            u = self.links.uniform
+            if net.loss and next(u) < net.loss:
+                self.drop(self.id, dst, msg[3], "loss")
+                return
+            copies = 2 if net.duplicate and next(u) < net.duplicate else 1
+        else:
+            copies = 1
         lat = self.links.latency[dst]
         for _ in range(copies):
             m = (t + next(lat),) + msg[1:]
@@ -219,7 +227,7 @@ class NodeRuntime:
 
     def set_net(self, net: NetState, at: float) -> None:
         """The driver announces the network (cuts, loss) standing from true time ``at`` on."""
-        now = self.true.now()
+        now = self.now()
         if at < now:
             self.net_late = max(self.net_late, now - at)
         self.nets.append((at, net))
@@ -255,7 +263,7 @@ class NodeRuntime:
         heapq.heappush(self.heap, (self.clock.true_at(deadline), next(self.seq), TIMER, (name, token)))
 
     def client(self, op: ClientOp) -> None:
-        heapq.heappush(self.heap, (self.true.now(), next(self.seq), CLIENT, op))
+        heapq.heappush(self.heap, (self.now(), next(self.seq), CLIENT, op))
 
     def reply(self, op: ClientOp, status: str, value: Any) -> None:
         self.event("reply", (op.id, status))
@@ -263,7 +271,7 @@ class NodeRuntime:
 
     def ask(self, point, obs, default, mask) -> None:
         self.event("ask", (point,))
-        t = self.true.now()
+        t = self.now()
         action = default
         if self.agent is not None:
             action = self.agent(Ask(self.ask_id, self.id, point, obs, mask, default, t, self.incarnation))
@@ -272,7 +280,7 @@ class NodeRuntime:
 
     # --- faults the driver applies ---------------------------------------------------------------
     def clock_fault(self, how: str, value: float) -> None:
-        t = self.true.now()
+        t = self.now()
         if how == "bump":
             self.clock.bump(t, value)
         else:
@@ -288,13 +296,13 @@ class NodeRuntime:
     # --- the loop --------------------------------------------------------------------------------
     def process(self) -> float | None:
         """Handle every event due by now; the true time of the next one (None: nothing pending)."""
-        heap = self.heap
-        self.net_at(self.true.now())
-        while self.running and heap:
-            now = self.true.now()
+        heap, clock, pop = self.heap, self.now, heapq.heappop
+        self.net_at(clock())
+        while heap and not (self.paused or self.halted or self.error):
+            now = clock()
             if heap[0][0] > now or self.busy_until > now:
                 break
-            item = heapq.heappop(heap)
+            item = pop(heap)
             self.handle(item[2], item[3], now)
             if self.proc:
                 self.busy_until = now + self.proc
@@ -306,22 +314,24 @@ class NodeRuntime:
     def handle(self, kind: int, data: Any, now: float) -> None:
         self.stats["handled"] += 1
         if kind == MSG:
-            _at, src, body, mid, _mtype, ml, mvc = data
-            net = self.net_at(now)
-            if (src, self.id) in net.cuts:  # a cut came up while it was in flight
+            _at, src, body, mid, mtype, ml, mvc = data
+            nets = self.nets
+            net = self.net_at(now) if nets and nets[0][0] <= now else self.net
+            if net.cuts and (src, self.id) in net.cuts:  # a cut came up while it was in flight
                 if net.hold:
                     self.held.append((self.id, data))
                 else:
                     self.drop(src, self.id, mid, "partition")
                 return
-            self.lamport = max(ml, self.lamport)
-            vc = self.vc
-            for i, c in enumerate(mvc):
-                if c > vc[i]:
-                    vc[i] = c
+            if ml > self.lamport:
+                self.lamport = ml
+            self.vc = list(map(max, self.vc, mvc))
             self.stats["delivered"] += 1
-            self.event("recv", (src, mid, data[4]), now)
-            self.guard(self.obj.on_message, self.ctx, src, body)
+            self.event("recv", (src, mid, mtype), now)
+            try:
+                self.obj.on_message(self.ctx, src, body)
+            except Exception:
+                self.error = traceback.format_exc(limit=8)
         elif kind == TIMER:
             name, token = data
             entry = self.timers.get(name)
