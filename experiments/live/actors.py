@@ -364,12 +364,14 @@ class NodeActor:
     def __init__(self):
         self.rt: NodeRuntime | None = None
         self.batch_ms = 5.0
+        self.window = 2
         self.peers: list = []
         self.waiters: dict[int, list] = {}  # op id -> futures of client calls waiting for the reply
         self.wake = None  # (true time, TimerHandle) of the next armed wake-up
         self.flush_armed = False
         self.last_flush = -1e9
-        self.inflight: dict = {}  # destination -> the deliver call on its way there (one at a time)
+        self.inflight: dict = {}  # destination -> batches on their way there (at most ``window``)
+        self.gen = 0  # bumped when the peers change: acks of batches sent before no longer count
         self.run = None  # the run this actor serves now (actors are reused across runs)
         self.ctl: dict = {}  # (run, seq) -> (op, args): the driver's orders, applied in sequence
         self.next_ctl = 1
@@ -384,7 +386,7 @@ class NodeActor:
                    agent=None, nets: list = ()) -> bool:
         """Become node ``spec["node"]``: ``net`` stands now, ``nets`` are announced changes ``(at, net)``."""
         self.loop = asyncio.get_running_loop()
-        self.run, self.batch_ms = spec["run"], spec["batch_ms"]
+        self.run, self.batch_ms, self.window = spec["run"], spec["batch_ms"], spec.get("window", 2)
         self.next_ctl = 1
         self.ctl = {k: v for k, v in self.ctl.items() if k[0] == self.run}
         self.rt = NodeRuntime(spec, TrueClock(t0, offset), dict(durable), NetState.from_wire(net), agent,
@@ -434,6 +436,7 @@ class NodeActor:
     def do_peers(self, peers: list) -> None:
         self.peers = list(peers)
         self.inflight.clear()  # a batch to a replaced actor may never be answered
+        self.gen += 1
 
     def do_net(self, net: tuple, at: float) -> None:
         self.rt.set_net(NetState.from_wire(net), at)
@@ -501,7 +504,8 @@ class NodeActor:
 
     def arm(self) -> None:
         """Arm the flush for the next batch interval, when some destination can take a batch."""
-        if self.flush_armed or not any(d not in self.inflight for d in self.rt.outbox.batches):
+        inflight, w = self.inflight, self.window
+        if self.flush_armed or not any(inflight.get(d, 0) < w for d in self.rt.outbox.batches):
             return
         self.flush_armed = True
         at = self.last_flush + self.batch_ms / 1000.0
@@ -523,7 +527,8 @@ class NodeActor:
         rt = self.rt
         if rt is None or not rt.outbox.count:
             return
-        for dst in [d for d in rt.outbox.batches if d not in self.inflight]:
+        inflight, w = self.inflight, self.window
+        for dst in [d for d in rt.outbox.batches if inflight.get(d, 0) < w]:
             batch = rt.outbox.pop(dst)
             peer = self.peers[dst] if dst < len(self.peers) else None
             if peer is None:  # the destination is down: the messages are lost
@@ -531,15 +536,17 @@ class NodeActor:
                     rt.drop(rt.id, dst, m[3], "down")
                 continue
             ref = peer.deliver.remote(wire(batch), self.run)
-            self.inflight[dst] = ref
-            ref.as_future().add_done_callback(functools.partial(self._acked, dst, ref))
+            inflight[dst] = inflight.get(dst, 0) + 1
+            ref.future().add_done_callback(functools.partial(self._acked_elsewhere, dst, self.gen))
             rt.stats["batches"] += 1
 
-    def _acked(self, dst: int, ref, fut) -> None:
-        """The batch ``ref`` reached ``dst`` (or ``dst`` died: its messages are lost with it)."""
-        if self.inflight.get(dst) is ref:
-            del self.inflight[dst]
-        if not fut.cancelled():
-            fut.exception()  # retrieved, so that a dead peer's error is not logged
+    def _acked_elsewhere(self, dst: int, gen: int, _fut) -> None:
+        """(In Ray's thread that completes the call) hand the ack to the actor's event loop."""
+        self.loop.call_soon_threadsafe(self._acked, dst, gen)
+
+    def _acked(self, dst: int, gen: int) -> None:
+        """A batch reached ``dst`` and was handled there (or ``dst`` died: its messages are lost)."""
+        if gen == self.gen and self.inflight.get(dst):
+            self.inflight[dst] -= 1
         if self.rt is not None and not self.rt.halted and self.rt.outbox.count:
             self.arm()

@@ -95,6 +95,7 @@ class LiveOptions:
     """Knobs of the live runtime (none changes what a protocol sees, only how the run is carried)."""
 
     batch_ms: float = 10.0  #: an actor flushes its outbox at most this often
+    window: int = 2  #: at most this many batches on their way per link (more wait and grow the next batch)
     drain_ms: float = 200.0  #: the driver collects trace events this often
     actor_cpus: float = 0.1  #: Ray CPU resource per node actor (fractional: many actors per core)
     spares: int = 1  #: idle actors kept ready for restarts
@@ -202,7 +203,7 @@ class LiveWorld:
         return cristian_offset(lambda: ray.get(actor.ping.remote(), timeout=self.opt.start_timeout_s)[0])[0]
 
     def _spec(self, st: _NodeView) -> dict:
-        return {"run": self._run_id, "batch_ms": self.opt.batch_ms,
+        return {"run": self._run_id, "batch_ms": self.opt.batch_ms, "window": self.opt.window,
                 "node": st.id, "n": self.n, "seed": self.seed,
                 "incarnation": st.incarnation,
                 "cls": self.node_cls, "params": self.params, "clock": st.clock,
