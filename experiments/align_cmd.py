@@ -9,10 +9,14 @@ reward give up against agents trained on the global one. Scripted baselines run 
 
 The config is a training config (``capgym train``'s) plus an ``align`` section::
 
-    align: {modes: [local, global, mixed], mixed_weight: 0.5, episodes: 5, baselines: true}
+    align: {modes: [local, global, mixed], mixed_weight: [0.5, 0.8], episodes: 5, baselines: true}
+
+``mixed_weight`` is one weight ``w`` (the policy ``ppo_mixed``) or a list of them (one policy
+``ppo_mixed_<w>`` each): the reward ``(1 - w) * local + w * global``.
 
 Writes ``summary.json`` (``runs``, ``table``, ``alignment_gap``), ``metrics.csv`` (per episode),
-``plots/alignment.png`` and ``plots/compare.png``, and each mode's checkpoint under ``<mode>/``.
+``plots/alignment.png`` and ``plots/compare.png``, and each policy's checkpoint under ``<label>/``
+(``local/``, ``global/``, ``mixed/`` or ``mixed_<w>/``).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from experiments.cli import UserError
 
@@ -30,9 +34,30 @@ from experiments.cli import UserError
 class AlignConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     modes: list[Literal["local", "global", "mixed"]] = Field(default_factory=lambda: ["local", "global", "mixed"])
-    mixed_weight: float = Field(0.5, ge=0, le=1)
+    mixed_weight: float | list[float] = Field(0.5, description="w of the mixed reward, or a list of them")
     episodes: int = Field(5, ge=1, description="held-out evaluation episodes per policy")
     baselines: bool = True
+
+    @field_validator("mixed_weight")
+    @classmethod
+    def _weights(cls, v):
+        ws = v if isinstance(v, list) else [v]
+        if not ws or any(not 0 <= w <= 1 for w in ws):
+            raise ValueError("every weight must be in [0, 1] (and at least one given)")
+        return v
+
+    def runs(self) -> list[tuple[str, str, float]]:
+        """``(label, reward_mode, mixed_weight)`` of every policy to train."""
+        ws = self.mixed_weight if isinstance(self.mixed_weight, list) else [self.mixed_weight]
+        out = []
+        for mode in self.modes:
+            if mode != "mixed":
+                out.append((f"ppo_{mode}", mode, ws[0]))
+            elif isinstance(self.mixed_weight, list):
+                out += [(f"ppo_mixed_{w:g}", mode, w) for w in ws]
+            else:
+                out.append(("ppo_mixed", mode, ws[0]))
+        return out
 
 
 def load(path, overrides) -> tuple:
@@ -54,14 +79,42 @@ def load(path, overrides) -> tuple:
     return validate_train(data), acfg
 
 
+#: the report's columns: (key in a row, heading)
+COLUMNS = (("return_mean", "local return"), ("welfare", "welfare"), ("availability", "availability"),
+           ("availability_partitioned", "avail. (partition)"), ("stale_read_rate", "stale-read rate"),
+           ("linearizable_fraction", "linearizable"))
+
+
+def report_rows(runs: dict) -> list[dict]:
+    """One row per policy: ``COLUMNS`` from the evaluation's aggregated measures."""
+    from experiments.evaluate_cmd import table_row
+
+    rows = []
+    for label, agg in runs.items():
+        row = table_row(label, agg)
+        row["availability_partitioned"] = agg.get("availability_partitioned")
+        rows.append(row)
+    return rows
+
+
+def format_report(rows: list[dict]) -> str:
+    """The report as a Markdown table (what docs/learning.md shows)."""
+    fmt = lambda v: "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+    lines = ["| policy | " + " | ".join(h for _, h in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    lines += ["| " + r["protocol"] + " | " + " | ".join(fmt(r.get(k)) for k, _ in COLUMNS) + " |" for r in rows]
+    return "\n".join(lines)
+
+
 def alignment_plot(path: Path, rows: list[dict]) -> Path:
-    """Bars per policy: local return, welfare, availability, stale-read rate."""
+    """Bars per policy: local return, welfare, availability (overall, during the partition),
+    stale-read rate."""
     from experiments.plots import _plt, _save
 
     plt = _plt()
-    specs = (("return_mean", "local return (per agent)"), ("welfare", "observer's welfare"),
-             ("availability", "availability"), ("stale_read_rate", "stale-read rate"))
-    fig, axes = plt.subplots(1, 4, figsize=(14, 3.8), layout="constrained")
+    specs = (("return_mean", "local return (per agent)"), ("welfare", "observer's welfare (per agent)"),
+             ("availability", "availability"), ("availability_partitioned", "availability during partition"),
+             ("stale_read_rate", "stale-read rate"))
+    fig, axes = plt.subplots(1, len(specs), figsize=(17, 3.8), layout="constrained")
     labels = [r["protocol"] for r in rows]
     for ax, (key, title) in zip(axes, specs):
         ax.bar(labels, [r.get(key) or 0.0 for r in rows], color=[f"C{i}" for i in range(len(rows))])
@@ -83,7 +136,7 @@ def _cmd_align(args: argparse.Namespace) -> int:
     from agents.learn import checkpoint
     from agents.learn.ppo import train
     from experiments import results
-    from experiments.evaluate_cmd import EVAL_SEED_BASE, baselines, evaluate, format_table, write_evaluation
+    from experiments.evaluate_cmd import EVAL_SEED_BASE, baselines, evaluate, write_evaluation
     from metrics.alignment import alignment_gap
 
     cfg, acfg = load(args.config, args.overrides)
@@ -94,28 +147,31 @@ def _cmd_align(args: argparse.Namespace) -> int:
     seeds = [EVAL_SEED_BASE + i for i in range(acfg.episodes)]
     eval_spec = {"id": cfg.env.id, "params": {**cfg.env.params, "reward_mode": "local"}}  # report local returns
     policies = {}
-    for mode in acfg.modes:
+    for label, mode, w in acfg.runs():
         mcfg = cfg.train_config().model_copy(deep=True)
-        mcfg.env.params = {**mcfg.env.params, "reward_mode": mode, "mixed_weight": acfg.mixed_weight}
-        say(f"capgym align: training with {mode} rewards ({mcfg.ppo.total_steps} env steps)")
+        mcfg.env.params = {**mcfg.env.params, "reward_mode": mode, "mixed_weight": w}
+        what = f"mixed rewards (w={w:g})" if mode == "mixed" else f"{mode} rewards"
+        say(f"capgym align: training with {what} ({mcfg.ppo.total_steps} env steps)")
         trained = train(mcfg, progress=cfg.output.progress and not args.quiet)
-        checkpoint.save(run_dir / mode / "checkpoint", trained)
-        pol = checkpoint.load_policy(run_dir / mode / "checkpoint")
-        policies[f"ppo_{mode}"] = pol.act
+        folder = run_dir / label.removeprefix("ppo_")
+        checkpoint.save(folder / "checkpoint", trained)
+        policies[label] = checkpoint.load_policy(folder / "checkpoint").act
         results.write_status(run_dir, results.STATUS_RUNNING, trained=list(policies))
     if acfg.baselines:
         policies.update(baselines(cfg.env.id))
     by = evaluate(policies, eval_spec, seeds)
     summary = write_evaluation(run_dir, by, {"experiment": cfg.experiment, "env": cfg.env.id, "seeds": seeds,
-                                             "modes": acfg.modes})
+                                             "modes": acfg.modes,
+                                             "mixed_weight": acfg.mixed_weight})
     runs = summary["runs"]
     if "ppo_local" in runs and "ppo_global" in runs:
         summary["alignment_gap"] = alignment_gap(runs["ppo_global"]["welfare"], runs["ppo_local"]["welfare"])
+    summary["report"] = report_rows(runs)
     results.write_json(run_dir / "summary.json", summary)
     if cfg.output.plots:
-        alignment_plot(run_dir / "plots" / "alignment.png", summary["table"])
+        alignment_plot(run_dir / "plots" / "alignment.png", summary["report"])
     results.write_status(run_dir, results.STATUS_COMPLETE)
-    say(format_table(summary["table"]))
+    say(format_report(summary["report"]))
     if "alignment_gap" in summary:
         say(f"alignment gap (welfare of global-reward agents minus local-reward agents): {summary['alignment_gap']}")
     say(f"results: {run_dir}")

@@ -181,11 +181,42 @@ def test_evaluate_bad_path_is_exit_2(tmp_path, capsys):
 def test_align_command_writes_report(tmp_path):
     from experiments.cli import main
 
-    code = main(["align", "configs/train/register_align.yaml", "ppo.total_steps=256", "ppo.num_envs=2",
+    code = main(["align", "configs/train/register_align.yaml", "ppo.total_steps=128", "ppo.num_envs=2",
                  "ppo.num_steps=64", "env.params.nodes=3", "env.params.duration_ms=400", "align.episodes=1",
-                 f"output.root={tmp_path}", "-q"])
+                 "align.mixed_weight=[0.5, 0.8]", f"output.root={tmp_path}", "-q"])
     assert code == 0
     (run,) = (tmp_path / "align-register").iterdir()
     s = json.loads((run / "summary.json").read_text())
-    assert {"ppo_local", "ppo_global", "ppo_mixed", "always_local"} <= set(s["runs"])
+    assert {"ppo_local", "ppo_global", "ppo_mixed_0.5", "ppo_mixed_0.8", "always_local"} <= set(s["runs"])
+    assert (run / "mixed_0.8" / "checkpoint").is_dir()
     assert "gap" in s["alignment_gap"] and (run / "plots" / "alignment.png").is_file()
+    # the observer's welfare of each episode is what the nodes earned less the stale-read penalty
+    ql = s["runs"]["always_local"]
+    assert ql["stale_reads"] > 0 and ql["welfare"] < ql["return_mean"]
+
+
+def test_align_bad_mixed_weight_is_exit_2(tmp_path, capsys):
+    from experiments.cli import main
+
+    assert main(["align", "configs/train/register_align.yaml", "align.mixed_weight=[0.5, 2]",
+                 f"output.root={tmp_path}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "align.mixed_weight" in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_global_reward_ranks_consistency_above_availability():
+    """The global reward (the observer's welfare, stale reads charged as they complete) prefers
+    always-quorum to always-local under a partition, while the local reward prefers always-local:
+    the tension the alignment report measures is in the rewards themselves."""
+    from agents.scripted import always_local, always_quorum, run_episode
+    from envs.register import env
+
+    def total(policy, mode, seed):
+        e = env(nodes=5, duration_ms=1000, nemesis=SCHEDULE, stale_penalty=4.0, reward_mode=mode,
+                check_linearizability=False)
+        return sum(run_episode(e, policy, seed=seed)["returns"].values())
+
+    for seed in range(3):
+        assert total(always_local, "local", seed) > total(always_quorum, "local", seed)
+        assert total(always_quorum, "global", seed) > total(always_local, "global", seed)
