@@ -8,6 +8,10 @@ same way (at most one call per destination every ``BATCH_MS``), doing nothing el
 ``SECONDS`` after start-up on the same local Ray instance; the figure is messages delivered per
 second. Prints both and ends with ``ratio: <transport over raw Ray>``.
 
+The transport also does flow control (at most ``LiveOptions.window`` batches on their way per
+link, see experiments/live/transport.py) and pickles each batch in one piece; the peer does
+neither, which is why the transport can carry more than the peer when the run is throughput-bound.
+
     PYTHONPATH=. python benchmarks/live_vs_ray.py [--seconds 3] [--tokens 1000]
 """
 
@@ -114,7 +118,8 @@ def raw(seconds: float, tokens: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=3.0)
-    ap.add_argument("--tokens", type=int, default=1000, help="tokens per node in flight (enough to be throughput-bound)")
+    ap.add_argument("--tokens", type=int, default=1000,
+                    help="tokens per node in flight (enough to be throughput-bound)")
     args = ap.parse_args()
     ray.init(include_dashboard=False, num_cpus=2, log_to_driver=False)
     a = ours(args.seconds, args.tokens)

@@ -364,7 +364,7 @@ class NodeActor:
     def __init__(self):
         self.rt: NodeRuntime | None = None
         self.batch_ms = 5.0
-        self.window = 2
+        self.window = 1
         self.peers: list = []
         self.waiters: dict[int, list] = {}  # op id -> futures of client calls waiting for the reply
         self.wake = None  # (true time, TimerHandle) of the next armed wake-up
@@ -386,7 +386,7 @@ class NodeActor:
                    agent=None, nets: list = ()) -> bool:
         """Become node ``spec["node"]``: ``net`` stands now, ``nets`` are announced changes ``(at, net)``."""
         self.loop = asyncio.get_running_loop()
-        self.run, self.batch_ms, self.window = spec["run"], spec["batch_ms"], spec.get("window", 2)
+        self.run, self.batch_ms, self.window = spec["run"], spec["batch_ms"], spec.get("window", 1)
         self.next_ctl = 1
         self.ctl = {k: v for k, v in self.ctl.items() if k[0] == self.run}
         self.rt = NodeRuntime(spec, TrueClock(t0, offset), dict(durable), NetState.from_wire(net), agent,
@@ -521,7 +521,8 @@ class NodeActor:
 
     def flush(self) -> None:
         """Send the outbox: one call per destination carrying all of its messages, except to a
-        destination whose previous batch is still on its way (see the module docstring)."""
+        destination that already has ``window`` batches on their way (flow control, see
+        ``transport``)."""
         self.flush_armed = False
         self.last_flush = time.monotonic()
         rt = self.rt

@@ -24,6 +24,12 @@ timeout, so a dead or stuck actor never hangs it:
 Clients time their operations with the driver's clock (true time): invocation when the call is
 sent, completion when the reply is received, so the interval contains the operation's real effect
 and the history can be checked for linearizability.
+
+The nemesis is the simulator's own, but its whole plan is drawn before the run (:class:`_Plan`:
+its choices depend only on the seed): every actor gets the timetable of network changes when it
+starts and applies each on time by itself, and the driver carries out node faults when they fall
+due. Nothing on the message path waits for the driver, so a slow or loaded driver delays clients
+and crashes, never deliveries.
 """
 
 from __future__ import annotations
@@ -95,7 +101,7 @@ class LiveOptions:
     """Knobs of the live runtime (none changes what a protocol sees, only how the run is carried)."""
 
     batch_ms: float = 10.0  #: an actor flushes its outbox at most this often
-    window: int = 2  #: at most this many batches on their way per link (more wait and grow the next batch)
+    window: int = 1  #: at most this many batches on their way per link (more wait and grow the next batch)
     drain_ms: float = 200.0  #: the driver collects trace events this often
     actor_cpus: float = 0.1  #: Ray CPU resource per node actor (fractional: many actors per core)
     spares: int = 1  #: idle actors kept ready for restarts

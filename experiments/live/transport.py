@@ -9,13 +9,21 @@ A message travels as a tuple ``(deliver_at, src, body, mid, mtype, lamport, vc)`
   true time. The message goes into the sender's :class:`Outbox`.
 * **batching**: an actor flushes its outbox at most once per ``batch_ms`` (at once when it has been
   idle that long, like Nagle's algorithm with a timer), with one actor call per destination
-  carrying every message for it: a cluster is not bottlenecked on one call per message.
+  carrying every message for it, pickled in one piece: a cluster is not bottlenecked on one call
+  per message.
+* **flow control**: at most ``window`` batches per link (default 1) are on their way at once; a batch
+  counts as on its way until the receiver has taken it in and handled what was due (the call
+  returns). Messages for a busy link wait in the outbox and go together in the next batch, so a
+  loaded receiver (or machine) gets fewer, larger batches instead of a growing queue of Ray calls
+  -- the ack clocking of TCP's sliding window (Jacobson, "Congestion Avoidance and Control", 1988).
 * **delivery** (receiver's actor): a message waits in the receiver's event heap until
   ``deliver_at`` (or is handled on arrival, when the transport itself took longer than the
   latency), and is checked against the cuts standing *then*: a partition switched on while a
-  message is in flight stops it, as in the simulator. The driver pushes every change of the cuts
-  and loss to all actors at once (:class:`NetState`), so a partition stops delivery across the
-  cut as soon as the receivers hear of it: within one batch interval.
+  message is in flight stops it, as in the simulator. Every actor holds the timetable of the
+  network's changes (:class:`NetState` from a true time on): the nemesis's whole plan is drawn
+  before the run (``driver._Plan``), so each change takes effect exactly on time on every actor,
+  however loaded the machine; a change made by hand while the run goes on is pushed to every
+  actor and takes effect when it arrives.
 
 Everything here is plain Python, used inside the actors (``actors.py``).
 """
