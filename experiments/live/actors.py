@@ -543,7 +543,10 @@ class NodeActor:
 
     def _acked_elsewhere(self, dst: int, gen: int, _fut) -> None:
         """(In Ray's thread that completes the call) hand the ack to the actor's event loop."""
-        self.loop.call_soon_threadsafe(self._acked, dst, gen)
+        try:
+            self.loop.call_soon_threadsafe(self._acked, dst, gen)
+        except RuntimeError:  # the loop has closed: the actor is going away
+            pass
 
     def _acked(self, dst: int, gen: int) -> None:
         """A batch reached ``dst`` and was handled there (or ``dst`` died: its messages are lost)."""
