@@ -18,8 +18,10 @@ install: $(STAMP)
 demo: install
 	$(VENV)/bin/capgym run configs/quickstart.yaml
 
+# the fast suite on two workers, then the tests that start Ray on their own (live runs keep real time)
 test: install
-	$(PY) -m pytest -q -n 2 --dist loadgroup
+	$(PY) -m pytest -q -n 2 -m "not slow and not ray"
+	$(PY) -m pytest -q -m "ray and not slow"
 
 test-slow: install
 	$(PY) -m pytest -q -n 2 --dist loadgroup -m slow

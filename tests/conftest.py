@@ -1,12 +1,19 @@
-"""Test-suite wiring. Tests that start Ray run in one xdist worker (group "ray"), so that a
-2-core machine never has two local Ray instances starting at once."""
+"""Test-suite wiring.
+
+Tests that start Ray (the live runtime, RLlib) are marked ``ray``. ``make test`` runs everything
+else on two xdist workers, then the ``ray`` tests alone, so that live runs, whose timing is real
+time, never share the 2-core machine with a busy worker (and never two local Ray instances start
+at once)."""
 
 import pytest
 
 RAY_FILES = ("test_live", "test_rllib")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.path.name.startswith(RAY_FILES) or item.get_closest_marker("ray"):
+        if item.path.name.startswith(RAY_FILES):
+            item.add_marker(pytest.mark.ray)
+        if item.get_closest_marker("ray"):
             item.add_marker(pytest.mark.xdist_group("ray"))
