@@ -108,9 +108,9 @@ def format_report(rows: list[dict]) -> str:
 def alignment_plot(path: Path, rows: list[dict]) -> Path:
     """Bars per policy: local return, welfare, availability (overall, during the partition),
     stale-read rate."""
-    from experiments.plots import _plt, _save
+    from experiments.plots import pyplot, save_figure
 
-    plt = _plt()
+    plt = pyplot()
     specs = (("return_mean", "local return (per agent)"), ("welfare", "observer's welfare (per agent)"),
              ("availability", "availability"), ("availability_partitioned", "availability during partition"),
              ("stale_read_rate", "stale-read rate"))
@@ -121,7 +121,7 @@ def alignment_plot(path: Path, rows: list[dict]) -> Path:
         ax.set_title(title, fontsize=10)
         ax.tick_params(axis="x", labelrotation=45, labelsize=8)
         ax.grid(axis="y", alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def cmd_align(args: argparse.Namespace) -> int:

@@ -173,6 +173,3 @@ def compare(path: Path, rows: list[dict]) -> Path:
                 text = "linearizable" if v is True else "NOT lin." if v is False else "lin.?"
                 ax.text(b.get_x() + b.get_width() / 2, b.get_height() + 0.02, text, ha="center", fontsize=8)
     return save_figure(fig, path)
-
-
-_plt, _save = pyplot, save_figure  # old private names, still used by experiments/align_cmd.py
