@@ -158,7 +158,30 @@ class Context:
         self._sim._local_event(self._s, kind, fields)
 
 
-class Sim:
+class ClientSide:
+    """How a runtime completes client operations (shared by the sim and the live driver): needs
+    ``open_ops`` (id -> Op), ``now`` (true time) and ``on_complete`` (callbacks)."""
+
+    open_ops: dict
+    now: float
+    on_complete: list
+
+    def timeout(self, op_id: int) -> None:
+        """The client gave up waiting: the operation's outcome is unknown."""
+        op = self.open_ops.get(op_id)
+        if op is not None:
+            self._complete(op, UNKNOWN, None)
+
+    def _complete(self, op: Op, status: str, value: Any) -> None:
+        self.open_ops.pop(op.id, None)
+        op.status = status
+        op.output = value if status == OK else None
+        op.complete = None if status == UNKNOWN else self.now
+        for cb in self.on_complete:
+            cb(op)
+
+
+class Sim(ClientSide):
     """The simulated world: ``n`` nodes running ``node_cls`` on ``network``, with a clock each.
 
     ``clocks`` defaults to perfect clocks; ``agents`` maps a node to ``None`` (textbook defaults),
@@ -388,11 +411,6 @@ class Sim:
         self.open_ops[op.id] = op
         self._push(self.now + self.client_latency_ms, CLIENT, op.node, ClientOp(op.id, op.f, op.key, op.value))
 
-    def timeout(self, op_id: int) -> None:
-        """The client gave up waiting: the operation's outcome is unknown."""
-        op = self.open_ops.get(op_id)
-        if op is not None:
-            self._complete(op, UNKNOWN, None)
 
     def _reply(self, s: _NodeState, cop: ClientOp, status: str, value: Any) -> None:
         if status not in STATUSES:
@@ -402,13 +420,6 @@ class Sim:
         if op is not None:
             self._complete(op, status, value)
 
-    def _complete(self, op: Op, status: str, value: Any) -> None:
-        self.open_ops.pop(op.id, None)
-        op.status = status
-        op.output = value if status == OK else None
-        op.complete = None if status == UNKNOWN else self.now
-        for cb in self.on_complete:
-            cb(op)
 
     # --- agents --------------------------------------------------------------------------------
     def _ask(self, s: _NodeState, point: Any, obs: Any, default: Any, mask: Any) -> None:

@@ -48,7 +48,8 @@ from envs.world.build import make_clocks
 from envs.world.config import ScenarioConfig
 from envs.world.nemesis import Nemesis
 from envs.world.node import ClientOp
-from envs.world.records import FAIL, OK, UNKNOWN, Event, Op
+from envs.world.records import FAIL, Event, Op
+from envs.world.sim import ClientSide
 from envs.world.trace import FIELDS
 from envs.world.workload import Workload
 
@@ -128,7 +129,7 @@ class _NodeView:
         self.net_late = 0.0  # of past incarnations
 
 
-class LiveWorld:
+class LiveWorld(ClientSide):
     """A scenario run live: ``n`` node actors of ``node_cls`` under the scenario's faults and clients."""
 
     def __init__(self, scn: ScenarioConfig, node_cls: type, params: Any = None, agents: dict | None = None,
@@ -401,19 +402,6 @@ class LiveWorld:
         self.open_ops[op.id] = op
         ref = st.actor.client.remote(ClientOp(op.id, op.f, op.key, op.value))
         self._waiting[ref] = ("reply", op.id)
-
-    def timeout(self, op_id: int) -> None:
-        op = self.open_ops.get(op_id)
-        if op is not None:
-            self._complete(op, UNKNOWN, None)
-
-    def _complete(self, op: Op, status: str, value: Any) -> None:
-        self.open_ops.pop(op.id, None)
-        op.status = status
-        op.output = value if status == OK else None
-        op.complete = None if status == UNKNOWN else self.now
-        for cb in self.on_complete:
-            cb(op)
 
     # --- collecting --------------------------------------------------------------------------------
     def _absorb(self, st: _NodeView, res: dict, actor) -> None:
