@@ -118,6 +118,22 @@ def partition_shape(shape: str, nodes: Sequence[int], rng: random.Random,
     raise ValueError(f"unknown partition shape {shape!r} (choose from {', '.join(PARTITION_SHAPES)})")
 
 
+class _LinkStreams(dict):
+    """One node's outgoing latency streams, by destination, each built on first use (a large
+    cluster does not pay for links that never carry a message)."""
+
+    def __init__(self, net: Network, src: int, seed: int):
+        super().__init__()
+        self.net, self.src, self.seed = net, src, seed
+
+    def __missing__(self, dst: int) -> Iterator[float]:
+        from .rng import derive_seed
+
+        spec = self.net.link_specs.get((self.src, dst), self.net.latency_spec)
+        stream = self[dst] = latency_stream(spec, derive_seed(self.seed, "link", self.src, dst))
+        return stream
+
+
 class Network:
     """Link behaviour: latency per link, loss, duplication, and the standing cuts.
 
@@ -134,9 +150,8 @@ class Network:
         self.latency_spec = dict(latency or {"dist": "exponential", "mean": 1.0})
         self.link_specs = {tuple(k): dict(v) for k, v in (links or {}).items()}
         n = max(self.nodes) + 1 if self.nodes else 0
-        #: streams[src][dst]: the latency iterator of link src -> dst
-        self.streams = [[latency_stream(self.link_specs.get((a, b), self.latency_spec), derive_seed(seed, "link", a, b))
-                         for b in range(n)] for a in range(n)]
+        #: streams[src][dst]: the latency iterator of link src -> dst, made when the link is first used
+        self.streams = [_LinkStreams(self, a, seed) for a in range(n)]
         g = np.random.default_rng(derive_seed(seed, "loss"))
         self.uniform = itertools.chain.from_iterable(map(lambda k: g.random(k).tolist(), _chunks()))
         self.loss = float(loss)
