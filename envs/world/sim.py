@@ -95,7 +95,10 @@ class Context:
     # --- time ----------------------------------------------------------------------------------
     def now(self) -> float:
         """This node's own clock reading in ms (offset, drift and jitter included)."""
-        return self._s.clock.read(self._sim.now)
+        c = self._clock
+        if c.jitter:
+            return c.read(self._sim.now)
+        return c.base_local + c.rate * (self._sim.now - c.base_true)
 
     @property
     def lamport(self) -> int:
