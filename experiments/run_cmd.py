@@ -131,7 +131,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("run", help="run a config (sim) and write a results folder",
+    p = subparsers.add_parser("run", help="run a config (sim or live) and write a results folder",
                               description=__doc__.splitlines()[0], epilog=EXAMPLES,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", metavar="CONFIG", help="a YAML run config, e.g. configs/quickstart.yaml")
