@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+from bisect import bisect
 
 from .config import WorkloadConfig
 from .records import Op
@@ -26,7 +27,13 @@ class Workload:
         self.stop_ms = cfg.stop_ms if cfg.stop_ms is not None else 0.9 * duration_ms
         self.fs = [f for f, w in cfg.ops.items() if w > 0]
         self.weights = [cfg.ops[f] for f in self.fs]
+        # the operation mix as random.choices draws it (cumulative weights, one random() per pick,
+        # bisect), precomputed once: the same stream and the same picks, without the per-call setup
+        self.cum = list(itertools.accumulate(self.weights))
+        self.total = self.cum[-1] + 0.0 if self.cum else 0.0
         self.small_values = "cas" in self.fs
+        self.keys, self.value_range, self.fixed = cfg.keys, cfg.value_range, cfg.target == "fixed"
+        self.think_rate = 1.0 / cfg.think_ms if cfg.think_ms > 0 else 0.0  # expovariate's lambda
         self.ids = itertools.count()
         self.mine: dict[int, int] = {}  # open op id -> client
         # client timeouts: (deadline, op id) in invocation order, which is deadline order since
@@ -42,20 +49,21 @@ class Workload:
         return self
 
     def _op(self, client: int) -> Op:
-        cfg, rng = self.cfg, self.rng
-        f = rng.choices(self.fs, self.weights)[0] if len(self.fs) > 1 else self.fs[0]
+        rng, fs = self.rng, self.fs
+        # = rng.choices(fs, self.weights)[0], draw for draw
+        f = fs[bisect(self.cum, rng.random() * self.total, 0, len(fs) - 1)] if len(fs) > 1 else fs[0]
         oid = next(self.ids)
-        key = rng.randrange(cfg.keys) if cfg.keys else None
-        if f in ("read", "get"):
+        key = rng.randrange(self.keys) if self.keys else None
+        if f == "read" or f == "get":
             value = None
+        elif f == "write":
+            value = rng.randrange(self.value_range) if self.small_values else oid
         elif f == "cas":
-            value = [rng.randrange(cfg.value_range), rng.randrange(cfg.value_range)]
-        elif f in ("append", "put"):  # key-value values are strings, so put and append compose
+            value = [rng.randrange(self.value_range), rng.randrange(self.value_range)]
+        else:  # append, put: key-value values are strings, so put and append compose
             value = f"x{oid} "
-        else:
-            value = rng.randrange(cfg.value_range) if self.small_values else oid
-        node = client % self.sim.n if cfg.target == "fixed" else rng.randrange(self.sim.n)
-        return Op(id=oid, process=client, f=f, value=value, key=key, node=node)
+        node = client % self.sim.n if self.fixed else rng.randrange(self.sim.n)
+        return Op(oid, client, f, value, key, node)
 
     def _invoke(self, client: int) -> None:
         sim = self.sim
@@ -87,5 +95,5 @@ class Workload:
     def _completed(self, op: Op) -> None:
         client = self.mine.pop(op.id, None)
         if client is not None:
-            pause = self.rng.expovariate(1.0 / self.cfg.think_ms) if self.cfg.think_ms > 0 else 0.0
+            pause = self.rng.expovariate(self.think_rate) if self.think_rate else 0.0
             self.sim.call_at(self.sim.now + pause, self._invoke, client)
