@@ -41,6 +41,7 @@ they are in every agent's final ``infos[agent]["global"]`` and in :meth:`global_
 
 from __future__ import annotations
 
+from operator import sub
 from typing import Any, Literal
 
 import numpy as np
@@ -204,9 +205,13 @@ class Episode:
     def decide(self, ask: Ask, a: Any) -> None:
         """Answer ``ask`` with the agent's choice ``a`` (the default when ``a`` is not legal)."""
         g = self.game
-        legal = a is not None and 0 <= int(a) < g.n_actions and g.mask(ask)[int(a)]
-        action = g.action(self, ask, int(a)) if legal else g.default(self, ask)
-        self.sim.decide(ask, action)
+        if a is not None:
+            a = int(a)
+            if 0 <= a < g.n_actions and g.mask(ask)[a]:
+                self.sim.decide(ask, g.action(self, ask, a))
+                self.decisions += 1
+                return
+        self.sim.decide(ask, g.default(self, ask))
         self.decisions += 1
 
     def advance(self) -> bool:
@@ -249,17 +254,18 @@ class Episode:
     def rewards(self) -> list[float]:
         """Each agent's reward since the last call, in the configured mode."""
         earned = self.earned
-        local = [e - p for e, p in zip(earned, self.paid)]
+        local = list(map(sub, earned, self.paid))  # what each earned since it was last paid
         self.paid = earned[:]
         self.game.welfare_step(self, local)
         if self.done and self.final is None:
             self.final = self.game.measures(self)
             self.welfare += self.game.terminal_welfare(self, self.final)
-        glob = self.welfare - self.welfare_paid
-        self.welfare_paid = self.welfare
         mode = self.mode
         if mode == "local":
+            self.welfare_paid = self.welfare
             return local
+        glob = self.welfare - self.welfare_paid
+        self.welfare_paid = self.welfare
         if mode == "global":
             return [glob] * self.n
         w = self.game.cfg.mixed_weight

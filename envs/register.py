@@ -165,11 +165,14 @@ class RegisterGame(Game):
 
     def collect(self, ep: Episode) -> None:
         """Charge each node ``msg_cost`` per message it sent since the last call."""
-        cost, earned, sent = self.cfg.msg_cost, ep.earned, ep.sent
-        for i, c in enumerate(ep.sim.sent_counts()):
+        counts, sent = ep.sim.sent_counts(), ep.sent
+        if counts == sent:
+            return
+        cost, earned = self.cfg.msg_cost, ep.earned
+        for i, c in enumerate(counts):
             if c != sent[i]:
                 earned[i] -= cost * (c - sent[i])
-                sent[i] = c
+        ep.sent = counts
 
     def welfare_step(self, ep: Episode, local: list[float]) -> None:
         """The observer's welfare this step: what all nodes earned (ok answers less message costs)
