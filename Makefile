@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+CORE   := $(VENV)/.core
 
-.PHONY: install demo test test-slow bench lint clean
+.PHONY: install core demo test test-slow bench lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,15 +14,23 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[test,bench]"
 	touch $(STAMP)
 
-install: $(STAMP)
+# the simulator's compiled core (envs/world/_core.pyx), rebuilt in place when its source changes
+$(CORE): envs/world/_core.pyx setup.py $(STAMP)
+	$(PY) setup.py -q build_ext --inplace
+	touch $(CORE)
+
+install: $(STAMP) $(CORE)
+
+core: $(CORE)
 
 demo: install
 	$(VENV)/bin/capgym run configs/quickstart.yaml
 
 # the fast suite on two workers, then the tests that start Ray on their own (live runs keep real time)
+# (CAPGYM_REQUIRE_CORE: a test fails if the compiled core did not build)
 test: install
-	$(PY) -m pytest -q -n 2 -m "not slow and not ray"
-	$(PY) -m pytest -q -m "ray and not slow"
+	CAPGYM_REQUIRE_CORE=1 $(PY) -m pytest -q -n 2 -m "not slow and not ray"
+	CAPGYM_REQUIRE_CORE=1 $(PY) -m pytest -q -m "ray and not slow"
 
 test-slow: install
 	$(PY) -m pytest -q -n 2 --dist loadgroup -m slow
@@ -33,4 +42,4 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache envs/world/_core.c envs/world/_core.*.so

@@ -3,10 +3,12 @@
 One process, virtual (true) time in milliseconds, one heap of pending events, every random choice
 drawn from streams derived from the run's seed: same seed, same trace, byte for byte.
 
-Pending events are tuples ``(t, seq, kind, node, data)``; ``seq`` breaks ties in scheduling order.
-The loop in :meth:`Sim.run` is the hottest path of the project: it binds what it needs to locals
-and records trace events as plain tuples (turned into :class:`~envs.world.records.Event` only when
-read).
+The hottest path of the project (the heap of pending events, ``Sim.run``'s loop and
+``ctx.send``) lives in a core: :mod:`envs.world._core`, compiled with Cython when the package is
+installed, or :mod:`envs.world._pycore`, the same core in pure Python, used when the compiled one
+is missing or ``CAPGYM_PURE=1`` is set (:data:`COMPILED` says which). Both record trace events as
+plain tuples (turned into :class:`~envs.world.records.Event` only when read) and give
+byte-identical traces. Everything off the hot path (faults, timers, clients, asks) is here.
 
 The simulator can run until a true time, until a predicate holds, or until some node's agent owes
 a decision (``ctx.ask`` to an external agent); environments drive it that way and answer with
@@ -15,11 +17,9 @@ a decision (``ctx.ask`` to an external agent); environments drive it that way an
 
 from __future__ import annotations
 
-import gc
-import heapq
 import itertools
+import os
 from collections.abc import Callable, Sequence
-from heapq import heappush
 from typing import Any
 
 from .clock import Clock
@@ -29,7 +29,18 @@ from .records import FAIL, OK, STATUSES, UNKNOWN, Op
 from .rng import derive_rng
 from .trace import Trace
 
-MSG, TIMER, CLIENT, DECISION, CALL = range(5)
+if os.environ.get("CAPGYM_PURE"):  # force the pure-Python core (debugging, profiling, comparing)
+    from . import _pycore as core
+else:
+    try:
+        from . import _core as core  # the compiled core (``make install`` builds it)
+    except ImportError:
+        from . import _pycore as core
+
+ContextBase, Loop, NodeState = core.ContextBase, core.Loop, core.NodeState
+MSG, TIMER, CLIENT, DECISION, CALL = core.MSG, core.TIMER, core.CLIENT, core.DECISION, core.CALL
+#: whether the compiled core is in use
+COMPILED = core.COMPILED
 
 #: put this in ``Sim.agents[node]`` to make that node's asks wait for :meth:`Sim.decide`
 EXTERNAL = "external"
@@ -48,47 +59,18 @@ class Ask:
         return f"Ask(node={self.node}, point={self.point!r}, default={self.default!r})"
 
 
-class _NodeState:
-    __slots__ = ("id", "cls", "params", "obj", "up", "paused", "queued", "clock", "lamport",
-                 "timers", "durable", "incarnation", "proc", "busy_until", "ctx", "seed", "lat", "normal",
-                 "sent")
+class Context(ContextBase):
+    """What a node can reach. Nothing here tells it the true time.
 
-    def __init__(self, nid, cls, params, clock, n, proc, seed):
-        self.id, self.cls, self.params, self.clock = nid, cls, params, clock
-        self.obj = None
-        self.up = False
-        self.paused = False
-        self.queued: list = []
-        self.lamport = 0
-        self.timers: dict = {}  # name -> (token, deadline on the node's own clock)
-        self.durable: dict = {}
-        self.incarnation = 0
-        self.proc = proc  # true ms each handler takes (0: instantaneous)
-        self.busy_until = 0.0
-        self.ctx = None
-        self.seed = seed
-        self.lat = None  # latency streams of this node's outgoing links
-        self.normal = False  # up, not paused, not slow: events take the hot path
-        self.sent = 0  # messages this node has sent (observer's count, kept across crashes)
+    ``send(dst, body)`` and ``broadcast(body)`` come from the core's ``ContextBase``."""
 
-    def refresh(self) -> None:
-        self.normal = self.up and not self.paused and not self.proc
+    __slots__ = ("node_id", "nodes", "rng", "durable", "_clock")
 
-
-class Context:
-    """What a node can reach. Nothing here tells it the true time."""
-
-    __slots__ = ("_sim", "_s", "node_id", "nodes", "peers", "rng", "durable",
-                 "_rec", "_heap", "_seq", "_clock", "_lat", "_rm")
-
-    def __init__(self, sim: Sim, s: _NodeState):
-        self._sim, self._s = sim, s
-        # fixed for the life of the run, cached here for the send path
-        self._rec, self._heap, self._seq, self._clock, self._lat = sim._rec, sim._heap, sim._seq, s.clock, s.lat
-        self._rm = sim.full_trace
+    def __init__(self, sim: Sim, s: NodeState):
+        ContextBase.__init__(self, sim, s)
+        self._clock = s.clock
         self.node_id = s.id
         self.nodes = list(range(sim.n))
-        self.peers = [i for i in range(sim.n) if i != s.id]
         self.rng = derive_rng(s.seed, "node", s.id, s.incarnation)
         self.durable = s.durable
 
@@ -111,31 +93,6 @@ class Context:
     @property
     def n(self) -> int:
         return self._sim.n
-
-    # --- messages ------------------------------------------------------------------------------
-    def send(self, dst: int, body: Any) -> None:
-        sim, s = self._sim, self._s
-        src = s.id
-        s.lamport = lam = s.lamport + 1
-        s.sent += 1
-        mid = sim._mid
-        sim._mid = mid + 1
-        tb = type(body)
-        mtype = (body[0] if body else None) if tb is tuple else body.get("type") if tb is dict else tb.__name__
-        t = sim.now
-        if self._rm:
-            c = self._clock
-            self._rec(("send", src, t, c.base_local + c.rate * (t - c.base_true), lam, (dst, mid, mtype)))
-        if sim._faulty:
-            sim._transmit(src, dst, (src, body, mid, mtype, lam), t + s.proc)
-        else:  # the common case, inlined: no fault can touch this message
-            heappush(self._heap,
-                     (t + s.proc + next(self._lat[dst]), next(self._seq), MSG, dst, src, body, mid, mtype, lam))
-
-    def broadcast(self, body: Any) -> None:
-        """Send ``body`` to every peer (not to itself)."""
-        for p in self.peers:
-            self.send(p, body)
 
     # --- timers --------------------------------------------------------------------------------
     def set_timer(self, name: Any, after: float) -> None:
@@ -184,7 +141,7 @@ class ClientSide:
             cb(op)
 
 
-class Sim(ClientSide):
+class Sim(ClientSide, Loop):
     """The simulated world: ``n`` nodes running ``node_cls`` on ``network``, with a clock each.
 
     ``clocks`` defaults to perfect clocks; ``agents`` maps a node to ``None`` (textbook defaults),
@@ -197,12 +154,12 @@ class Sim(ClientSide):
                  full_trace: bool = True):
         if n < 1:
             raise ValueError("a world needs at least one node")
+        self._init_loop()
         self.n = n
         self.seed = seed
-        self.now = 0.0
         self.net = network or Network(range(n), seed)
         clocks = list(clocks) if clocks is not None else [Clock() for _ in range(n)]
-        self.states = [_NodeState(i, node_cls, params, clocks[i], n, processing_ms, seed) for i in range(n)]
+        self.states = [NodeState(i, node_cls, params, clocks[i], processing_ms, seed) for i in range(n)]
         self.agents: dict = dict(agents or {})
         self.processing_ms = processing_ms
         self.client_latency_ms = client_latency_ms
@@ -214,10 +171,8 @@ class Sim(ClientSide):
             st.lat = self.net.streams[st.id]
         self._refresh_faulty()
         self.trace = Trace(n, keep_sent=bool(self.net.duplicate), messages=full_trace)
-        self._rec = self.trace.raw.append
-        self._heap: list = []
-        self._seq = itertools.count()
-        self._mid = 0
+        self.raw = self.trace.raw
+        self._rec = self.raw.append
         self._ask_id = 0
         self._token = itertools.count()
         self.pending: list[Ask] = []  # asks owed by EXTERNAL agents, oldest first
@@ -225,17 +180,13 @@ class Sim(ClientSide):
         self.open_ops: dict[int, Op] = {}
         self.on_complete: list[Callable[[Op], None]] = []
         self._held: list = []  # messages held across a cut (hold_partitioned)
-        self.delivered = self.dropped = self.events = 0
         self.started = False
         self.nemesis = self.workload = None  # attached by envs.world.build
 
     # --- scheduling ----------------------------------------------------------------------------
     def call_at(self, t: float, fn: Callable, *args: Any) -> None:
         """Run ``fn(*args)`` at true time ``t`` (world-side code: nemesis, clients)."""
-        heapq.heappush(self._heap, (float(max(t, self.now)), next(self._seq), CALL, None, (fn, args)))
-
-    def _push(self, t: float, kind: int, node: int | None, data: Any) -> None:
-        heapq.heappush(self._heap, (t, next(self._seq), kind, node, data))
+        self.push(float(max(t, self.now)), CALL, None, (fn, args))
 
     def _transmit(self, src: int, dst: int, msg: tuple, depart: float) -> None:
         net = self.net
@@ -251,22 +202,22 @@ class Sim(ClientSide):
             self.dropped += 1
             self._rec(("drop", None, self.now, None, 0, (src, dst, msg[2], "loss")))
             return
-        heapq.heappush(self._heap, (depart + net.latency(src, dst), next(self._seq), MSG, dst) + msg)
+        self.push_msg(depart + net.latency(src, dst), dst, *msg)
         if net.duplicate and next(u) < net.duplicate:
-            heapq.heappush(self._heap, (depart + net.latency(src, dst), next(self._seq), MSG, dst) + msg)
+            self.push_msg(depart + net.latency(src, dst), dst, *msg)
 
-    def _schedule_timer(self, s: _NodeState, name: Any, deadline: float) -> None:
+    def _schedule_timer(self, s: NodeState, name: Any, deadline: float) -> None:
         token = next(self._token)
         s.timers[name] = (token, deadline)
         t = s.clock.true_at(deadline)
-        self._push(t if t > self.now else self.now, TIMER, s.id, (name, token))
+        self.push(t if t > self.now else self.now, TIMER, s.id, (name, token))
 
     # --- node-local events ---------------------------------------------------------------------
-    def _local_event(self, s: _NodeState, kind: str, fields: Any) -> None:
+    def _local_event(self, s: NodeState, kind: str, fields: Any) -> None:
         s.lamport += 1
         self._rec((kind, s.id, self.now, s.clock.local(self.now), s.lamport, fields))
 
-    def _step_event(self, s: _NodeState, kind: str, fields: Any) -> None:
+    def _step_event(self, s: NodeState, kind: str, fields: Any) -> None:
         """A bookkeeping event (timer, client, reply, ask, decision): recorded in a full trace."""
         s.lamport += 1
         if self.full_trace:
@@ -284,7 +235,7 @@ class Sim(ClientSide):
         for s in self.states:
             self._boot(s, restart=False)
 
-    def _boot(self, s: _NodeState, restart: bool) -> None:
+    def _boot(self, s: NodeState, restart: bool) -> None:
         s.up = True
         s.paused = False
         s.obj = s.cls(s.params)
@@ -329,7 +280,7 @@ class Sim(ClientSide):
             s.paused = False
             queued, s.queued = s.queued, []
             for item in queued:
-                heapq.heappush(self._heap, (self.now, next(self._seq)) + item[2:])
+                self.push_item(self.now, item)
             s.refresh()
 
     def slow(self, nid: int, factor: float, base_ms: float = 1.0) -> None:
@@ -344,7 +295,7 @@ class Sim(ClientSide):
         """Drop the nodes and pending events of a finished run at once; history, trace and counters
         stay readable. (The sim's parts point at each other, so without this a finished world waits
         for a full cyclic-GC pass; loops that build many worlds should close each.)"""
-        self._heap.clear()
+        self.clear_events()
         self.pending.clear()
         self.on_complete.clear()
         self.workload = self.nemesis = None
@@ -374,7 +325,8 @@ class Sim(ClientSide):
 
     def _refresh_faulty(self) -> None:
         net = self.net
-        self._faulty = bool(net.cuts or net.loss or net.duplicate)
+        self.faulty = bool(net.cuts or net.loss or net.duplicate)
+        self.cut_links = net.cuts
 
     def heal(self) -> None:
         self.set_cuts(set())
@@ -396,7 +348,8 @@ class Sim(ClientSide):
         s.clock.set_drift(self.now, drift)
         self._after_clock_change(s, ("drift", drift))
 
-    def _after_clock_change(self, s: _NodeState, fields: tuple) -> None:
+    def _after_clock_change(self, s: NodeState, fields: tuple) -> None:
+        s.sync_clock()
         if s.up:
             self._local_event(s, "clock", fields)
         for name, (_token, deadline) in list(s.timers.items()):  # timers follow the node's clock
@@ -412,10 +365,10 @@ class Sim(ClientSide):
             self._complete(op, FAIL, None)
             return
         self.open_ops[op.id] = op
-        self._push(self.now + self.client_latency_ms, CLIENT, op.node, ClientOp(op.id, op.f, op.key, op.value))
+        self.push(self.now + self.client_latency_ms, CLIENT, op.node, ClientOp(op.id, op.f, op.key, op.value))
 
 
-    def _reply(self, s: _NodeState, cop: ClientOp, status: str, value: Any) -> None:
+    def _reply(self, s: NodeState, cop: ClientOp, status: str, value: Any) -> None:
         if status not in STATUSES:
             raise ValueError(f"reply status must be one of {STATUSES}, not {status!r}")
         self._step_event(s, "reply", (cop.id, status))
@@ -425,112 +378,24 @@ class Sim(ClientSide):
 
 
     # --- agents --------------------------------------------------------------------------------
-    def _ask(self, s: _NodeState, point: Any, obs: Any, default: Any, mask: Any) -> None:
+    def _ask(self, s: NodeState, point: Any, obs: Any, default: Any, mask: Any) -> None:
         self._step_event(s, "ask", (point,))
         agent = self.agents.get(s.id)
         a = Ask(self._ask_id, s.id, point, obs, mask, default, self.now, s.incarnation)
         self._ask_id += 1
         if agent is None:
-            self._push(self.now, DECISION, s.id, (point, default, s.incarnation))
+            self.push(self.now, DECISION, s.id, (point, default, s.incarnation))
         elif agent == EXTERNAL:
             self.pending.append(a)
         else:
-            self._push(self.now, DECISION, s.id, (point, agent(a), s.incarnation))
+            self.push(self.now, DECISION, s.id, (point, agent(a), s.incarnation))
 
     def decide(self, ask: Ask, action: Any) -> None:
         """Answer a pending ``ask``: the node gets ``on_decision`` now."""
         self.pending.remove(ask)
-        self._push(self.now, DECISION, ask.node, (ask.point, action, ask.incarnation))
+        self.push(self.now, DECISION, ask.node, (ask.point, action, ask.incarnation))
 
-    # --- the loop ------------------------------------------------------------------------------
-    def next_time(self) -> float | None:
-        """True time of the next pending event, or ``None`` when nothing is pending."""
-        return self._heap[0][0] if self._heap else None
-
-    def run(self, until: float | None = None, stop: Callable[[], bool] | None = None,
-            stop_on_ask: bool = True, max_events: int | None = None) -> str:
-        """Process events in true-time order.
-
-        Stops when true time would pass ``until`` (then ``now == until``), when ``stop()`` holds
-        after an event, when an external agent owes a decision (``stop_on_ask``), after
-        ``max_events``, or when nothing is left. Returns ``"until"``, ``"stop"``, ``"ask"``,
-        ``"max_events"`` or ``"idle"``.
-        """
-        if not self.started:
-            self.start()
-        heap = self._heap
-        pop = heapq.heappop
-        push = heapq.heappush
-        rec = self._rec
-        states = self.states
-        pending = self.pending
-        net = self.net
-        full_trace = self.full_trace
-        _MSG, _CALL = MSG, CALL
-        limit = float("inf") if until is None else until
-        budget = -1 if max_events is None else max_events
-        handled = delivered = 0
-        reason = "idle"
-        # The trace grows by millions of small tuples that hold no references cycles; letting the
-        # cyclic GC rescan them every few hundred allocations halves the loop's speed. Collection is
-        # deferred (not turned off for good) while the loop runs.
-        gc_was_on = gc.isenabled()
-        gc.disable()
-        try:
-            while heap:
-                if handled == budget:
-                    reason = "max_events"
-                    break
-                if pending and stop_on_ask:
-                    reason = "ask"
-                    break
-                item = pop(heap)
-                t = item[0]
-                if t > limit:
-                    push(heap, item)
-                    reason = "until"
-                    break
-                self.now = t
-                handled += 1
-                kind = item[2]
-                if kind == _MSG:
-                    s = states[item[3]]
-                    if net.cuts and (item[4], item[3]) in net.cuts:  # a cut came up while in flight
-                        self._arrive_at_cut(item)
-                        continue
-                    if s.normal:  # the hot path: a message to a running node
-                        _t, _q, _k, dst, src, body, mid, mtype, ml = item
-                        lam = s.lamport
-                        s.lamport = lam = (ml if ml > lam else lam) + 1
-                        delivered += 1
-                        if full_trace:
-                            c = s.clock
-                            rec(("recv", dst, t, c.base_local + c.rate * (t - c.base_true), lam, (src, mid, mtype)))
-                        s.obj.on_message(s.ctx, src, body)
-                    elif self._abnormal(s, item):
-                        continue
-                    else:
-                        delivered += 1
-                elif kind == _CALL:
-                    fn, args = item[4]
-                    fn(*args)
-                else:
-                    s = states[item[3]]
-                    if not s.normal and self._abnormal(s, item):
-                        continue
-                    self._node_event(s, kind, item[4])
-                if stop is not None and stop():
-                    reason = "stop"
-                    break
-        finally:
-            if gc_was_on:
-                gc.enable()
-            self.events += handled
-            self.delivered += delivered
-        if reason in ("until", "idle") and until is not None and until > self.now:
-            self.now = float(until)
-        return reason
-
+    # --- what the core's loop calls for events off its hot path ------------------------------
     def _arrive_at_cut(self, item: tuple) -> None:
         """A message reaches a link that was cut after it left: dropped (or held until the heal)."""
         src, dst, msg = item[4], item[3], item[4:]
@@ -540,7 +405,7 @@ class Sim(ClientSide):
             self.dropped += 1
             self._rec(("drop", None, self.now, None, 0, (src, dst, item[6], "partition")))
 
-    def _abnormal(self, s: _NodeState, item: tuple) -> bool:
+    def _abnormal(self, s: NodeState, item: tuple) -> bool:
         """An event for a node that is down, paused or slow. True: the event is consumed here;
         False: the caller handles it now (a slow node that is free). Messages are handled here."""
         t, kind = item[0], item[2]
@@ -557,7 +422,7 @@ class Sim(ClientSide):
             s.queued.append(item)
             return True
         if s.busy_until > t:  # slow node: wait until its current handler is done
-            heapq.heappush(self._heap, (s.busy_until, next(self._seq)) + item[2:])
+            self.push_item(s.busy_until, item)
             return True
         s.busy_until = t + s.proc
         if kind == MSG:
@@ -569,7 +434,7 @@ class Sim(ClientSide):
             return False
         return False
 
-    def _node_event(self, s: _NodeState, kind: int, data: Any) -> None:
+    def _node_event(self, s: NodeState, kind: int, data: Any) -> None:
         if kind == MSG:
             return  # handled in _abnormal
         if kind == TIMER:
