@@ -8,6 +8,12 @@ delivered, recorded in the trace and answered without leaving C except for the n
 handler. Everything else calls the same Python methods of :class:`~envs.world.sim.Sim` as the
 pure-Python loop, with the same tuples.
 
+The trace is recorded in C too: each event is a fixed-size record (send and recv with their
+fields; an event recorded by Python code as its tuple), in order, in one growing buffer.
+:meth:`Loop.flush_trace` turns the buffer into the trace's tuples, the same as the pure core makes
+(the :class:`~envs.world.trace.Trace` calls it whenever its events are read), so reading the trace
+costs what it did but running the world does not pay for tuples nobody reads yet.
+
 This file mirrors ``_pycore.py`` line for line where it can: ``tests/test_core.py`` checks that
 both give byte-identical traces over many seeds and fault schedules.
 """
@@ -25,6 +31,11 @@ cdef enum:
     _DECISION = 3
     _CALL = 4
 
+cdef enum:  # what a trace record holds
+    _SEND = 0
+    _RECV = 1
+    _OBJ = 2  # an event already made as a Python tuple (recorded by Python code)
+
 MSG, TIMER, CLIENT, DECISION, CALL = range(5)
 COMPILED = True
 
@@ -38,6 +49,16 @@ cdef struct Ev:
     int node  # a message's destination; -1 for no node
     int src
     int slot  # where the event's objects are kept
+
+
+cdef struct Rec:  # one trace event, as recorded: send and recv in C, anything else as a tuple
+    double t
+    double clock
+    long long lam
+    long long mid
+    int code
+    int node
+    int peer
 
 
 cdef class NodeState:
@@ -116,21 +137,85 @@ cdef class Loop:
     cdef public bint faulty, full_trace
     cdef public set cut_links
     cdef public list states, pending, raw
+    cdef Rec* recs  # trace events not yet turned into tuples
+    cdef Py_ssize_t nrec, reccap
+    cdef list recobjs  # by record: a message's type, or the event tuple
 
     def __cinit__(self, *args, **kwargs):
         self.cap = 256
         self.heap = <Ev*> malloc(self.cap * sizeof(Ev))
         self.free_cap = 256
         self.free_slots = <int*> malloc(self.free_cap * sizeof(int))
-        if self.heap == NULL or self.free_slots == NULL:
+        self.reccap = 1024
+        self.recs = <Rec*> malloc(self.reccap * sizeof(Rec))
+        if self.heap == NULL or self.free_slots == NULL or self.recs == NULL:
             raise MemoryError()
-        self.size = self.nfree = 0
-        self.objs, self.mtypes = [], []
+        self.size = self.nfree = self.nrec = 0
+        self.objs, self.mtypes, self.recobjs = [], [], []
         self.cut_links = set()
+        self.raw = []
 
     def __dealloc__(self):
         free(self.heap)
         free(self.free_slots)
+        free(self.recs)
+
+    # --- the trace -----------------------------------------------------------------------------
+    cdef Rec* _new_rec(self, object obj) except NULL:
+        cdef Rec* grown
+        if self.nrec == self.reccap:
+            grown = <Rec*> realloc(self.recs, 2 * self.reccap * sizeof(Rec))
+            if grown == NULL:
+                raise MemoryError()
+            self.recs, self.reccap = grown, 2 * self.reccap
+        self.recobjs.append(obj)
+        self.nrec += 1
+        return &self.recs[self.nrec - 1]
+
+    cdef int _rec_msg(self, int code, int node, double t, double clock, long long lam, int peer, long long mid,
+                      object mtype) except -1:
+        cdef Rec* r = self._new_rec(mtype)
+        r.code, r.node, r.t, r.clock, r.lam, r.peer, r.mid = code, node, t, clock, lam, peer, mid
+        return 0
+
+    def rec(self, tuple event):
+        """Record a trace event ``(kind, node, t, clock, lamport, fields)``."""
+        self._new_rec(event).code = _OBJ
+
+    def buffered_events(self):
+        """Trace events recorded but not yet flushed into ``raw``."""
+        return self.nrec
+
+    def flush_trace(self):
+        """Append the recorded events to ``raw`` as tuples, in the order they happened."""
+        cdef Py_ssize_t i
+        cdef Rec* r
+        cdef list raw = self.raw, objs = self.recobjs
+        if not self.nrec:
+            return
+        gc_was_on = gc.isenabled()
+        gc.disable()  # millions of new tuples with no cycles (see run)
+        try:
+            for i in range(self.nrec):
+                r = &self.recs[i]
+                o = objs[i]
+                if r.code == _OBJ:
+                    raw.append(o)
+                elif r.code == _SEND:
+                    raw.append(("send", r.node, r.t, r.clock, r.lam, (r.peer, r.mid, o)))
+                else:
+                    raw.append(("recv", r.node, r.t, r.clock, r.lam, (r.peer, r.mid, o)))
+        finally:
+            if gc_was_on:
+                gc.enable()
+        self.nrec = 0
+        self.recobjs = []
+        if self.reccap > 65536:  # give back what a long run grew
+            free(self.recs)
+            self.reccap = 1024
+            self.recs = <Rec*> malloc(self.reccap * sizeof(Rec))
+            if self.recs == NULL:
+                raise MemoryError()
 
     def _init_loop(self):
         self.now = 0.0
@@ -140,6 +225,7 @@ cdef class Loop:
         self.delivered = self.dropped = self.events = 0
         self.faulty = False
         self.cut_links = set()
+        self.raw, self.recobjs, self.nrec = [], [], 0
 
     # --- the heap ------------------------------------------------------------------------------
     cdef int _slot(self, object data, object mtype) except -1:
@@ -272,7 +358,7 @@ cdef class Loop:
         else:
             mtype = tb.__name__
         if self.full_trace:
-            self.raw.append(("send", src, t, s.cl_local + s.cl_rate * (t - s.cl_true), lam, (dst, mid, mtype)))
+            self._rec_msg(_SEND, src, t, s.cl_local + s.cl_rate * (t - s.cl_true), lam, dst, mid, mtype)
         if self.faulty:
             self._transmit(src, dst, (src, body, mid, mtype, lam), t + s.proc)
         else:  # the common case: no fault can touch this message
@@ -293,16 +379,15 @@ cdef class Loop:
         cdef long long handled = 0, delivered = 0, lam
         cdef Ev ev
         cdef NodeState s
-        cdef list states, pending, raw
+        cdef list states, pending
         cdef bint full_trace = self.full_trace, has_stop = stop is not None
         cdef int dst, src
         if not self.started:
             self.start()
-        states, pending, raw = self.states, self.pending, self.raw
+        states, pending = self.states, self.pending
         reason = "idle"
-        # The trace grows by millions of small tuples that hold no reference cycles; letting the
-        # cyclic GC rescan them every few hundred allocations halves the loop's speed. Collection is
-        # deferred (not turned off for good) while the loop runs.
+        # Handlers allocate; letting the cyclic GC rescan a big trace every few hundred allocations
+        # halves the loop's speed. Collection is deferred (not turned off for good) while it runs.
         gc_was_on = gc.isenabled()
         gc.disable()
         try:
@@ -336,8 +421,8 @@ cdef class Loop:
                         s.lamport = lam
                         delivered += 1
                         if full_trace:
-                            raw.append(("recv", dst, ev.t, s.cl_local + s.cl_rate * (ev.t - s.cl_true), lam,
-                                        (src, ev.mid, mtype)))
+                            self._rec_msg(_RECV, dst, ev.t, s.cl_local + s.cl_rate * (ev.t - s.cl_true), lam, src,
+                                          ev.mid, mtype)
                         s.obj.on_message(s.ctx, src, data)
                     elif self._abnormal(s, self._item(&ev, data, mtype)):
                         continue

@@ -90,6 +90,18 @@ class Loop:
         self.delivered = self.dropped = self.events = 0
         self.faulty = False
         self.cut_links: set = set()
+        self.raw: list = []  # the trace's events
+
+    # --- the trace (the compiled core buffers it; here every event is a tuple at once) ----------
+    def rec(self, event: tuple) -> None:
+        """Record a trace event ``(kind, node, t, clock, lamport, fields)``."""
+        self.raw.append(event)
+
+    def buffered_events(self) -> int:
+        return 0
+
+    def flush_trace(self) -> None:
+        pass
 
     # --- the heap ------------------------------------------------------------------------------
     def push(self, t: float, kind: int, node: int | None, data: Any) -> None:

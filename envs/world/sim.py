@@ -171,8 +171,7 @@ class Sim(ClientSide, Loop):
             st.lat = self.net.streams[st.id]
         self._refresh_faulty()
         self.trace = Trace(n, keep_sent=bool(self.net.duplicate), messages=full_trace)
-        self.raw = self.trace.raw
-        self._rec = self.raw.append
+        self.trace.follow(self.raw, self.flush_trace, self.buffered_events)
         self._ask_id = 0
         self._token = itertools.count()
         self.pending: list[Ask] = []  # asks owed by EXTERNAL agents, oldest first
@@ -195,12 +194,12 @@ class Sim(ClientSide, Loop):
                 self._held.append((src, dst, msg))
             else:
                 self.dropped += 1
-                self._rec(("drop", None, self.now, None, 0, (src, dst, msg[2], "partition")))
+                self.rec(("drop", None, self.now, None, 0, (src, dst, msg[2], "partition")))
             return
         u = net.uniform
         if net.loss and next(u) < net.loss:
             self.dropped += 1
-            self._rec(("drop", None, self.now, None, 0, (src, dst, msg[2], "loss")))
+            self.rec(("drop", None, self.now, None, 0, (src, dst, msg[2], "loss")))
             return
         self.push_msg(depart + net.latency(src, dst), dst, *msg)
         if net.duplicate and next(u) < net.duplicate:
@@ -215,16 +214,16 @@ class Sim(ClientSide, Loop):
     # --- node-local events ---------------------------------------------------------------------
     def _local_event(self, s: NodeState, kind: str, fields: Any) -> None:
         s.lamport += 1
-        self._rec((kind, s.id, self.now, s.clock.local(self.now), s.lamport, fields))
+        self.rec((kind, s.id, self.now, s.clock.local(self.now), s.lamport, fields))
 
     def _step_event(self, s: NodeState, kind: str, fields: Any) -> None:
         """A bookkeeping event (timer, client, reply, ask, decision): recorded in a full trace."""
         s.lamport += 1
         if self.full_trace:
-            self._rec((kind, s.id, self.now, s.clock.local(self.now), s.lamport, fields))
+            self.rec((kind, s.id, self.now, s.clock.local(self.now), s.lamport, fields))
 
     def _world_event(self, kind: str, fields: Any) -> None:
-        self._rec((kind, None, self.now, None, 0, fields))
+        self.rec((kind, None, self.now, None, 0, fields))
 
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -295,6 +294,8 @@ class Sim(ClientSide, Loop):
         """Drop the nodes and pending events of a finished run at once; history, trace and counters
         stay readable. (The sim's parts point at each other, so without this a finished world waits
         for a full cyclic-GC pass; loops that build many worlds should close each.)"""
+        self.flush_trace()
+        self.trace.follow(self.raw, None, None)
         self.clear_events()
         self.pending.clear()
         self.on_complete.clear()
@@ -403,7 +404,7 @@ class Sim(ClientSide, Loop):
             self._held.append((src, dst, msg))
         else:
             self.dropped += 1
-            self._rec(("drop", None, self.now, None, 0, (src, dst, item[6], "partition")))
+            self.rec(("drop", None, self.now, None, 0, (src, dst, item[6], "partition")))
 
     def _abnormal(self, s: NodeState, item: tuple) -> bool:
         """An event for a node that is down, paused or slow. True: the event is consumed here;
@@ -412,7 +413,7 @@ class Sim(ClientSide, Loop):
         if not s.up:
             if kind == MSG:
                 self.dropped += 1
-                self._rec(("drop", None, t, None, 0, (item[4], s.id, item[6], "down")))
+                self.rec(("drop", None, t, None, 0, (item[4], s.id, item[6], "down")))
             elif kind == CLIENT:  # connection refused: definitely did not happen
                 op = self.open_ops.get(item[4].id)
                 if op is not None:
@@ -429,7 +430,7 @@ class Sim(ClientSide, Loop):
             _t, _q, _k, dst, src, body, mid, mtype, ml = item
             s.lamport = max(ml, s.lamport) + 1
             if self.full_trace:
-                self._rec(("recv", dst, t, s.clock.local(t), s.lamport, (src, mid, mtype)))
+                self.rec(("recv", dst, t, s.clock.local(t), s.lamport, (src, mid, mtype)))
             s.obj.on_message(s.ctx, src, body)
             return False
         return False

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO
 
 from .records import Event
@@ -114,14 +114,27 @@ class Trace(Exports):
     def __init__(self, n: int, keep_sent: bool = False, messages: bool = True):
         self.n = n
         self.messages = messages  # send/recv recorded: without them vector clocks cannot be derived
-        self.raw: list[tuple] = []
+        self._raw: list[tuple] = []
+        self._flush = self._buffered = None  # set by follow()
         self.vcs: list[tuple] = []  # vector clock of raw[i], for the replayed prefix
         self._vc = [[0] * n for _ in range(n)]
         self._sent: dict[int, tuple] = {}  # message id -> vector clock of its send
         self._keep_sent = keep_sent  # a duplicated message is received more than once
 
+    def follow(self, raw: list, flush: Callable[[], None], buffered: Callable[[], int]) -> None:
+        """Take events from a runtime that buffers them: ``flush()`` appends them to ``raw`` (in the
+        order they happened) and ``buffered()`` counts those not yet appended."""
+        self._raw, self._flush, self._buffered = raw, flush, buffered
+
+    @property
+    def raw(self) -> list[tuple]:
+        """Every event so far, as tuples ``(kind, node, t, clock, lamport, fields)``."""
+        if self._flush is not None:
+            self._flush()
+        return self._raw
+
     def __len__(self) -> int:
-        return len(self.raw)
+        return len(self._raw) + (self._buffered() if self._buffered is not None else 0)
 
     def replay(self) -> None:
         """Bring the vector clocks up to the last recorded event."""
