@@ -183,6 +183,10 @@ class Episode:
         self.noop_mask = np.zeros(k + 1, dtype=np.int8)
         self.noop_mask[k] = 1
         self.masks: dict[tuple, np.ndarray] = {}  # legal choices -> its action_mask (copied out)
+        # a game that keeps Game.mask allows every choice at every decision: no call needed
+        self.all_legal = type(game).mask is Game.mask
+        self.legal_mask = np.array([1] * k + [0], dtype=np.int8)  # every choice, not the no-op
+        self.clocks = [s.clock for s in self.sim.states]  # each node's clock (faults change it in place)
         self.feat = [[0.0] * d for _ in range(n)]  # each agent's last decision's features
         self._cache: dict = {}
         game.setup(self)
@@ -207,7 +211,7 @@ class Episode:
         g = self.game
         if a is not None:
             a = int(a)
-            if 0 <= a < g.n_actions and g.mask(ask)[a]:
+            if 0 <= a < g.n_actions and (self.all_legal or g.mask(ask)[a]):
                 self.sim.decide(ask, g.action(self, ask, a))
                 self.decisions += 1
                 return
@@ -226,28 +230,31 @@ class Episode:
 
     # --- observations ---------------------------------------------------------------------------
     def observe(self, i: int, ask: Ask | None) -> dict:
-        sim = self.sim
-        now = sim.now
+        now = self.sim.now
         key = (i, None if ask is None else ask.id, now)
-        obs = self._cache.get(key)
+        cache = self._cache
+        obs = cache.get(key)
         if obs is not None:
             return obs
-        clock_s = sim.states[i].clock.local(now) / 1000.0
+        clock_s = self.clocks[i].local(now) / 1000.0
         if ask is not None:
             g = self.game
             self.feat[i] = feat = list(g.features(ask))
-            legal = tuple(g.mask(ask))
-            mask = self.masks.get(legal)
-            if mask is None:
-                mask = self.masks[legal] = np.array(legal + (0,), dtype=np.int8)
+            if self.all_legal:
+                mask = self.legal_mask
+            else:
+                legal = tuple(g.mask(ask))
+                mask = self.masks.get(legal)
+                if mask is None:
+                    mask = self.masks[legal] = np.array(legal + (0,), dtype=np.int8)
             vec = np.array(feat + [clock_s, 1.0], dtype=np.float32)
         else:
             mask = self.noop_mask
             vec = np.array(self.feat[i] + [clock_s, 0.0], dtype=np.float32)
         obs = {"observation": vec, "action_mask": mask.copy()}
-        if len(self._cache) > 4 * self.n:
-            self._cache.clear()
-        self._cache[key] = obs
+        if len(cache) > 4 * self.n:
+            cache.clear()
+        cache[key] = obs
         return obs
 
     # --- rewards --------------------------------------------------------------------------------
