@@ -71,7 +71,7 @@ cdef class NodeState:
     cdef public int incarnation
     cdef public double proc, busy_until
     # the clock's line, read by the hot path (kept in step by sync_clock after every clock fault)
-    cdef double cl_local, cl_true, cl_rate
+    cdef double cl_local, cl_true, cl_rate, cl_jitter
 
     def __init__(self, nid, cls, params, clock, proc, seed):
         self.id, self.cls, self.params, self.clock = nid, cls, params, clock
@@ -98,11 +98,11 @@ cdef class NodeState:
     def sync_clock(self):
         """The clock changed (a fault): re-read its line."""
         c = self.clock
-        self.cl_local, self.cl_true, self.cl_rate = c.base_local, c.base_true, c.rate
+        self.cl_local, self.cl_true, self.cl_rate, self.cl_jitter = c.base_local, c.base_true, c.rate, c.jitter
 
 
 cdef class ContextBase:
-    """The part of a node's context on the hot path: sending."""
+    """The part of a node's context on the hot path: its clock, sending, timers."""
 
     cdef public Loop _sim
     cdef public NodeState _s
@@ -111,6 +111,21 @@ cdef class ContextBase:
     def __init__(self, Loop sim, NodeState s):
         self._sim, self._s = sim, s
         self.peers = [i for i in range(sim.n) if i != s.id]
+
+    def now(self):
+        """This node's own clock reading in ms (offset, drift and jitter included)."""
+        cdef NodeState s = self._s
+        if s.cl_jitter:
+            return s.clock.read(self._sim.now)
+        return s.cl_local + s.cl_rate * (self._sim.now - s.cl_true)
+
+    def set_timer(self, name, double after):
+        """Fire ``on_timer(ctx, name)`` after ``after`` ms of this node's clock (replaces a timer of that name)."""
+        cdef NodeState s = self._s
+        self._sim._schedule_timer(s, name, (s.cl_local + s.cl_rate * (self._sim.now - s.cl_true)) + after)
+
+    def cancel_timer(self, name):
+        (<dict> self._s.timers).pop(name, None)
 
     def send(self, int dst, body):
         """Send ``body`` to node ``dst``."""
@@ -128,7 +143,7 @@ cdef class Loop:
 
     cdef Ev* heap
     cdef Py_ssize_t size, cap
-    cdef long long seqn
+    cdef long long seqn, tokens
     cdef list objs, mtypes  # event objects by slot
     cdef int* free_slots
     cdef Py_ssize_t nfree, free_cap
@@ -220,7 +235,7 @@ cdef class Loop:
     def _init_loop(self):
         self.now = 0.0
         self.clear_events()
-        self.seqn = 0
+        self.seqn = self.tokens = 0
         self._mid = 0
         self.delivered = self.dropped = self.events = 0
         self.faulty = False
@@ -337,6 +352,55 @@ cdef class Loop:
         if e.kind == _MSG:
             return (e.t, e.seq, _MSG, e.node, e.src, data, e.mid, mtype, e.lam)
         return (e.t, e.seq, e.kind, None if e.node < 0 else e.node, data)
+
+    # --- node events off the message path ------------------------------------------------------
+    def schedule_timer(self, NodeState s, name, double deadline):
+        """Set node ``s``'s timer ``name`` for ``deadline`` on its own clock (replacing one of that name)."""
+        self._schedule_timer(s, name, deadline)
+
+    cdef int _schedule_timer(self, NodeState s, object name, double deadline) except -1:
+        cdef long long token = self.tokens
+        cdef double t
+        self.tokens += 1
+        s.timers[name] = (token, deadline)
+        t = s.cl_true + (deadline - s.cl_local) / s.cl_rate
+        self.push(t if t > self.now else self.now, _TIMER, s.id, (name, token))
+        return 0
+
+    def step_event(self, NodeState s, str kind, fields):
+        """A bookkeeping event (timer, client, reply, ask, decision): recorded in a full trace."""
+        self._step_event(s, kind, fields)
+
+    cdef int _step_event(self, NodeState s, str kind, object fields) except -1:
+        s.lamport += 1
+        if self.full_trace:
+            self._new_rec((kind, s.id, self.now, s.cl_local + s.cl_rate * (self.now - s.cl_true), s.lamport,
+                           fields)).code = _OBJ
+        return 0
+
+    def node_event(self, NodeState s, int kind, data):
+        """A timer, client operation or decision for node ``s`` (messages never come here)."""
+        self._node_event(s, kind, data)
+
+    cdef int _node_event(self, NodeState s, int kind, object data) except -1:
+        if kind == _TIMER:
+            name, token = data
+            entry = (<dict> s.timers).get(name)
+            if entry is None or entry[0] != token:
+                return 0  # cancelled or replaced
+            del s.timers[name]
+            self._step_event(s, "timer", (name,))
+            s.obj.on_timer(s.ctx, name)
+        elif kind == _CLIENT:
+            self._step_event(s, "client", (data.id, data.f))
+            s.obj.on_client(s.ctx, data)
+        elif kind == _DECISION:
+            point, action, inc = data
+            if inc != s.incarnation:
+                return 0
+            self._step_event(s, "decision", (point, action))
+            s.obj.on_decision(s.ctx, point, action)
+        return 0
 
     # --- the send path -------------------------------------------------------------------------
     def send(self, NodeState s, int dst, body):

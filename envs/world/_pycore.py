@@ -9,8 +9,8 @@ made there too.
 The core holds what the hot path touches: per-node state (:class:`NodeState`), the heap of pending
 events, the send path (:meth:`Loop.send`) and the loop (:meth:`Loop.run`). Everything that is not
 the hot path (faults, timers, clients, asks) is Python in :class:`~envs.world.sim.Sim`, which
-subclasses :class:`Loop` and provides ``start``, ``_transmit``, ``_arrive_at_cut``, ``_abnormal``
-and ``_node_event``.
+subclasses :class:`Loop` and provides ``start``, ``_transmit``, ``_arrive_at_cut`` and
+``_abnormal``.
 
 Pending events, as Python sees them, are tuples ``(t, seq, kind, node, data)``, and for a message
 ``(t, seq, MSG, dst, src, body, mid, mtype, lamport)``; ``seq`` breaks ties in scheduling order.
@@ -60,13 +60,28 @@ class NodeState:
 
 
 class ContextBase:
-    """The part of a node's context on the hot path: sending."""
+    """The part of a node's context on the hot path: its clock, sending, timers."""
 
     __slots__ = ("_sim", "_s", "peers")
 
     def __init__(self, sim: Loop, s: NodeState):
         self._sim, self._s = sim, s
         self.peers = [i for i in range(sim.n) if i != s.id]
+
+    def now(self) -> float:
+        """This node's own clock reading in ms (offset, drift and jitter included)."""
+        c = self._s.clock
+        if c.jitter:
+            return c.read(self._sim.now)
+        return c.base_local + c.rate * (self._sim.now - c.base_true)
+
+    def set_timer(self, name: Any, after: float) -> None:
+        """Fire ``on_timer(ctx, name)`` after ``after`` ms of this node's clock (replaces a timer of that name)."""
+        sim, s = self._sim, self._s
+        sim.schedule_timer(s, name, s.clock.local(sim.now) + after)
+
+    def cancel_timer(self, name: Any) -> None:
+        self._s.timers.pop(name, None)
 
     def send(self, dst: int, body: Any) -> None:
         """Send ``body`` to node ``dst``."""
@@ -87,6 +102,7 @@ class Loop:
         self._heap: list = []
         self._seqc = itertools.count()
         self._mid = 0
+        self._tokens = itertools.count()
         self.delivered = self.dropped = self.events = 0
         self.faulty = False
         self.cut_links: set = set()
@@ -123,6 +139,40 @@ class Loop:
 
     def clear_events(self) -> None:
         self._heap.clear()
+
+    # --- node events off the message path ------------------------------------------------------
+    def schedule_timer(self, s: NodeState, name: Any, deadline: float) -> None:
+        """Set node ``s``'s timer ``name`` for ``deadline`` on its own clock (replacing one of that name)."""
+        token = next(self._tokens)
+        s.timers[name] = (token, deadline)
+        t = s.clock.true_at(deadline)
+        self.push(t if t > self.now else self.now, TIMER, s.id, (name, token))
+
+    def step_event(self, s: NodeState, kind: str, fields: Any) -> None:
+        """A bookkeeping event (timer, client, reply, ask, decision): recorded in a full trace."""
+        s.lamport += 1
+        if self.full_trace:
+            self.rec((kind, s.id, self.now, s.clock.local(self.now), s.lamport, fields))
+
+    def node_event(self, s: NodeState, kind: int, data: Any) -> None:
+        """A timer, client operation or decision for node ``s`` (messages never come here)."""
+        if kind == TIMER:
+            name, token = data
+            entry = s.timers.get(name)
+            if entry is None or entry[0] != token:
+                return  # cancelled or replaced
+            del s.timers[name]
+            self.step_event(s, "timer", (name,))
+            s.obj.on_timer(s.ctx, name)
+        elif kind == CLIENT:
+            self.step_event(s, "client", (data.id, data.f))
+            s.obj.on_client(s.ctx, data)
+        elif kind == DECISION:
+            point, action, inc = data
+            if inc != s.incarnation:
+                return
+            self.step_event(s, "decision", (point, action))
+            s.obj.on_decision(s.ctx, point, action)
 
     # --- the send path -------------------------------------------------------------------------
     def send(self, s: NodeState, dst: int, body: Any) -> None:
@@ -210,7 +260,7 @@ class Loop:
                     s = states[item[3]]
                     if not s.normal and self._abnormal(s, item):
                         continue
-                    self._node_event(s, kind, item[4])
+                    self.node_event(s, kind, item[4])
                 if stop is not None and stop():
                     reason = "stop"
                     break

@@ -17,7 +17,6 @@ a decision (``ctx.ask`` to an external agent); environments drive it that way an
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -62,26 +61,19 @@ class Ask:
 class Context(ContextBase):
     """What a node can reach. Nothing here tells it the true time.
 
-    ``send(dst, body)`` and ``broadcast(body)`` come from the core's ``ContextBase``."""
+    ``now()``, ``send(dst, body)``, ``broadcast(body)``, ``set_timer(name, after)`` and
+    ``cancel_timer(name)`` come from the core's ``ContextBase``."""
 
-    __slots__ = ("node_id", "nodes", "rng", "durable", "_clock")
+    __slots__ = ("node_id", "nodes", "rng", "durable")
 
     def __init__(self, sim: Sim, s: NodeState):
         ContextBase.__init__(self, sim, s)
-        self._clock = s.clock
         self.node_id = s.id
         self.nodes = list(range(sim.n))
         self.rng = derive_rng(s.seed, "node", s.id, s.incarnation)
         self.durable = s.durable
 
-    # --- time ----------------------------------------------------------------------------------
-    def now(self) -> float:
-        """This node's own clock reading in ms (offset, drift and jitter included)."""
-        c = self._clock
-        if c.jitter:
-            return c.read(self._sim.now)
-        return c.base_local + c.rate * (self._sim.now - c.base_true)
-
+    # --- time: ``now()`` (this node's own clock) comes from the core's ``ContextBase`` ----------
     @property
     def lamport(self) -> int:
         return self._s.lamport
@@ -93,16 +85,6 @@ class Context(ContextBase):
     @property
     def n(self) -> int:
         return self._sim.n
-
-    # --- timers --------------------------------------------------------------------------------
-    def set_timer(self, name: Any, after: float) -> None:
-        """Fire ``on_timer(ctx, name)`` after ``after`` ms of this node's clock (replaces a timer of that name)."""
-        sim, s = self._sim, self._s
-        deadline = s.clock.local(sim.now) + after
-        sim._schedule_timer(s, name, deadline)
-
-    def cancel_timer(self, name: Any) -> None:
-        self._s.timers.pop(name, None)
 
     # --- clients and agents --------------------------------------------------------------------
     def reply(self, op: ClientOp, status: str = OK, value: Any = None) -> None:
@@ -173,7 +155,6 @@ class Sim(ClientSide, Loop):
         self.trace = Trace(n, keep_sent=bool(self.net.duplicate), messages=full_trace)
         self.trace.follow(self.raw, self.flush_trace, self.buffered_events)
         self._ask_id = 0
-        self._token = itertools.count()
         self.pending: list[Ask] = []  # asks owed by EXTERNAL agents, oldest first
         self.history: list[Op] = []
         self.open_ops: dict[int, Op] = {}
@@ -205,22 +186,10 @@ class Sim(ClientSide, Loop):
         if net.duplicate and next(u) < net.duplicate:
             self.push_msg(depart + net.latency(src, dst), dst, *msg)
 
-    def _schedule_timer(self, s: NodeState, name: Any, deadline: float) -> None:
-        token = next(self._token)
-        s.timers[name] = (token, deadline)
-        t = s.clock.true_at(deadline)
-        self.push(t if t > self.now else self.now, TIMER, s.id, (name, token))
-
     # --- node-local events ---------------------------------------------------------------------
     def _local_event(self, s: NodeState, kind: str, fields: Any) -> None:
         s.lamport += 1
         self.rec((kind, s.id, self.now, s.clock.local(self.now), s.lamport, fields))
-
-    def _step_event(self, s: NodeState, kind: str, fields: Any) -> None:
-        """A bookkeeping event (timer, client, reply, ask, decision): recorded in a full trace."""
-        s.lamport += 1
-        if self.full_trace:
-            self.rec((kind, s.id, self.now, s.clock.local(self.now), s.lamport, fields))
 
     def _world_event(self, kind: str, fields: Any) -> None:
         self.rec((kind, None, self.now, None, 0, fields))
@@ -354,7 +323,7 @@ class Sim(ClientSide, Loop):
         if s.up:
             self._local_event(s, "clock", fields)
         for name, (_token, deadline) in list(s.timers.items()):  # timers follow the node's clock
-            self._schedule_timer(s, name, deadline)
+            self.schedule_timer(s, name, deadline)
 
     # --- clients -------------------------------------------------------------------------------
     def submit(self, op: Op) -> None:
@@ -372,7 +341,7 @@ class Sim(ClientSide, Loop):
     def _reply(self, s: NodeState, cop: ClientOp, status: str, value: Any) -> None:
         if status not in STATUSES:
             raise ValueError(f"reply status must be one of {STATUSES}, not {status!r}")
-        self._step_event(s, "reply", (cop.id, status))
+        self.step_event(s, "reply", (cop.id, status))
         op = self.open_ops.get(cop.id)
         if op is not None:
             self._complete(op, status, value)
@@ -380,7 +349,7 @@ class Sim(ClientSide, Loop):
 
     # --- agents --------------------------------------------------------------------------------
     def _ask(self, s: NodeState, point: Any, obs: Any, default: Any, mask: Any) -> None:
-        self._step_event(s, "ask", (point,))
+        self.step_event(s, "ask", (point,))
         agent = self.agents.get(s.id)
         a = Ask(self._ask_id, s.id, point, obs, mask, default, self.now, s.incarnation)
         self._ask_id += 1
@@ -396,7 +365,7 @@ class Sim(ClientSide, Loop):
         self.pending.remove(ask)
         self.push(self.now, DECISION, ask.node, (ask.point, action, ask.incarnation))
 
-    # --- what the core's loop calls for events off its hot path ------------------------------
+    # --- what the core's loop calls for events off its hot path (``node_event`` is the core's) --
     def _arrive_at_cut(self, item: tuple) -> None:
         """A message reaches a link that was cut after it left: dropped (or held until the heal)."""
         src, dst, msg = item[4], item[3], item[4:]
@@ -434,27 +403,6 @@ class Sim(ClientSide, Loop):
             s.obj.on_message(s.ctx, src, body)
             return False
         return False
-
-    def _node_event(self, s: NodeState, kind: int, data: Any) -> None:
-        if kind == MSG:
-            return  # handled in _abnormal
-        if kind == TIMER:
-            name, token = data
-            entry = s.timers.get(name)
-            if entry is None or entry[0] != token:
-                return  # cancelled or replaced
-            del s.timers[name]
-            self._step_event(s, "timer", (name,))
-            s.obj.on_timer(s.ctx, name)
-        elif kind == CLIENT:
-            self._step_event(s, "client", (data.id, data.f))
-            s.obj.on_client(s.ctx, data)
-        else:  # DECISION
-            point, action, inc = data
-            if inc != s.incarnation:
-                return
-            self._step_event(s, "decision", (point, action))
-            s.obj.on_decision(s.ctx, point, action)
 
     # --- summary -------------------------------------------------------------------------------
     def sent_counts(self) -> list[int]:
