@@ -3,12 +3,13 @@
 One process, virtual (true) time in milliseconds, one heap of pending events, every random choice
 drawn from streams derived from the run's seed: same seed, same trace, byte for byte.
 
-The hottest path of the project (the heap of pending events, ``Sim.run``'s loop and
-``ctx.send``) lives in a core: :mod:`envs.world._core`, compiled with Cython when the package is
-installed, or :mod:`envs.world._pycore`, the same core in pure Python, used when the compiled one
-is missing or ``CAPGYM_PURE=1`` is set (:data:`COMPILED` says which). Both record trace events as
-plain tuples (turned into :class:`~envs.world.records.Event` only when read) and give
-byte-identical traces. Everything off the hot path (faults, timers, clients, asks) is here.
+The hottest path of the project (the heap of pending events, ``Sim.run``'s loop, ``ctx.send``,
+timers and the trace's recording) lives in a core: :mod:`envs.world._core`, compiled with Cython
+when the package is installed, or :mod:`envs.world._pycore`, the same core in pure Python, used
+when the compiled one is missing or ``CAPGYM_PURE=1`` is set (:data:`COMPILED` says which). Both
+give byte-identical traces: tuples ``(kind, node, t, clock, lamport, fields)``, turned into
+:class:`~envs.world.records.Event` only when read. Everything off the hot path (faults, clients,
+asks, the node lifecycle) is here.
 
 The simulator can run until a true time, until a predicate holds, or until some node's agent owes
 a decision (``ctx.ask`` to an external agent); environments drive it that way and answer with
