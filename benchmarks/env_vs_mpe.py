@@ -11,8 +11,10 @@ wrappers (OrderEnforcing, AssertOutOfBounds; its parallel form converts the AEC 
 ``env()`` is what ``pettingzoo.make("aec", "capgym/Register-v0")`` returns (no wrappers).
 
 An *agent step* is one agent acting: in the AEC API one ``step`` call; in the Parallel API, one
-``step`` counts every agent that was given an action (in capgym most of them only no-op: the AEC
-figure is the one that counts decisions). The last line is the AEC ratio.
+``step`` counts every agent that was given an action (in capgym most of them only no-op). A
+*decision* is an agent step with a real choice: not a done agent's last step, and (in capgym's
+Parallel API) not an agent whose mask allows only the no-op. Both are printed for every run. The
+last line is the AEC ratio, where agent steps and decisions nearly coincide.
 
     python benchmarks/env_vs_mpe.py [--seconds 3] [--rounds 3]
 """
@@ -28,27 +30,31 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def aec_rate(make, seconds: float, rng: random.Random) -> tuple[int, float]:
+def aec_rate(make, seconds: float, rng: random.Random) -> tuple[int, float, int]:
+    """Agent steps, seconds, and decisions (steps of agents that were not done)."""
     env = make()
-    steps, t0 = 0, time.perf_counter()
+    steps, decisions, t0 = 0, 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         env.reset(seed=rng.randrange(10**6))
         for _agent in env.agent_iter():
             obs, _r, term, trunc, _i = env.last()
             if term or trunc:
                 action = None
+                decisions -= 1
             elif isinstance(obs, dict):
                 action = rng.choice([i for i, m in enumerate(obs["action_mask"].tolist()) if m])
             else:
                 action = rng.randrange(env.action_space(_agent).n)
             env.step(action)
             steps += 1
-    return steps, time.perf_counter() - t0
+            decisions += 1
+    return steps, time.perf_counter() - t0, decisions
 
 
-def parallel_rate(make, seconds: float, rng: random.Random) -> tuple[int, float]:
+def parallel_rate(make, seconds: float, rng: random.Random) -> tuple[int, float, int]:
+    """Agent steps, seconds, and decisions (agents given more than a no-op to choose from)."""
     env = make()
-    steps, t0 = 0, time.perf_counter()
+    steps, decisions, t0 = 0, 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         obs, _ = env.reset(seed=rng.randrange(10**6))
         while env.agents:
@@ -56,12 +62,15 @@ def parallel_rate(make, seconds: float, rng: random.Random) -> tuple[int, float]
             for a in env.agents:
                 o = obs[a]
                 if isinstance(o, dict):
-                    actions[a] = rng.choice([i for i, m in enumerate(o["action_mask"].tolist()) if m])
+                    legal = [i for i, m in enumerate(o["action_mask"].tolist()) if m]
+                    actions[a] = rng.choice(legal)
+                    decisions += len(legal) > 1
                 else:
                     actions[a] = rng.randrange(env.action_space(a).n)
+                    decisions += 1
             obs, *_ = env.step(actions)
             steps += len(actions)
-    return steps, time.perf_counter() - t0
+    return steps, time.perf_counter() - t0, decisions
 
 
 def main() -> int:
@@ -89,16 +98,17 @@ def main() -> int:
         ("capgym Register-v0", "parallel"): (lambda: register_par(**cap), parallel_rate),
         ("MPE simple_spread_v3", "parallel"): (lambda: simple_spread_v3.parallel_env(**mpe), parallel_rate),
     }
-    total = {k: [0, 0.0] for k in runs}
+    total = {k: [0, 0.0, 0] for k in runs}
     rng = random.Random(0)
     for _ in range(args.rounds):
         for k, (make, rate) in runs.items():
-            s, t = rate(make, args.seconds, rng)
+            s, t, d = rate(make, args.seconds, rng)
             total[k][0] += s
             total[k][1] += t
-    sps = {k: s / t for k, (s, t) in total.items()}
-    for (name, api), v in sps.items():
-        print(f"{name:22s} {api:8s} agent steps/s: {v:10.0f}")
+            total[k][2] += d
+    sps = {k: s / t for k, (s, t, _d) in total.items()}
+    for (name, api), (_s, t, d) in total.items():
+        print(f"{name:22s} {api:8s} agent steps/s: {sps[name, api]:10.0f}   decisions/s: {d / t:10.0f}")
     par = sps[("capgym Register-v0", "parallel")] / sps[("MPE simple_spread_v3", "parallel")]
     print(f"parallel ratio: {par:.2f}")
     aec = sps[("capgym Register-v0", "aec")] / sps[("MPE simple_spread_v3", "aec")]
