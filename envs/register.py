@@ -186,8 +186,8 @@ class RegisterGame(Game):
 
         sim = ep.sim
         hist = list(sim.history)
-        st = staleness(hist)
-        av = availability(hist, sim.trace.events(kinds={"partition", "heal"}))
+        st = staleness(hist, visibility=False)  # only the stale-read counts are reported
+        av = availability(hist, sim.trace.events(kinds={"partition", "heal"}), latency=False)
         m = {
             "ops": len(hist),
             "decisions": ep.decisions,

@@ -9,6 +9,7 @@ invoked (partition intervals from the trace: :func:`~metrics.timeline.partition_
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -20,12 +21,12 @@ from .timeline import as_list, inside, partition_intervals
 PERCENTILES = (50, 90, 99)
 
 
-def _fraction_ok(ops: Sequence[Op]) -> float | None:
-    return sum(op.status == OK for op in ops) / len(ops) if ops else None
+def _fraction(num: int, den: int) -> float | None:
+    return num / den if den else None
 
 
 def availability(history: Sequence[Op], trace: Iterable[Event] | None = None,
-                 partitions: Sequence[tuple[float, float]] | None = None) -> dict:
+                 partitions: Sequence[tuple[float, float]] | None = None, *, latency: bool = True) -> dict:
     """Availability and latency of ``history``.
 
     * ``ok_fraction`` -- ok operations / all operations (``None`` for an empty history);
@@ -35,31 +36,33 @@ def availability(history: Sequence[Op], trace: Iterable[Event] | None = None,
     * ``counts`` -- operations by status (``ok``, ``fail``, ``unknown``), and ``ops``, the total;
     * ``latency`` -- ``complete - invoke`` of the ok operations (true ms): ``p50``, ``p90``,
       ``p99`` (numpy's linear-interpolation percentiles), ``max`` and ``mean``; ``None`` values
-      when no operation is ok.
+      when no operation is ok. ``latency=False`` leaves it out (every other field is the same).
     """
     if partitions is None:
         partitions = partition_intervals(as_list(trace))
+    n = len(history)
     during = inside([op.invoke for op in history], partitions)
-    parted = [op for op, d in zip(history, during) if d]
-    connected = [op for op, d in zip(history, during) if not d]
-    counts = {s: 0 for s in STATUSES}
-    for op in history:
-        counts[op.status] = counts.get(op.status, 0) + 1
-    lat = np.array([op.complete - op.invoke for op in history if op.status == OK and op.complete is not None])
-    latency = {f"p{q}": None for q in PERCENTILES} | {"max": None, "mean": None}
-    if len(lat):
-        latency = {f"p{q}": float(v) for q, v in zip(PERCENTILES, np.percentile(lat, PERCENTILES))}
-        latency |= {"max": float(lat.max()), "mean": float(lat.mean())}
-    return {
-        "ops": len(history),
+    ok = np.fromiter((op.status == OK for op in history), dtype=bool, count=n)
+    n_parted, ok_parted = int(during.sum()), int(np.count_nonzero(ok & during))
+    n_ok = int(ok.sum())
+    counts = dict.fromkeys(STATUSES, 0)
+    counts.update(Counter(op.status for op in history))
+    out = {
+        "ops": n,
         "counts": counts,
-        "ok_fraction": _fraction_ok(history),
-        "ok_fraction_partitioned": _fraction_ok(parted),
-        "ok_fraction_connected": _fraction_ok(connected),
-        "ops_partitioned": len(parted),
-        "ops_connected": len(connected),
-        "latency": latency,
+        "ok_fraction": _fraction(n_ok, n),
+        "ok_fraction_partitioned": _fraction(ok_parted, n_parted),
+        "ok_fraction_connected": _fraction(n_ok - ok_parted, n - n_parted),
+        "ops_partitioned": n_parted,
+        "ops_connected": n - n_parted,
     }
+    if latency:
+        lat = np.array([op.complete - op.invoke for op in history if op.status == OK and op.complete is not None])
+        out["latency"] = {f"p{q}": None for q in PERCENTILES} | {"max": None, "mean": None}
+        if len(lat):
+            out["latency"] = {f"p{q}": float(v) for q, v in zip(PERCENTILES, np.percentile(lat, PERCENTILES))}
+            out["latency"] |= {"max": float(lat.max()), "mean": float(lat.mean())}
+    return out
 
 
 def summarize(history, trace) -> dict:

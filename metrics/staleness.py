@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
+from operator import itemgetter
 
 import numpy as np
 
@@ -43,6 +44,8 @@ from .timeline import hashable
 
 WRITES = ("write", "put", "cas", "append")
 READS = ("read", "get")
+KINDS = frozenset(WRITES + READS)
+_first = itemgetter(0)
 #: default t-visibility bins (ms): bin i is [EDGES[i], EDGES[i+1])
 EDGES = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 
@@ -62,7 +65,7 @@ def _read_set(op: Op, has_appends: bool):
     return None
 
 
-def staleness(history: Sequence[Op], edges: Sequence[float] = EDGES) -> dict:
+def staleness(history: Sequence[Op], edges: Sequence[float] = EDGES, *, visibility: bool = True) -> dict:
     """Stale reads, k-staleness and t-visibility of ``history``.
 
     * A read ``r`` is **stale** when it misses a write completed before it began: some ``ok`` write
@@ -81,11 +84,20 @@ def staleness(history: Sequence[Op], edges: Sequence[float] = EDGES) -> dict:
       initial value and not written by a write that completed before ``w`` was invoked; for a set:
       ``w``'s value is in the read). ``None`` for an empty bin. Pairs per read are bounded by the
       writes completed in the last ``edges[-1]`` ms.
+
+    ``visibility=False`` leaves ``t_visibility`` out (the costliest part; every other field is the
+    same). k-staleness costs nothing more than the stale-read count itself, so it is always given.
+
+    Per key, the completed writes are sorted once by completion time, with the running maximum of
+    their invocation times; a register read ``r`` that returned a write completed at ``cw`` is then
+    stale iff ``cw`` is below that maximum over the writes completed before ``r`` began -- one
+    binary search per read, vectorised over all of a key's register reads. Only the stale ones need
+    their ``k`` counted.
     """
     edges = np.asarray(edges, dtype=float)
     keys: dict = defaultdict(list)
     for op in history:
-        if op.f in WRITES or op.f in READS:
+        if op.f in KINDS:
             keys[hashable(op.key)].append(op)
     reads = stale = unexplained = 0
     ks: list[int] = []
@@ -95,24 +107,27 @@ def staleness(history: Sequence[Op], edges: Sequence[float] = EDGES) -> dict:
     pairs = np.zeros(nb)
     for ops in keys.values():
         has_appends = any(op.f == "append" for op in ops)
-        writes = [op for op in ops if op.f in WRITES and op.status != FAIL]
-        done = sorted((op for op in writes if op.status == OK and op.complete is not None), key=lambda o: o.complete)
-        Cv = np.array([w.complete for w in done], dtype=float)  # completion times, sorted
-        Iv = np.array([w.invoke for w in done], dtype=float)  # their invocation times
-        PM = np.maximum.accumulate(Iv) if len(Iv) else Iv  # latest invoke among the first j completed
-        vals = [_written(w) for w in done]
+        done = []  # ok writes with a completion time
         completes: dict = {}  # value -> completion time of its (last) write; unknown -> inf
-        for w in writes:
-            c = w.complete if w.status == OK and w.complete is not None else math.inf
-            v = _written(w)
-            completes[v] = max(completes.get(v, -math.inf), c)
-        # register reads are vectorised below; set reads are handled one by one
-        reg_x, reg_c = [], []
+        for w in ops:
+            if w.f in WRITES and w.status != FAIL:
+                c = w.complete if w.status == OK and w.complete is not None else math.inf
+                v = _written(w)
+                if w.status == OK and w.complete is not None:
+                    done.append((c, v, w.invoke))
+                completes[v] = max(completes.get(v, -math.inf), c)
+        done.sort(key=_first)  # stable, as sorted() by completion was
+        Cv = np.array([c for c, _, _ in done], dtype=float)  # completion times, sorted
+        Iv = np.array([i for _, _, i in done], dtype=float)  # their invocation times
+        PM = np.maximum.accumulate(Iv) if len(Iv) else Iv  # latest invoke among the first j completed
+        k_of: list[int] = []  # k of this key's counted reads, in history order
+        ids: list = []
+        reg_at, reg_x, reg_c = [], [], []  # register reads: their slot in k_of, invoke, cw
+        set_x, set_got = [], []
         for r in ops:
             if r.f not in READS or r.status != OK:
                 continue
             x = r.invoke
-            p = int(np.searchsorted(Cv, x, side="left"))  # writes completed before r began
             got = _read_set(r, has_appends)
             if got is None:
                 v = hashable(r.output)
@@ -123,15 +138,38 @@ def staleness(history: Sequence[Op], edges: Sequence[float] = EDGES) -> dict:
                 else:
                     unexplained += 1
                     continue
-                k = 0
-                if p and cw < PM[p - 1]:
-                    q = int(np.searchsorted(Cv, cw, side="right"))
-                    k = int(np.count_nonzero(Iv[q:p] > cw)) if cw > -math.inf else p
+                reg_at.append(len(k_of))
                 reg_x.append(x)
                 reg_c.append(cw)
+                k_of.append(0)
             else:
                 # missed = completed before r began, and absent from r (values are unique)
-                k = max(0, p - sum(1 for v in got if completes.get(v, math.inf) < x))
+                p = int(np.searchsorted(Cv, x, side="left"))
+                k_of.append(max(0, p - sum(1 for v in got if completes.get(v, math.inf) < x)))
+                set_x.append(x)
+                set_got.append(got)
+            ids.append(r.id)
+        X, C = np.array(reg_x, dtype=float), np.array(reg_c, dtype=float)
+        if len(X) and len(Cv):
+            p = np.searchsorted(Cv, X, side="left")  # writes completed before each read began
+            hit = (p > 0) & (C < PM[np.maximum(p - 1, 0)])
+            for i in np.flatnonzero(hit).tolist():
+                cw, pi = C[i], int(p[i])
+                if cw > -math.inf:
+                    q = int(np.searchsorted(Cv, cw, side="right"))
+                    k_of[reg_at[i]] = int(np.count_nonzero(Iv[q:pi] > cw))
+                else:
+                    k_of[reg_at[i]] = pi
+        reads += len(k_of)
+        ks += k_of
+        for k, rid in zip(k_of, ids):
+            if k:
+                stale += 1
+                if len(stale_ids) < 20:
+                    stale_ids.append(rid)
+        if visibility and len(Cv):
+            vals = [v for _, v, _ in done]
+            for x, got in zip(set_x, set_got):
                 lo = int(np.searchsorted(Cv, x - edges[-1], side="right"))
                 hi = int(np.searchsorted(Cv, x - edges[0], side="right"))
                 if hi > lo:
@@ -140,16 +178,10 @@ def staleness(history: Sequence[Op], edges: Sequence[float] = EDGES) -> dict:
                     keep = (b >= 0) & (b < nb)
                     pairs += np.bincount(b[keep], minlength=nb)
                     seen_w += np.bincount(b[keep], weights=hit[keep], minlength=nb)
-            reads += 1
-            ks.append(k)
-            if k:
-                stale += 1
-                if len(stale_ids) < 20:
-                    stale_ids.append(r.id)
-        if reg_x and len(Cv):
-            _visibility(np.array(reg_x), np.array(reg_c), Cv, Iv, edges, pairs, seen_w)
+            if len(X):
+                _visibility(X, C, Cv, Iv, edges, pairs, seen_w)
     kc = np.bincount(np.array(ks, dtype=np.int64)) if ks else np.zeros(0, dtype=np.int64)
-    return {
+    out = {
         "reads": reads,
         "stale_reads": stale,
         "stale_fraction": stale / reads if reads else None,
@@ -158,12 +190,14 @@ def staleness(history: Sequence[Op], edges: Sequence[float] = EDGES) -> dict:
         "k_max": int(max(ks)) if ks else None,
         "k_mean": float(np.mean(ks)) if ks else None,
         "k_counts": [[k, int(c)] for k, c in enumerate(kc) if c],
-        "t_visibility": {
+    }
+    if visibility:
+        out["t_visibility"] = {
             "t": edges[:-1].tolist(),
             "p": [float(s / n) if n else None for s, n in zip(seen_w, pairs)],
             "pairs": pairs.astype(int).tolist(),
-        },
-    }
+        }
+    return out
 
 
 def _visibility(x, cw, Cv, Iv, edges, pairs, seen_w) -> None:
