@@ -11,9 +11,20 @@ cluster. :func:`ensure_ray` is idempotent, so one ``ray.init`` serves a whole te
 
 from __future__ import annotations
 
+import os
+
 import ray
 
 from agents.learn.config import TrainConfig
+
+
+def auth_hint(address: str | None) -> str:
+    """What to add to "cannot reach the cluster at ``address``": a cluster started by ``ray start``
+    asks for token authentication by default, but a driver given an explicit address sends its token
+    only when ``RAY_AUTH_MODE=token`` (only ``address=auto`` turns it on by itself)."""
+    if not address or address == "auto" or os.environ.get("RAY_AUTH_MODE"):
+        return ""
+    return " (if the cluster uses token authentication, Ray's default for `ray start`, set RAY_AUTH_MODE=token)"
 
 
 def ensure_ray(address: str | None = None) -> None:
@@ -21,7 +32,12 @@ def ensure_ray(address: str | None = None) -> None:
     if ray.is_initialized():
         return
     if address:
-        ray.init(address=address, log_to_driver=False)
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except ConnectionError as e:
+            first = str(e).strip().splitlines()[0]
+            raise ConnectionError(f"ray.address: cannot reach the Ray cluster at {address}: {first}"
+                                  f"{auth_hint(address)}") from None
     else:
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
 

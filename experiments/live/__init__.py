@@ -73,8 +73,11 @@ def ensure_ray(address: str | None = None, num_cpus: float | None = None) -> boo
             ray.init(include_dashboard=False, num_cpus=num_cpus, log_to_driver=False,
                      runtime_env={"env_vars": {"PYTHONPATH": path}})
     except (ConnectionError, RuntimeError, ValueError) as e:
+        from agents.learn.actors import auth_hint
+
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-        raise UserError(f"ray.address: cannot start or reach {where}: {str(e).strip().splitlines()[0]}") from None
+        first = str(e).strip().splitlines()[0]
+        raise UserError(f"ray.address: cannot start or reach {where}: {first}{auth_hint(address)}") from None
     return True
 
 
