@@ -45,6 +45,7 @@ from .timeline import hashable
 WRITES = ("write", "put", "cas", "append")
 READS = ("read", "get")
 KINDS = frozenset(WRITES + READS)
+_SCALARS = frozenset((int, str, float, bool, type(None)))  # hashable() returns these as they are
 _first = itemgetter(0)
 #: default t-visibility bins (ms): bin i is [EDGES[i], EDGES[i+1])
 EDGES = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
@@ -98,7 +99,8 @@ def staleness(history: Sequence[Op], edges: Sequence[float] = EDGES, *, visibili
     keys: dict = defaultdict(list)
     for op in history:
         if op.f in KINDS:
-            keys[hashable(op.key)].append(op)
+            key = op.key
+            keys[key if type(key) in _SCALARS else hashable(key)].append(op)
     reads = stale = unexplained = 0
     ks: list[int] = []
     stale_ids: list = []
@@ -106,16 +108,29 @@ def staleness(history: Sequence[Op], edges: Sequence[float] = EDGES, *, visibili
     seen_w = np.zeros(nb)
     pairs = np.zeros(nb)
     for ops in keys.values():
-        has_appends = any(op.f == "append" for op in ops)
-        done = []  # ok writes with a completion time
+        has_appends = False
+        done = []  # ok writes with a completion time: (complete, value, invoke)
         completes: dict = {}  # value -> completion time of its (last) write; unknown -> inf
-        for w in ops:
-            if w.f in WRITES and w.status != FAIL:
-                c = w.complete if w.status == OK and w.complete is not None else math.inf
-                v = _written(w)
-                if w.status == OK and w.complete is not None:
-                    done.append((c, v, w.invoke))
-                completes[v] = max(completes.get(v, -math.inf), c)
+        ok_reads = []
+        for op in ops:
+            f = op.f
+            if f in READS:
+                if op.status == OK:
+                    ok_reads.append(op)
+                continue
+            if f == "append":
+                has_appends = True
+            if op.status == FAIL:
+                continue
+            v = op.value
+            if f == "cas" or f == "append" or type(v) not in _SCALARS:
+                v = _written(op)
+            if op.status == OK and op.complete is not None:
+                c = op.complete
+                done.append((c, v, op.invoke))
+            else:
+                c = math.inf
+            completes[v] = max(completes.get(v, -math.inf), c)
         done.sort(key=_first)  # stable, as sorted() by completion was
         Cv = np.array([c for c, _, _ in done], dtype=float)  # completion times, sorted
         Iv = np.array([i for _, _, i in done], dtype=float)  # their invocation times
@@ -124,13 +139,16 @@ def staleness(history: Sequence[Op], edges: Sequence[float] = EDGES, *, visibili
         ids: list = []
         reg_at, reg_x, reg_c = [], [], []  # register reads: their slot in k_of, invoke, cw
         set_x, set_got = [], []
-        for r in ops:
-            if r.f not in READS or r.status != OK:
-                continue
+        for r in ok_reads:
             x = r.invoke
-            got = _read_set(r, has_appends)
+            v = r.output
+            t = type(v)
+            if t in _SCALARS and (t is not str or not has_appends):
+                got = None  # a plain register read; hashable(v) is v
+            else:
+                got = _read_set(r, has_appends)
+                v = hashable(v)
             if got is None:
-                v = hashable(r.output)
                 if v in completes:
                     cw = completes[v]
                 elif v is None or v == "":
