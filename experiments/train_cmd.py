@@ -116,6 +116,12 @@ def execute(cfg: TrainRunConfig, quiet: bool = False) -> tuple[Path, int]:
     from experiments import plots, results
     from experiments.run_cmd import StopFlag
 
+    if cfg.learner.backend == "ray":
+        # before any folder is made: a cluster that cannot be reached is a one-line error (exit 2);
+        # a cluster gets the project folder shipped to its workers, as live runs do
+        from experiments.live import ensure_ray
+
+        ensure_ray(cfg.ray.address)
     run_dir = results.new_run_dir(cfg.output.root, cfg.experiment)
     results.write_yaml(run_dir / "config.yaml", cfg.model_dump(mode="json"))
     results.write_status(run_dir, results.STATUS_RUNNING)

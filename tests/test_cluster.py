@@ -224,3 +224,17 @@ def test_explicit_address_without_token_is_one_line(head: Head, tmp_path: Path):
     assert "Traceback" not in out.stderr
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("capgym run: error: ray.address:") and "RAY_AUTH_MODE=token" in last, last
+
+
+@pytest.mark.slow
+def test_train_on_an_unreachable_cluster_is_one_line_and_writes_nothing(head: Head, tmp_path: Path):
+    """``capgym train`` reaches the cluster before it makes a results folder: without the token it
+    stops with exit 2 and one capgym line, and nothing is written."""
+    root = tmp_path / "res"
+    out = capgym(head, "train", "configs/train/register.yaml", "learner.backend=ray",
+                 f"ray.address={head.address}", f"output.root={root}", "wandb.mode=disabled", "-q", auth=False)
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("capgym train: error: ray.address:") and "RAY_AUTH_MODE=token" in last, last
+    assert not root.exists() or not any(root.rglob("*"))
