@@ -238,3 +238,20 @@ def test_train_on_an_unreachable_cluster_is_one_line_and_writes_nothing(head: He
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("capgym train: error: ray.address:") and "RAY_AUTH_MODE=token" in last, last
     assert not root.exists() or not any(root.rglob("*"))
+
+
+def test_capgym_train_ray_learners_on_a_local_instance(tmp_path: Path):
+    """Without an address, ``learner.backend=ray`` starts a local Ray instance (no head needed)."""
+    root = tmp_path / "res"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
+    env["PYTHONPATH"] = str(ROOT)
+    out = subprocess.run([sys.executable, "-m", "experiments.cli", "train", "configs/train/register.yaml",
+                          "learner.backend=ray", "env.params.nodes=3", "env.params.duration_ms=500",
+                          "ppo.total_steps=256", "ppo.num_envs=2", "ppo.num_steps=64", f"output.root={root}",
+                          "output.plots=false", "wandb.mode=disabled", "-q"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT_S)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (run,) = (root / "train-register").iterdir()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["env_steps"] == 256 and len(summary["agents"]) == 3
+    assert all((run / "checkpoint" / f"{a}.pt").is_file() for a in summary["agents"])
