@@ -32,7 +32,14 @@ MASK = (1 << 64) - 1
 
 
 def _mix(x) -> int:
-    return hash(("capgym", x)) & MASK
+    """A 64-bit hash of ``x`` passed through the splitmix64 finaliser (Steele, Lea and Flood,
+    "Fast Splittable Pseudorandom Number Generators", OOPSLA 2014). Python's tuple hash is nearly
+    additive over small ints (``(0, 0)`` and ``(2, 2)`` sum to what ``(0, 2)`` and ``(2, 0)`` do), so
+    summed raw hashes of different states collide; the finaliser's avalanche removes that structure."""
+    z = (hash(("capgym", x)) + 0x9E3779B97F4A7C15) & MASK
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
+    return z ^ (z >> 31)
 
 
 class _Replicas:
@@ -45,14 +52,33 @@ class _Replicas:
         self.sets: dict = defaultdict(lambda: defaultdict(set))  # set mode: node -> key -> values
         self.fp = dict.fromkeys(nodes, 0)  # node -> fingerprint of its whole replica
         self.fps = Counter(self.fp[n] for n in self.live)  # fingerprints of live replicas
+        self.same = sum(c * (c - 1) // 2 for c in self.fps.values())  # live pairs with equal states
         self.holders: dict = defaultdict(Counter)  # key -> token -> live replicas holding it
+        self.held: Counter = Counter()  # key -> live replicas holding some state of it
         self.ndistinct: dict = {}  # key -> distinct states (absent included) among live replicas
         self.by_distinct: Counter = Counter()  # distinct count -> number of keys
+        self.diverged = 0  # keys with more than one distinct state
+
+    def _count(self, f: int, sign: int) -> None:
+        """One live replica more (``sign=1``) or fewer (``-1``) with fingerprint ``f``.
+
+        Keeps ``same``, the number of live pairs that agree, up to date: a replica joining ``c``
+        others with its fingerprint makes ``c`` more agreeing pairs; one leaving ``c`` makes ``c - 1``
+        fewer -- O(1) per change instead of recounting ``sum(c * (c - 1) / 2)`` at every step.
+        """
+        c = self.fps[f]
+        if sign > 0:
+            self.same += c
+            self.fps[f] = c + 1
+        else:
+            self.same -= c - 1
+            if c == 1:
+                del self.fps[f]
+            else:
+                self.fps[f] = c - 1
 
     def _distinct(self, key) -> int:
-        h = self.holders[key]
-        held = sum(h.values())
-        return len(h) + (held < len(self.live))
+        return len(self.holders[key]) + (self.held[key] < len(self.live))
 
     def _refresh(self, key) -> None:
         old = self.ndistinct.get(key)
@@ -62,14 +88,10 @@ class _Replicas:
                 self.by_distinct[old] -= 1
                 if not self.by_distinct[old]:
                     del self.by_distinct[old]
+                self.diverged -= old > 1
             self.by_distinct[new] += 1
+            self.diverged += new > 1
             self.ndistinct[key] = new
-
-    def _unfp(self, node) -> None:
-        f = self.fp[node]
-        self.fps[f] -= 1
-        if not self.fps[f]:
-            del self.fps[f]
 
     def apply(self, node, key, value) -> bool:
         """Apply at ``node``; ``False`` when its state did not change."""
@@ -88,11 +110,13 @@ class _Replicas:
                 return False
         live = node in self.live
         if live:
-            self._unfp(node)
+            self._count(self.fp[node], -1)
             if key in mine:
                 self.holders[key][old] -= 1
                 if not self.holders[key][old]:
                     del self.holders[key][old]
+            else:
+                self.held[key] += 1
             self.holders[key][new] += 1
         f = self.fp[node]
         if key in mine:
@@ -100,7 +124,7 @@ class _Replicas:
         self.fp[node] = (f + _mix((key, new))) & MASK
         mine[key] = new
         if live:
-            self.fps[self.fp[node]] += 1
+            self._count(self.fp[node], 1)
             self._refresh(key)
         return True
 
@@ -110,22 +134,22 @@ class _Replicas:
         sign = 1 if up else -1
         (self.live.add if up else self.live.discard)(node)
         self.fp.setdefault(node, 0)
-        self.fps[self.fp[node]] += sign
+        self._count(self.fp[node], sign)
         for key, tok in self.state[node].items():
-            self.holders[key][tok] += sign
-        for key in self.holders:
-            self.holders[key] = +self.holders[key]  # drop zero counts
+            h = self.holders[key]
+            h[tok] += sign
+            if not h[tok]:
+                del h[tok]
+            self.held[key] += sign
+        for key in self.holders:  # any key's "absent" may come or go with the live count
             self._refresh(key)
-        self.fps = +self.fps
 
     def measures(self) -> tuple[int, int, float]:
         """(max distinct states of a key, keys with more than one, fraction of live pairs that differ)."""
         n = len(self.live)
         dmax = max(self.by_distinct) if self.by_distinct else min(n, 1)
-        diverged = sum(c for d, c in self.by_distinct.items() if d > 1)
         pairs = n * (n - 1) // 2
-        same = sum(c * (c - 1) // 2 for c in self.fps.values())
-        return dmax, diverged, (pairs - same) / pairs if pairs else 0.0
+        return dmax, self.diverged, (pairs - self.same) / pairs if pairs else 0.0
 
 
 def convergence(trace: Iterable[Event], semantics: str = "register", nodes: Iterable[int] | None = None) -> dict:
@@ -170,7 +194,7 @@ def convergence(trace: Iterable[Event], semantics: str = "register", nodes: Iter
             if e.node not in reps.fp:
                 reps.fp[e.node] = 0
                 reps.live.add(e.node)
-                reps.fps[0] += 1
+                reps._count(0, 1)
             if reps.apply(e.node, hashable(e.fields.get("key")), hashable(e.fields.get("value"))):
                 note(e.t)
         elif kind == "crash":

@@ -5,6 +5,8 @@
   ``cas``/``append``, unknown and failed writes, repeated and unexplained values, tied times) and
   on real Register-v0 episodes; ``visibility=False`` gives the same fields less ``t_visibility``.
 * ``availability(latency=False)`` gives the same fields less ``latency``.
+* ``convergence`` (agreeing pairs and diverged keys kept up to date incrementally) against the
+  previous method (recounting them at every change) and against the states replayed from scratch.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from envs.world.records import FAIL, OK, STATUSES, Op
+from envs.world.records import FAIL, OK, STATUSES, Event, Op
+from metrics import convergence as conv
 from metrics.availability import PERCENTILES, availability
 from metrics.staleness import EDGES, READS, WRITES, staleness
 from metrics.timeline import hashable, inside
@@ -286,3 +289,84 @@ def test_register_episodes_measures_equal_the_full_ones(seed):
     assert (m["stale_reads"], m["stale_fraction"], m["reads"]) == (st["stale_reads"], st["stale_fraction"], st["reads"])
     assert (m["availability"], m["availability_partitioned"], m["counts"]) == (
         av["ok_fraction"], av["ok_fraction_partitioned"], av["counts"])
+
+
+# --- convergence ----------------------------------------------------------------------------------
+
+class Recounting(conv._Replicas):
+    """The previous method: agreeing pairs, diverged keys and held replicas recounted at every step
+    (and checked against the incremental counts)."""
+
+    def _distinct(self, key) -> int:
+        h = self.holders[key]
+        return len(h) + (sum(h.values()) < len(self.live))
+
+    def measures(self):
+        n = len(self.live)
+        dmax = max(self.by_distinct) if self.by_distinct else min(n, 1)
+        diverged = sum(c for d, c in self.by_distinct.items() if d > 1)
+        pairs = n * (n - 1) // 2
+        same = sum(c * (c - 1) // 2 for c in self.fps.values())
+        assert (same, diverged) == (self.same, self.diverged)
+        return dmax, diverged, (pairs - same) / pairs if pairs else 0.0
+
+
+def random_trace(rng: random.Random, n: int) -> list[Event]:
+    nkeys, nvals = rng.choice((1, 3, 8)), rng.choice((2, 4))
+    tr, t = [Event("start", i, 0.0, None, 0, (), {}) for i in range(n)], 0.0
+    for _ in range(rng.randint(0, 60)):
+        t += rng.choice((0.0, 1.0, rng.random()))
+        u, node = rng.random(), rng.randrange(n)
+        if u < 0.08:
+            tr.append(Event("crash", node, t, None, 0, (), {}))
+        elif u < 0.16:
+            tr.append(Event("start", node, t, None, 0, (), {"restart": True}))
+        elif u < 0.2:
+            tr.append(Event("heal", None, t, None, 0, (), {}))
+        else:
+            kv = {"key": rng.randrange(nkeys), "value": rng.randrange(nvals)}
+            tr.append(Event("apply", node, t, None, 0, (), kv))
+    return tr
+
+
+@pytest.mark.parametrize("semantics", ("register", "set"))
+def test_convergence_equals_recounting(semantics, monkeypatch):
+    rng = random.Random(3)
+    traces = []
+    for _ in range(400):
+        tr = random_trace(rng, rng.randint(1, 6))
+        nodes = [0, 1] if rng.random() < 0.2 else None  # others join on their first apply
+        traces.append((tr, nodes, conv.convergence(tr, semantics, nodes)))
+    monkeypatch.setattr(conv, "_Replicas", Recounting)
+    assert all(conv.convergence(tr, semantics, nodes) == m for tr, nodes, m in traces)
+    assert sum(m["converged_at_end"] for *_, m in traces) not in (0, len(traces))
+
+
+@pytest.mark.parametrize("semantics", ("register", "set"))
+def test_convergence_final_point_equals_states_replayed(semantics):
+    """The last point of the series, from the live replicas' actual states (no fingerprints)."""
+    rng = random.Random(9)
+    for _ in range(400):
+        n = rng.randint(1, 6)
+        tr = random_trace(rng, n)
+        state, live = {i: {} for i in range(n)}, set(range(n))
+        for e in tr:
+            if e.kind == "crash":
+                live.discard(e.node)
+            elif e.kind == "start":
+                live.add(e.node)
+            elif e.kind == "apply":
+                k, v = e.fields["key"], e.fields["value"]
+                if semantics == "set":
+                    state[e.node][k] = state[e.node].get(k, frozenset()) | {v}
+                else:
+                    state[e.node][k] = v
+        keys = {k for i in live for k in state[i]}
+        distinct = [len({state[i].get(k, "absent") for i in live}) for k in keys]
+        frozen = [tuple(sorted(state[i].items())) for i in sorted(live)]
+        npairs = len(frozen) * (len(frozen) - 1) // 2
+        differ = sum(a != b for j, a in enumerate(frozen) for b in frozen[j + 1:])
+        s = conv.convergence(tr, semantics)["series"]
+        assert s["distinct_max"][-1] == (max(distinct) if distinct else min(len(live), 1))
+        assert s["keys_diverged"][-1] == sum(d > 1 for d in distinct)
+        assert s["pairs_differ"][-1] == (differ / npairs if npairs else 0.0)
