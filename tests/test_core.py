@@ -113,3 +113,16 @@ def test_pure_core_runs_a_world():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["until", "True"]
+
+
+def test_a_core_older_than_its_source_is_stale(tmp_path):
+    src, built = tmp_path / "_core.pyx", tmp_path / "_core.so"
+    src.write_text("x")
+    built.write_text("y")
+    os.utime(src, (1000, 1000))
+    os.utime(built, (2000, 2000))
+    assert not simmod.core_is_stale(str(src), str(built))
+    os.utime(src, (3000, 3000))
+    assert simmod.core_is_stale(str(src), str(built))
+    assert not simmod.core_is_stale(str(tmp_path / "missing.pyx"), str(built))
+    assert not simmod.core_is_stale(str(src), None)

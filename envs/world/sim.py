@@ -19,6 +19,7 @@ a decision (``ctx.ask`` to an external agent); environments drive it that way an
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -36,6 +37,17 @@ else:
         from . import _core as core  # the compiled core (``make install`` builds it)
     except ImportError:
         from . import _pycore as core
+
+
+
+def core_is_stale(source: str, built: str | None) -> bool:
+    """True when the compiled core ``built`` is older than its ``source`` (edited, not rebuilt)."""
+    return bool(built) and os.path.exists(source) and os.path.getmtime(source) > os.path.getmtime(built)
+
+
+if core.COMPILED and core_is_stale(os.path.join(os.path.dirname(__file__), "_core.pyx"), core.__file__):
+    warnings.warn("envs/world/_core.pyx is newer than its compiled module: run `make core` to rebuild it",
+                  stacklevel=2)
 
 ContextBase, Loop, NodeState = core.ContextBase, core.Loop, core.NodeState
 MSG, TIMER, CLIENT, DECISION, CALL = core.MSG, core.TIMER, core.CLIENT, core.DECISION, core.CALL
