@@ -126,3 +126,32 @@ def test_a_core_older_than_its_source_is_stale(tmp_path):
     assert simmod.core_is_stale(str(src), str(built))
     assert not simmod.core_is_stale(str(tmp_path / "missing.pyx"), str(built))
     assert not simmod.core_is_stale(str(src), None)
+
+
+BAD_SEND = """
+import sys
+from envs.world import sim
+
+class B(sim.Node):
+    def on_start(self, ctx):
+        ctx.send(int(sys.argv[1]), ("x",))
+
+try:
+    sim.Sim(3, B).run(until=5.0)
+except ValueError as e:
+    print(e)
+"""
+
+
+@pytest.mark.parametrize("pure", [False, True])
+@pytest.mark.parametrize("dst", [3, -1, 99])
+def test_sending_to_a_node_that_does_not_exist_is_a_clear_error(pure, dst):
+    """Not a crash, not a wrapped index: both cores refuse the destination when it is sent to."""
+    env = {k: v for k, v in os.environ.items() if k != "CAPGYM_PURE"}
+    env["PYTHONPATH"] = str(ROOT)
+    if pure:
+        env["CAPGYM_PURE"] = "1"
+    out = subprocess.run([sys.executable, "-c", BAD_SEND, str(dst)], capture_output=True,
+                         text=True, cwd=ROOT, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"send: there is no node {dst} (nodes are 0..2)"

@@ -411,6 +411,8 @@ cdef class Loop:
         cdef long long lam = s.lamport + 1
         cdef long long mid = self._mid
         cdef double t = self.now
+        if dst < 0 or dst >= len(self.states):
+            raise ValueError(f"send: there is no node {dst} (nodes are 0..{len(self.states) - 1})")
         s.lamport = lam
         s.sent += 1
         self._mid = mid + 1

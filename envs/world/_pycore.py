@@ -176,6 +176,8 @@ class Loop:
 
     # --- the send path -------------------------------------------------------------------------
     def send(self, s: NodeState, dst: int, body: Any) -> None:
+        if not 0 <= dst < len(self.states):
+            raise ValueError(f"send: there is no node {dst} (nodes are 0..{len(self.states) - 1})")
         src = s.id
         s.lamport = lam = s.lamport + 1
         s.sent += 1
