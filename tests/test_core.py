@@ -155,3 +155,13 @@ def test_sending_to_a_node_that_does_not_exist_is_a_clear_error(pure, dst):
                          text=True, cwd=ROOT, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"send: there is no node {dst} (nodes are 0..2)"
+
+
+@pytest.mark.parametrize("node", [-1, 3])
+def test_an_event_for_a_node_that_does_not_exist_is_refused(node):
+    from envs.world.sim import TIMER, Sim
+
+    sim = Sim(3, simmod.Node)
+    with pytest.raises(ValueError, match=f"no node {node}"):
+        sim.push(1.0, TIMER, node, ("t", 0))
+    assert sim.pending_events() == 0

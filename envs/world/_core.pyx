@@ -322,6 +322,8 @@ cdef class Loop:
 
     def push(self, double t, int kind, node, data):
         cdef Ev e
+        if node is not None and not 0 <= node < len(self.states):
+            raise ValueError(f"no node {node} (nodes are 0..{len(self.states) - 1})")
         e.t, e.kind, e.node, e.src, e.mid, e.lam = t, kind, -1 if node is None else node, -1, 0, 0
         e.slot = self._slot(data, None)
         self._heappush(&e)

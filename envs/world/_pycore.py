@@ -121,6 +121,8 @@ class Loop:
 
     # --- the heap ------------------------------------------------------------------------------
     def push(self, t: float, kind: int, node: int | None, data: Any) -> None:
+        if node is not None and not 0 <= node < len(self.states):
+            raise ValueError(f"no node {node} (nodes are 0..{len(self.states) - 1})")
         heappush(self._heap, (t, next(self._seqc), kind, node, data))
 
     def push_msg(self, t: float, dst: int, src: int, body: Any, mid: int, mtype: Any, lam: int) -> None:
