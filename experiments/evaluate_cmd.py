@@ -61,6 +61,9 @@ def make_eval_env(spec: dict, check: bool = True):
 def play(env, choose, seed: int) -> dict:
     """One episode of the Parallel ``env`` with ``choose(agent, obs, mask) -> action``."""
     obs, _ = env.reset(seed=seed)
+    owner = getattr(choose, "__self__", None)
+    if hasattr(owner, "reset"):  # a recurrent policy (agents.learn.checkpoint.Policy) starts afresh
+        owner.reset()
     returns = dict.fromkeys(env.possible_agents, 0.0)
     steps = 0
     while env.agents:

@@ -12,6 +12,13 @@ Weights load with ``torch.load(path, weights_only=True)``: plain tensors, no pic
 ``Sim`` agent): it builds the observation the agent was trained on from the ``Ask`` (the game's
 local features, the node's clock reading, 1.0 for "owes a decision") and returns the most likely
 legal choice. ``policy.act(agent, obs, mask)`` does the same from a PettingZoo observation.
+
+A recurrent policy (``learner.recurrent: gru``) keeps each agent's GRU state between calls: every
+``act`` (or ``policy(ask)``) of an agent is one step of its memory. ``policy.reset()`` forgets all
+agents' states (call it at every episode start), ``policy.reset(agent)`` one agent's. In training
+the state advanced once per environment step, including steps where the agent owed no decision
+(its observation then says so); ``capgym evaluate`` plays it the same way, while ``policy(ask)``
+advances it only at the node's decisions.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents.learn.nets import ActorCritic
+from agents.learn.nets import make_net
 
 META = "meta.json"
 
@@ -39,7 +46,8 @@ def save(folder: str | Path, trained) -> Path:
     cfg = trained.cfg
     meta = {"env": cfg.env.model_dump(mode="json"), "agents": trained.agents, "groups": trained.groups,
             "dims": trained.dims, "hidden": cfg.ppo.hidden, "share": cfg.learner.share,
-            "critic": cfg.learner.critic, "seed": cfg.seed, "env_steps": trained.env_steps}
+            "critic": cfg.learner.critic, "seed": cfg.seed, "env_steps": trained.env_steps,
+            "recurrent": cfg.learner.recurrent, "rnn_hidden": cfg.learner.rnn_hidden}
     for gi, w in enumerate(trained.weights):
         tmp = folder / f".{weight_file(meta, gi)}.tmp"
         torch.save({k: v.detach().cpu() for k, v in w.items()}, tmp)
@@ -69,14 +77,17 @@ def load(path: str | Path) -> tuple[dict, list[dict]]:
 
 
 class Policy:
-    """Trained agents' actors (critics unused): greedy (or sampled) legal actions."""
+    """Trained agents' actors (critics unused): greedy (or sampled) legal actions. A recurrent
+    policy keeps one GRU state per agent between calls; :meth:`reset` forgets them."""
 
     def __init__(self, meta: dict, weights: list[dict], greedy: bool = True, seed: int = 0):
         self.meta = meta
         d = meta["dims"]
+        self.recurrent = meta.get("recurrent", "none") != "none"
         self.nets = []
         for w in weights:
-            net = ActorCritic(d["obs_dim"], d["n_actions"], meta["hidden"], d["critic_dim"])
+            net = make_net(d["obs_dim"], d["n_actions"], meta["hidden"], d["critic_dim"], meta.get("recurrent", "none"),
+                           meta.get("rnn_hidden", 64), meta.get("critic") == "central")
             net.load_state_dict(w)
             net.eval()
             self.nets.append(net)
@@ -86,6 +97,15 @@ class Policy:
         self.greedy = greedy
         self.gen = torch.Generator().manual_seed(seed)
         self._game = None
+        self.states: dict[int, torch.Tensor] = {}  # agent index -> its GRU state (recurrent policies)
+
+    def reset(self, agent: str | int | None = None) -> None:
+        """Forget the GRU state of ``agent`` (name or index), or of every agent: the next call
+        starts an episode. Nothing to forget for a feed-forward policy."""
+        if agent is None:
+            self.states.clear()
+        else:
+            self.states.pop(self.index[agent] if isinstance(agent, str) else int(agent), None)
 
     @torch.no_grad()
     def act(self, agent: str | int, obs, mask) -> int:
@@ -96,7 +116,14 @@ class Policy:
         if self.meta["share"]:
             x = np.concatenate([x, np.eye(len(self.meta["groups"][gi]), dtype=np.float32)[pos]])
         m = torch.as_tensor(np.asarray(mask, dtype=bool))
-        logp, p = self.nets[gi].dist(torch.from_numpy(x), m)
+        net = self.nets[gi]
+        x = torch.from_numpy(x)
+        if self.recurrent:  # one step of this agent's memory, from zeros after a reset
+            h = self.states.get(i)
+            core, self.states[i] = net.core(x[None, None], torch.zeros(1, 1, dtype=torch.bool),
+                                            net.initial_state(1) if h is None else h)
+            x = core[0, 0]
+        logp, p = net.dist(x, m)
         if self.greedy:
             return int(logp.argmax())
         return int(torch.multinomial(p, 1, generator=self.gen))

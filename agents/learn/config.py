@@ -4,7 +4,8 @@ A training config (``configs/train/*.yaml``)::
 
     env:     {id: capgym/Register-v0, params: {nodes: 5, duration_ms: 2000, reward_mode: local}}
     ppo:     {total_steps: 200000, num_envs: 8, num_steps: 128, lr: 3e-4, ...}   # PPOConfig
-    learner: {backend: local, share: false, critic: local, device: auto}        # LearnerConfig
+    learner: {backend: local, share: false, critic: local, device: auto,       # LearnerConfig
+              recurrent: none, rnn_hidden: 64}
     ray:     {address: null, num_cpus_per_learner: 0.25}
     seed: 0
 
@@ -62,6 +63,9 @@ class LearnerConfig(Strict):
         "local", description="central: MAPPO, the critic sees the global state during training only")
     device: str = Field("auto", description="auto (cuda when available), cpu, cuda, cuda:1, ...")
     torch_threads: int = Field(1, ge=1, description="torch threads per process (small nets: 1 is fastest)")
+    recurrent: Literal["none", "gru"] = Field(
+        "none", description="gru: the policy carries a GRU state through each episode (agents.learn.nets)")
+    rnn_hidden: int = Field(64, ge=1, description="width of the GRU state (learner.recurrent: gru)")
 
 
 class RayLearnConfig(Strict):
@@ -88,6 +92,9 @@ class TrainConfig(Strict):
                              f"(choose from {', '.join(ENVIRONMENTS)})")
         if self.ppo.batch_steps % self.ppo.num_minibatches:
             raise ValueError("ppo.num_minibatches: must divide num_envs * num_steps")
+        if self.learner.recurrent != "none" and self.ppo.num_envs % self.ppo.num_minibatches:
+            raise ValueError("ppo.num_minibatches: must divide ppo.num_envs with learner.recurrent "
+                             "(a minibatch is whole environment sequences)")
         return self
 
 

@@ -3,6 +3,11 @@
 Action masking (Huang & Ontañón 2020, "A Closer Look at Invalid Action Masking"): logits of
 illegal actions are set to ``-inf`` before the softmax, so they are never sampled and get no
 probability mass, and the same masked distribution is used in the PPO loss.
+
+Two networks: :class:`ActorCritic` (MLP actor and critic, the default) and
+:class:`RecurrentActorCritic` (``learner.recurrent: gru``: an MLP body, a GRU carried through the
+episode, actor and value heads on the GRU state, as in CleanRL's ``ppo_atari_lstm.py``). The runner
+acts with numpy copies of either (:class:`StackedPolicy`, :class:`StackedRecurrentPolicy`).
 """
 
 from __future__ import annotations
@@ -85,19 +90,26 @@ class StackedPolicy:
 
     @staticmethod
     def _layers(sd: dict, prefix: str) -> list[str]:
+        if f"{prefix}.weight" in sd:  # a single linear layer (a head of the recurrent network)
+            return [prefix]
         idx = sorted(int(k.split(".")[1]) for k in sd if k.startswith(prefix + ".") and k.endswith(".weight"))
         return [f"{prefix}.{i}" for i in idx]
+
+    PREFIXES = ("actor", "critic")
+
+    @staticmethod
+    def _stack(weights: list[dict], key: str, transpose: bool) -> np.ndarray:
+        """``key`` of every group's ``state_dict``, stacked: ``(G, in, out)`` weights (``transpose``)
+        or ``(G, 1, out)`` biases."""
+        arrs = [w[key].detach().cpu().numpy() for w in weights]
+        return np.stack([a.T for a in arrs] if transpose else [a[None, :] for a in arrs]).astype(np.float32)
 
     def load(self, weights: list[dict]) -> None:
         sd0 = weights[0]
         self.net = {}
-        for prefix in ("actor", "critic"):
-            layers = []
-            for name in self._layers(sd0, prefix):
-                W = np.stack([w[f"{name}.weight"].detach().cpu().numpy().T for w in weights]).astype(np.float32)
-                b = np.stack([w[f"{name}.bias"].detach().cpu().numpy() for w in weights])[:, None, :].astype(np.float32)
-                layers.append((W, b))
-            self.net[prefix] = layers
+        for prefix in self.PREFIXES:
+            self.net[prefix] = [(self._stack(weights, f"{n}.weight", True), self._stack(weights, f"{n}.bias", False))
+                                for n in self._layers(sd0, prefix)]
 
     def _forward(self, prefix: str, x: np.ndarray) -> np.ndarray:
         layers = self.net[prefix]
@@ -114,11 +126,145 @@ class StackedPolicy:
     def act(self, x: np.ndarray, mask: np.ndarray, rng: np.random.Generator | None,
             greedy: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Masked sampling (Gumbel-max) or argmax: ``(actions, log-probs)``, each ``(G, B)``."""
-        logits = np.where(mask, self._forward("actor", x), -np.inf)
-        top = logits.max(-1, keepdims=True)
-        logp = logits - top - np.log(np.exp(logits - top).sum(-1, keepdims=True))
-        if greedy:
-            a = logp.argmax(-1)
-        else:
-            a = (logp + rng.gumbel(size=logp.shape)).argmax(-1)
-        return a, np.take_along_axis(logp, a[..., None], -1)[..., 0]
+        return masked_sample(np.where(mask, self._forward("actor", x), -np.inf), rng, greedy)
+
+
+def masked_sample(logits: np.ndarray, rng: np.random.Generator | None,
+                  greedy: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Sample (Gumbel-max) or take the argmax of categorical ``logits`` (illegal ones ``-inf``):
+    ``(actions, log-probs)``."""
+    top = logits.max(-1, keepdims=True)
+    logp = logits - top - np.log(np.exp(logits - top).sum(-1, keepdims=True))
+    if greedy:
+        a = logp.argmax(-1)
+    else:
+        a = (logp + rng.gumbel(size=logp.shape)).argmax(-1)
+    return a, np.take_along_axis(logp, a[..., None], -1)[..., 0]
+
+
+# =====================================================================================================
+# The recurrent policy (learner.recurrent: gru)
+# =====================================================================================================
+
+def gru_cell(gi: torch.Tensor, h: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor) -> torch.Tensor:
+    """One GRU step (Cho et al. 2014; PyTorch's ``nn.GRUCell`` equations) from the input's projection
+    ``gi = W_ih x + b_ih`` (gates ordered reset, update, new) and the previous state ``h``::
+
+        r = sigmoid(gi_r + W_hr h + b_hr)     z = sigmoid(gi_z + W_hz h + b_hz)
+        n = tanh(gi_n + r * (W_hn h + b_hn))  h' = (1 - z) * n + z * h
+    """
+    gh = torch.nn.functional.linear(h, w_hh, b_hh)
+    ir, iz, in_ = gi.chunk(3, -1)
+    hr, hz, hn = gh.chunk(3, -1)
+    r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
+    n = torch.tanh(in_ + r * hn)
+    return (1 - z) * n + z * h
+
+
+class RecurrentActorCritic(nn.Module):
+    """An MLP ``body`` (``hidden`` widths, tanh), a GRU of width ``rnn_hidden``, and on the GRU's
+    state an ``actor`` head (logits) and a ``critic`` head (value): CleanRL's ``ppo_atari_lstm.py``
+    layout, so the value, too, can depend on what the agent remembers. With MAPPO's centralized
+    critic (``central``) the critic is instead an MLP on the global state, which needs no memory.
+
+    The state is carried through an episode and reset to zeros at each episode start
+    (:meth:`core`'s ``starts``); one step per environment step, whether or not the agent owes a
+    decision.
+    """
+
+    def __init__(self, obs_dim: int, n_actions: int, hidden: list[int], rnn_hidden: int,
+                 critic_dim: int | None = None, central: bool = False):
+        super().__init__()
+        self.obs_dim, self.n_actions, self.rnn_hidden = obs_dim, n_actions, rnn_hidden
+        self.central = central
+        self.critic_dim = critic_dim or obs_dim
+        mods: list[nn.Module] = []
+        width = obs_dim
+        for h in hidden:
+            mods += [layer(width, h), nn.Tanh()]
+            width = h
+        self.body = nn.Sequential(*mods)
+        self.gru = nn.GRUCell(width, rnn_hidden)
+        for name, p in self.gru.named_parameters():  # CleanRL: orthogonal weights, zero biases
+            if "weight" in name:
+                nn.init.orthogonal_(p, 1.0)
+            else:
+                nn.init.zeros_(p)
+        self.actor = layer(rnn_hidden, n_actions, 0.01)
+        self.critic = mlp(self.critic_dim, hidden, 1, 1.0) if central else layer(rnn_hidden, 1, 1.0)
+
+    def initial_state(self, batch: int) -> torch.Tensor:
+        return torch.zeros(batch, self.rnn_hidden, device=self.actor.weight.device)
+
+    def core(self, obs: torch.Tensor, starts: torch.Tensor, h0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Replay sequences: ``obs (T, B, D)``, ``starts (T, B)`` (step ``t`` begins an episode: the
+        state is zeroed before it), ``h0 (B, H)`` the state before step 0. Returns the states after
+        every step ``(T, B, H)`` and the last one ``(B, H)``."""
+        g = self.gru
+        gi = torch.nn.functional.linear(self.body(obs), g.weight_ih, g.bias_ih)  # all steps at once
+        keep = 1.0 - starts.to(gi.dtype).unsqueeze(-1)
+        h, out = h0, []
+        for t in range(obs.shape[0]):
+            h = gru_cell(gi[t], h * keep[t], g.weight_hh, g.bias_hh)
+            out.append(h)
+        return torch.stack(out), h
+
+    def value(self, core: torch.Tensor, critic_in: torch.Tensor | None = None) -> torch.Tensor:
+        """Values from the GRU states ``core`` (or, ``central``, from the global state ``critic_in``)."""
+        return self.critic(critic_in if self.central else core).squeeze(-1)
+
+    def dist(self, core: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(log-probabilities, probabilities)`` of the masked categorical at GRU states ``core``."""
+        logits = self.actor(core).masked_fill(~mask, -torch.inf)
+        logp = torch.log_softmax(logits, -1)
+        return logp, logp.exp()
+
+
+def make_net(obs_dim: int, n_actions: int, hidden: list[int], critic_dim: int | None = None,
+             recurrent: str = "none", rnn_hidden: int = 64, central: bool = False) -> nn.Module:
+    """The network a learner trains: :class:`ActorCritic`, or :class:`RecurrentActorCritic` (``gru``)."""
+    if recurrent == "gru":
+        return RecurrentActorCritic(obs_dim, n_actions, hidden, rnn_hidden, critic_dim, central)
+    return ActorCritic(obs_dim, n_actions, hidden, critic_dim)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # = 1 / (1 + e^-x), without overflow
+
+
+class StackedRecurrentPolicy(StackedPolicy):
+    """Numpy copies of every group's :class:`RecurrentActorCritic`, stacked like :class:`StackedPolicy`.
+
+    The state is the caller's: ``h = policy.step(x, h, starts)`` advances it one step (zeroed first
+    where ``starts``); :meth:`act` and :meth:`value` then read the new state (or, for a central
+    critic, the global state), exactly as :meth:`RecurrentActorCritic.core` does in torch.
+    """
+
+    PREFIXES = ("body", "actor", "critic")
+
+    def load(self, weights: list[dict]) -> None:
+        super().load(weights)
+        self.gru = {k: self._stack(weights, f"gru.{k}", k.startswith("weight"))
+                    for k in ("weight_ih", "bias_ih", "weight_hh", "bias_hh")}
+        self.rnn_hidden = self.gru["weight_hh"].shape[1]
+
+    def initial_state(self, groups: int, batch: int) -> np.ndarray:
+        return np.zeros((groups, batch, self.rnn_hidden), np.float32)
+
+    def step(self, x: np.ndarray, h: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """The next GRU states ``(G, B, H)`` for inputs ``(G, B, D)``, states ``(G, B, H)`` and
+        episode starts ``(G, B)``."""
+        for W, b in self.net["body"]:
+            x = np.tanh(np.matmul(x, W) + b)
+        g = self.gru
+        h = h * (1.0 - starts[..., None].astype(np.float32))
+        ir, iz, in_ = np.split(np.matmul(x, g["weight_ih"]) + g["bias_ih"], 3, -1)
+        hr, hz, hn = np.split(np.matmul(h, g["weight_hh"]) + g["bias_hh"], 3, -1)
+        r, z = sigmoid(ir + hr), sigmoid(iz + hz)
+        n = np.tanh(in_ + r * hn)
+        return ((1 - z) * n + z * h).astype(np.float32)
+
+
+def stacked(weights: list[dict], recurrent: str = "none") -> StackedPolicy:
+    """The runner's numpy copies of the groups' networks."""
+    return StackedRecurrentPolicy(weights) if recurrent == "gru" else StackedPolicy(weights)

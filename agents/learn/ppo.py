@@ -11,6 +11,11 @@ Three ways to learn, chosen in the config (``learner:``):
 * **MAPPO** (``critic: central``): as above, but the critic reads the global state
   (:mod:`agents.learn.mappo`) during training; the actor still reads only the local observation.
 
+Any of them may be **recurrent** (``recurrent: gru``, :class:`~agents.learn.nets.RecurrentActorCritic`),
+as in CleanRL's ``ppo_atari_lstm.py``: the runner carries each agent's GRU state through the rollout
+and stores it as it was at the rollout's start; the update replays each environment copy's sequence
+from that state (zeroing it at episode starts), and minibatches are whole sequences, not steps.
+
 Learners run in this process (``backend: local``) or each in its own Ray actor (``backend: ray``,
 :mod:`agents.learn.actors`). Either way the loop is the same, top to bottom in :func:`train`:
 
@@ -36,7 +41,7 @@ from torch import nn
 
 from agents.learn import mappo
 from agents.learn.config import PPOConfig, TrainConfig, make_env, resolve_device
-from agents.learn.nets import ActorCritic, StackedPolicy, entropy
+from agents.learn.nets import entropy, make_net, stacked
 from agents.learn.runner import EnvRunner, groups_for, numeric_measures, split
 
 
@@ -66,13 +71,16 @@ class PPOLearner:
     """
 
     def __init__(self, obs_dim: int, n_actions: int, critic_dim: int, cfg: PPOConfig, seed: int,
-                 device: str = "cpu", torch_threads: int | None = None):
+                 device: str = "cpu", torch_threads: int | None = None, recurrent: str = "none",
+                 rnn_hidden: int = 64, central: bool = False):
         if torch_threads:
             torch.set_num_threads(torch_threads)
         self.cfg = cfg
         self.device = torch.device(resolve_device(device))
+        self.recurrent = recurrent != "none"
         torch.manual_seed(seed)
-        self.net = ActorCritic(obs_dim, n_actions, cfg.hidden, critic_dim).to(self.device)
+        self.net = make_net(obs_dim, n_actions, cfg.hidden, critic_dim, recurrent, rnn_hidden,
+                            central).to(self.device)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, eps=1e-5)
         self.gen = torch.Generator().manual_seed(seed)
         self.batch: dict | None = None  # the last experience handed to this learner
@@ -95,6 +103,8 @@ class PPOLearner:
             self.opt.param_groups[0]["lr"] = frac * c.lr
         rewards = batch["rewards"] * c.reward_scale
         adv, ret = gae(rewards, batch["values"], batch["ends"], batch["next_values"], c.gamma, c.gae_lambda)
+        if self.recurrent:
+            return self._update_sequences(batch, adv, ret)
         dev = self.device
         flat = lambda x, dt=torch.float32: torch.as_tensor(np.ascontiguousarray(x), dtype=dt, device=dev).reshape(
             -1, *x.shape[3:])
@@ -108,45 +118,86 @@ class PPOLearner:
         choice = (mask.sum(-1) > 1).float()
         n = obs.shape[0]
         mb = n // c.num_minibatches
-        stats = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clipfrac": 0.0}
+        stats = dict.fromkeys(("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac"), 0.0)
         count = 0
         for _ in range(c.update_epochs):
             perm = torch.randperm(n, generator=self.gen).to(dev)
             for s in range(0, n, mb):
                 i = perm[s:s + mb]
                 logp_all, p = self.net.dist(obs[i], mask[i])
-                logp = logp_all.gather(-1, actions[i].unsqueeze(-1)).squeeze(-1)
-                ratio = (logp - old_logp[i]).exp()
-                w = choice[i]
-                nw = w.sum().clamp(min=1.0)
-                a = adv_t[i]
-                if c.norm_adv:
-                    sel = w > 0
-                    if sel.sum() > 1:
-                        a = (a - a[sel].mean()) / (a[sel].std() + 1e-8)
-                pg = torch.max(-a * ratio, -a * ratio.clamp(1 - c.clip_coef, 1 + c.clip_coef))
-                pg_loss = (pg * w).sum() / nw
-                ent = (entropy(logp_all, p, mask[i]) * w).sum() / nw
-                v = self.net.value(cin[i])
-                if c.clip_vloss:
-                    v_clip = old_v[i] + (v - old_v[i]).clamp(-c.clip_coef, c.clip_coef)
-                    v_loss = 0.5 * torch.max((v - ret_t[i]) ** 2, (v_clip - ret_t[i]) ** 2).mean()
-                else:
-                    v_loss = 0.5 * ((v - ret_t[i]) ** 2).mean()
-                loss = pg_loss - c.ent_coef * ent + c.vf_coef * v_loss
-                self.opt.zero_grad()
-                loss.backward()
-                nn.utils.clip_grad_norm_(self.net.parameters(), c.max_grad_norm)
-                self.opt.step()
-                with torch.no_grad():
-                    logr = logp - old_logp[i]
-                    stats["approx_kl"] += float((((ratio - 1) - logr) * w).sum() / nw)
-                    stats["clipfrac"] += float((((ratio - 1).abs() > c.clip_coef).float() * w).sum() / nw)
-                stats["policy_loss"] += float(pg_loss.detach())
-                stats["value_loss"] += float(v_loss.detach())
-                stats["entropy"] += float(ent.detach())
+                self._step(logp_all, p, lambda i=i: self.net.value(cin[i]), mask[i], actions[i], old_logp[i],
+                           old_v[i], adv_t[i], ret_t[i], choice[i], stats)
                 count += 1
         return {k: v / max(count, 1) for k, v in stats.items()}
+
+    def _update_sequences(self, batch: dict[str, np.ndarray], adv: np.ndarray, ret: np.ndarray) -> dict[str, float]:
+        """The recurrent update (CleanRL's ``ppo_atari_lstm.py``): the batch is ``N`` sequences of ``T``
+        steps (one per environment copy and agent of the group); each minibatch is ``N /
+        num_minibatches`` whole sequences, replayed through the GRU from their stored initial state
+        ``h0``, the state zeroed before every episode start."""
+        c, dev = self.cfg, self.device
+        seq = lambda x, dt=torch.float32: torch.as_tensor(np.ascontiguousarray(x), dtype=dt, device=dev).reshape(
+            x.shape[0], -1, *x.shape[3:])  # (T, E, g, ...) -> (T, N, ...)
+        obs = seq(batch["obs"])
+        cin = seq(batch["critic_in"]) if "critic_in" in batch else None
+        mask = seq(batch["mask"], torch.bool)
+        actions = seq(batch["actions"], torch.int64)
+        old_logp, old_v = seq(batch["logp"]), seq(batch["values"])
+        adv_t, ret_t = seq(adv), seq(ret)
+        starts = seq(batch["starts"], torch.bool)
+        h0 = torch.as_tensor(np.ascontiguousarray(batch["h0"]), dtype=torch.float32, device=dev).reshape(
+            -1, self.net.rnn_hidden)
+        choice = (mask.sum(-1) > 1).float()
+        n = obs.shape[1]
+        mb = max(n // c.num_minibatches, 1)
+        stats = dict.fromkeys(("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac"), 0.0)
+        count = 0
+        for _ in range(c.update_epochs):
+            perm = torch.randperm(n, generator=self.gen).to(dev)
+            for s in range(0, n, mb):
+                i = perm[s:s + mb]
+                core, _ = self.net.core(obs[:, i], starts[:, i], h0[i])
+                logp_all, p = self.net.dist(core, mask[:, i])
+                value = lambda i=i, core=core: self.net.value(core, None if cin is None else cin[:, i])
+                self._step(logp_all, p, value, mask[:, i], actions[:, i], old_logp[:, i], old_v[:, i],
+                           adv_t[:, i], ret_t[:, i], choice[:, i], stats)
+                count += 1
+        return {k: v / max(count, 1) for k, v in stats.items()}
+
+    def _step(self, logp_all, p, value, mask, actions, old_logp, old_v, adv, ret, w, stats: dict) -> None:
+        """One gradient step of PPO's clipped loss on a minibatch (any shape of steps): the masked
+        distribution ``(logp_all, p)``, ``value()`` the critic's values, ``w`` 1 where the step had a
+        real choice (only those carry policy gradient and entropy). Adds to ``stats``."""
+        c = self.cfg
+        logp = logp_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+        ratio = (logp - old_logp).exp()
+        nw = w.sum().clamp(min=1.0)
+        a = adv
+        if c.norm_adv:
+            sel = w > 0
+            if sel.sum() > 1:
+                a = (a - a[sel].mean()) / (a[sel].std() + 1e-8)
+        pg = torch.max(-a * ratio, -a * ratio.clamp(1 - c.clip_coef, 1 + c.clip_coef))
+        pg_loss = (pg * w).sum() / nw
+        ent = (entropy(logp_all, p, mask) * w).sum() / nw
+        v = value()
+        if c.clip_vloss:
+            v_clip = old_v + (v - old_v).clamp(-c.clip_coef, c.clip_coef)
+            v_loss = 0.5 * torch.max((v - ret) ** 2, (v_clip - ret) ** 2).mean()
+        else:
+            v_loss = 0.5 * ((v - ret) ** 2).mean()
+        loss = pg_loss - c.ent_coef * ent + c.vf_coef * v_loss
+        self.opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.net.parameters(), c.max_grad_norm)
+        self.opt.step()
+        with torch.no_grad():
+            logr = logp - old_logp
+            stats["approx_kl"] += float((((ratio - 1) - logr) * w).sum() / nw)
+            stats["clipfrac"] += float((((ratio - 1).abs() > c.clip_coef).float() * w).sum() / nw)
+        stats["policy_loss"] += float(pg_loss.detach())
+        stats["value_loss"] += float(v_loss.detach())
+        stats["entropy"] += float(ent.detach())
 
 
 # =====================================================================================================
@@ -198,11 +249,12 @@ class Trained:
     seconds: float = 0.0
     interrupted: bool = False
 
-    def policy_nets(self) -> list[ActorCritic]:
+    def policy_nets(self) -> list[nn.Module]:
         nets = []
+        lc = self.cfg.learner
         for w in self.weights:
-            net = ActorCritic(self.dims["obs_dim"], self.dims["n_actions"], self.cfg.ppo.hidden,
-                              self.dims["critic_dim"])
+            net = make_net(self.dims["obs_dim"], self.dims["n_actions"], self.cfg.ppo.hidden, self.dims["critic_dim"],
+                           lc.recurrent, lc.rnn_hidden, lc.critic == "central")
             net.load_state_dict(w)
             nets.append(net)
         return nets
@@ -219,6 +271,15 @@ def learner_dims(cfg: TrainConfig) -> tuple[list[str], dict]:
     obs_dim = d + (A if cfg.learner.share else 0)
     critic_dim = mappo.state_dim(A, d) if cfg.learner.critic == "central" else obs_dim
     return agents, {"obs_dim": obs_dim, "n_actions": k, "critic_dim": critic_dim, "env_obs_dim": d}
+
+
+def recurrent_spec(cfg: TrainConfig) -> dict:
+    """The learner keywords of a recurrent policy (none for the default MLP, so its learners are
+    built exactly as before)."""
+    lc = cfg.learner
+    if lc.recurrent == "none":
+        return {}
+    return {"recurrent": lc.recurrent, "rnn_hidden": lc.rnn_hidden, "central": lc.critic == "central"}
 
 
 def iteration_row(it: int, env_steps: int, sps: float, agents: list[str], groups: list[list[int]],
@@ -254,11 +315,12 @@ def train(cfg: TrainConfig, on_iteration: Callable[[dict], None] | None = None,
     agents, dims = learner_dims(cfg)
     groups = groups_for(len(agents), cfg.learner.share)
     specs = [dict(obs_dim=dims["obs_dim"], n_actions=dims["n_actions"], critic_dim=dims["critic_dim"], cfg=c,
-                  seed=cfg.seed * 1000 + gi, device=cfg.learner.device, torch_threads=cfg.learner.torch_threads)
+                  seed=cfg.seed * 1000 + gi, device=cfg.learner.device, torch_threads=cfg.learner.torch_threads,
+                  **recurrent_spec(cfg))
              for gi in range(len(groups))]
     learners = make_learners(cfg, specs)
     weights = learners.weights()
-    runner = EnvRunner(cfg, StackedPolicy(weights))
+    runner = EnvRunner(cfg, stacked(weights, cfg.learner.recurrent))
     iterations = math.ceil(c.total_steps / c.batch_steps)
     out = Trained(cfg, agents, groups, [], dims)
     start = time.perf_counter()

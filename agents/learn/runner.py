@@ -8,6 +8,11 @@ seed, and their returns and the observer's global measures are kept for logging.
 
 The rollout is plain numpy, ``T`` steps x ``E`` copies x ``A`` agents; :func:`split` hands each
 learner only its own agents' slices (independent learning).
+
+With a recurrent policy (``learner.recurrent: gru``) the runner also carries every agent's GRU state
+from step to step and across rollouts, zeroes it where an episode starts, and records ``starts``
+``(T, E)`` (step ``t`` is the first of an episode) and ``h0`` ``(E, A, H)`` (the states before the
+rollout's first step), from which the learner replays the sequences.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import numpy as np
 
 from agents.learn import mappo
 from agents.learn.config import TrainConfig, make_env
-from agents.learn.nets import StackedPolicy
+from agents.learn.nets import StackedPolicy, StackedRecurrentPolicy
 
 
 def groups_for(n_agents: int, share: bool) -> list[list[int]]:
@@ -81,6 +86,10 @@ class EnvRunner:
         self.cur_seed = [0] * self.E
         self.obs = np.stack([self._reset(e) for e in range(self.E)])
         self.episodes: list[Episode] = []
+        self.recurrent = isinstance(policy, StackedRecurrentPolicy)
+        if self.recurrent:  # the GRU states (G, B, H), and which copies start an episode at the next step
+            self.h = policy.initial_state(len(self.groups), self.E * self.A if self.share else self.E)
+            self.starts = np.ones(self.E, dtype=bool)
 
     # --- one copy ---------------------------------------------------------------------------------
     def _reset(self, e: int) -> tuple:
@@ -121,15 +130,28 @@ class EnvRunner:
             s = None if state is None else state.transpose(1, 0, 2)
         return np.ascontiguousarray(x), s
 
-    def policy_step(self, obs: np.ndarray, mask: np.ndarray, greedy: bool = False):
-        """Actions, log-probs and values ``(E, A)`` for observations ``(E, A, D)``, masks ``(E, A, K)``."""
+    def policy_step(self, obs: np.ndarray, mask: np.ndarray, greedy: bool = False, advance: bool = True):
+        """Actions, log-probs and values ``(E, A)`` for observations ``(E, A, D)``, masks ``(E, A, K)``.
+
+        A recurrent policy first steps its GRU states (zeroed where ``self.starts``) and acts from the
+        new ones; ``advance=False`` leaves the runner's states as they were (the bootstrap value)."""
         E, A = obs.shape[:2]
         x, s = self.group_inputs(obs)
         m = mask.reshape(1, E * A, -1) if self.share else mask.transpose(1, 0, 2)
+        if self.recurrent:
+            starts = np.repeat(self.starts, A)[None] if self.share else np.broadcast_to(self.starts, (A, E))
+            x = self.policy.step(x, self.h, starts)
+            if advance:
+                self.h = x
         a, lp = self.policy.act(x, m, self.rng, greedy)
         v = self.policy.value(x if s is None else s)
         back = (lambda y: y.reshape(E, A)) if self.share else (lambda y: y.T)
         return back(a), back(lp).astype(np.float32), back(v).astype(np.float32)
+
+    def agent_states(self) -> np.ndarray:
+        """The GRU states per copy and agent, ``(E, A, H)`` (from the groups' ``(G, B, H)``)."""
+        h = self.h
+        return h.reshape(self.E, self.A, -1) if self.share else h.transpose(1, 0, 2).copy()
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Step every copy; returns ``(rewards (E, A), ends (E,))`` and resets finished copies."""
@@ -160,13 +182,19 @@ class EnvRunner:
             "values": np.empty((T, E, A), np.float32), "rewards": np.empty((T, E, A), np.float32),
             "ends": np.empty((T, E), bool),
         }
+        if self.recurrent:
+            out["h0"], out["starts"] = self.agent_states(), np.empty((T, E), bool)
         for t in range(T):
             obs, mask = self.split_obs(self.obs)
             a, lp, v = self.policy_step(obs, mask)
             out["obs"][t], out["mask"][t], out["actions"][t], out["logp"][t], out["values"][t] = obs, mask, a, lp, v
+            if self.recurrent:
+                out["starts"][t] = self.starts
             out["rewards"][t], out["ends"][t] = self.step(a)
+            if self.recurrent:
+                self.starts = out["ends"][t].copy()  # a copy that ended was reset: its next step starts anew
         obs, mask = self.split_obs(self.obs)
-        out["next_values"] = self.policy_step(obs, mask)[2]
+        out["next_values"] = self.policy_step(obs, mask, advance=False)[2]
         return out
 
     def take_episodes(self) -> list[Episode]:
@@ -189,6 +217,9 @@ def split(roll: dict[str, np.ndarray], group: list[int], share: bool, central: b
         "ends": np.broadcast_to(roll["ends"][:, :, None], roll["actions"][:, :, group].shape).copy(),
         "next_values": roll["next_values"][:, group],
     }
+    if "h0" in roll:  # a recurrent policy: the group's sequences' initial states and episode starts
+        batch["h0"] = roll["h0"][:, group]
+        batch["starts"] = np.broadcast_to(roll["starts"][:, :, None], batch["actions"].shape).copy()
     if central:
         T, E = roll["obs"].shape[:2]
         state = mappo.global_state(roll["obs"].reshape(T * E, *roll["obs"].shape[2:]))
