@@ -110,19 +110,11 @@ class ABD(Node):
 
     def observe(self, ctx, op):
         now, s = ctx.now(), self.params.suspect_ms
-        ages = []  # per peer: min(1, max(0, time since last heard) / suspect_ms); 1 if never heard
-        up = 0
-        for t in self.heard.values():
-            if t is None:
-                ages.append(1.0)
-                continue
-            d = now - t
-            a = 0.0 if d <= 0.0 else 1.0 if d >= s else d / s
-            ages.append(a)
-            up += a < 1.0
+        ages = [1.0 if t is None else min(1.0, max(0.0, now - t) / s) for t in self.heard.values()]
+        up = sum(a < 1.0 for a in ages)
         peers = max(1, len(ages))
         quorum = 1.0 if up + 1 >= self.majority else 0.0
-        return [1.0 if op.f == "write" else 0.0, up / peers, quorum, sum(ages) / peers if ages else 0.0]
+        return [float(op.f == "write"), up / peers, quorum, sum(ages) / peers if ages else 0.0]
 
     def on_decision(self, ctx, point, action):
         op = self.waiting.pop(point[1], None)
@@ -187,34 +179,30 @@ class ABD(Node):
 
     # --- messages --------------------------------------------------------------------------------
     def on_message(self, ctx, src, body):
-        heard = self.heard
-        if src in heard:
-            heard[src] = ctx.now()
+        if src in self.heard:
+            self.heard[src] = ctx.now()
         kind = body[0]
         if kind == "query":  # replica: report (tag, value)
-            ctx.send(src, ("query_ack", body[1], body[2]) + self.reg.get(body[2], INITIAL))
+            _, rid, key = body
+            ctx.send(src, ("query_ack", rid, key) + self.local(key))
         elif kind == "store":  # replica: adopt if newer, acknowledge
             _, rid, key, tag, value = body
-            reg = self.reg
-            if tag > reg.get(key, INITIAL)[0]:  # adopt (the replica rule), inlined
-                reg[key] = (tag, value)
+            self.adopt(key, tag, value)
             if rid is not None:
                 ctx.send(src, ("store_ack", rid))
         elif kind == "query_ack":
-            o = self.ops.get(body[1])
+            _, rid, _key, tag, value = body
+            o = self.ops.get(rid)
             if o is not None and o.phase == "query":
                 o.acks.add(src)
-                tag = body[3]
                 if tag > o.tag:
-                    o.tag, o.value = tag, body[4]
-                if len(o.acks) >= self.majority:
-                    self.advance(ctx, o)
+                    o.tag, o.value = tag, value
+                self.advance(ctx, o)
         elif kind == "store_ack":
             o = self.ops.get(body[1])
             if o is not None and o.phase == "store":
                 o.acks.add(src)
-                if len(o.acks) >= self.majority:
-                    self.advance(ctx, o)
+                self.advance(ctx, o)
 
     def on_timer(self, ctx, name):
         if name == "heartbeat":
