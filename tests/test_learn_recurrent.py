@@ -140,8 +140,9 @@ def test_rollout_state_is_reset_at_every_episode_start(share):
     assert checked > T
 
 
-def test_loaded_policy_keeps_and_resets_each_agents_state(tmp_path):
-    trained = train(small_cfg(steps=256))
+@pytest.mark.parametrize("share", [False, True])
+def test_loaded_policy_keeps_and_resets_each_agents_state(tmp_path, share):
+    trained = train(small_cfg(steps=256, share=share))
     checkpoint.save(tmp_path / "ck", trained)
     meta, weights = checkpoint.load(tmp_path / "ck")
     assert meta["recurrent"] == "gru" and meta["rnn_hidden"] == 16
@@ -320,3 +321,11 @@ def test_memory_with_independent_learners_over_seeds(cue_env):
     mlp = [cue_return("none", s, share=False, steps=6144) for s in range(3)]
     print(f"cue task (independent): gru {gru}, mlp {mlp}")
     assert min(gru) > 0.9 and max(mlp) < 0.6, (gru, mlp)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_ray_learners_train_the_same_gru_as_local_ones():
+    """One Ray actor per learner, same seed: the same weights as the in-process learners."""
+    local, remote = train(small_cfg(steps=256)), train(small_cfg(steps=256, backend="ray"))
+    assert all(torch.equal(wa[k], wb[k]) for wa, wb in zip(local.weights, remote.weights) for k in wa)
