@@ -125,8 +125,8 @@ class PPOLearner:
             for s in range(0, n, mb):
                 i = perm[s:s + mb]
                 logp_all, p = self.net.dist(obs[i], mask[i])
-                self._step(logp_all, p, lambda i=i: self.net.value(cin[i]), mask[i], actions[i], old_logp[i],
-                           old_v[i], adv_t[i], ret_t[i], choice[i], stats)
+                self._step(logp_all, p, self.net.value(cin[i]), mask[i], actions[i], old_logp[i], old_v[i],
+                           adv_t[i], ret_t[i], choice[i], stats)
                 count += 1
         return {k: v / max(count, 1) for k, v in stats.items()}
 
@@ -158,15 +158,15 @@ class PPOLearner:
                 i = perm[s:s + mb]
                 core, _ = self.net.core(obs[:, i], starts[:, i], h0[i])
                 logp_all, p = self.net.dist(core, mask[:, i])
-                value = lambda i=i, core=core: self.net.value(core, None if cin is None else cin[:, i])
-                self._step(logp_all, p, value, mask[:, i], actions[:, i], old_logp[:, i], old_v[:, i],
+                v = self.net.value(core, None if cin is None else cin[:, i])
+                self._step(logp_all, p, v, mask[:, i], actions[:, i], old_logp[:, i], old_v[:, i],
                            adv_t[:, i], ret_t[:, i], choice[:, i], stats)
                 count += 1
         return {k: v / max(count, 1) for k, v in stats.items()}
 
-    def _step(self, logp_all, p, value, mask, actions, old_logp, old_v, adv, ret, w, stats: dict) -> None:
+    def _step(self, logp_all, p, v, mask, actions, old_logp, old_v, adv, ret, w, stats: dict) -> None:
         """One gradient step of PPO's clipped loss on a minibatch (any shape of steps): the masked
-        distribution ``(logp_all, p)``, ``value()`` the critic's values, ``w`` 1 where the step had a
+        distribution ``(logp_all, p)``, ``v`` the critic's values, ``w`` 1 where the step had a
         real choice (only those carry policy gradient and entropy). Adds to ``stats``."""
         c = self.cfg
         logp = logp_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
@@ -180,7 +180,6 @@ class PPOLearner:
         pg = torch.max(-a * ratio, -a * ratio.clamp(1 - c.clip_coef, 1 + c.clip_coef))
         pg_loss = (pg * w).sum() / nw
         ent = (entropy(logp_all, p, mask) * w).sum() / nw
-        v = value()
         if c.clip_vloss:
             v_clip = old_v + (v - old_v).clamp(-c.clip_coef, c.clip_coef)
             v_loss = 0.5 * torch.max((v - ret) ** 2, (v_clip - ret) ** 2).mean()
