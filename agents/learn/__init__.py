@@ -2,7 +2,8 @@
 Ray agent actors, checkpoints and RLlib integration. See ``docs/learning.md``.
 
 * :mod:`agents.learn.config` -- every hyperparameter, one pydantic model (``TrainConfig``);
-* :mod:`agents.learn.nets` -- the actor-critic network and masked action sampling;
+* :mod:`agents.learn.nets` -- the actor-critic networks (MLP, or GRU: ``learner.recurrent``) and masked
+  action sampling;
 * :mod:`agents.learn.runner` -- N environment copies stepped together, acting with policy copies;
 * :mod:`agents.learn.ppo` -- PPO (CleanRL-style): the learner and the training loop;
 * :mod:`agents.learn.mappo` -- the centralized critic's global state (MAPPO);
