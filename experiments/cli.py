@@ -5,14 +5,17 @@ Each subcommand lives in its own module under ``experiments/`` and exposes
 arguments and returning the exit status. Modules are imported lazily so that ``capgym --help``
 and ``capgym check`` stay fast (no torch or Ray import unless the command needs it).
 
-Exit statuses: 0 success, 1 a check failed, 2 bad input (one line on stderr), 3 unknown verdict,
-130 interrupted.
+Exit statuses, one meaning each in every command: 0 success, 1 a check failed (only ever a
+verdict: not linearizable, a claim that does not hold), 2 bad input (one line on stderr), 3 unknown
+verdict (a time budget ran out), 4 internal error (a bug: one line, never a traceback;
+``CAPGYM_DEBUG=1`` re-raises it), 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # subcommand name -> module under experiments/ that provides register(subparsers)
@@ -32,6 +35,7 @@ EXAMPLES = """examples:
   capgym run configs/quickstart.yaml                 the CAP trade-off: ABD vs eventual vs Raft
   capgym run configs/gossip.yaml world.nodes=7 seed=3
   capgym check history.jsonl --model kv --json       linearizability of a recorded history
+  capgym check history.edn --independent             a jepsen.independent history, key by key
   capgym report results/quickstart/<run>/            rebuild a run's summary and plots
   capgym list                                        protocols, environments, nemesis kinds, configs
   capgym train configs/train/register.yaml           PPO agents on Register-v0
@@ -77,6 +81,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("capgym: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug, not the user's mistake: never a traceback, never status 1
+        if os.environ.get("CAPGYM_DEBUG"):
+            raise
+        print(internal_error_line(args.command, e), file=sys.stderr)
+        return 4
+
+
+def internal_error_line(command: str, e: BaseException) -> str:
+    """The one line printed for an unexpected exception (exit status 4)."""
+    first = str(e).splitlines()[0] if str(e) else ""
+    return (f"capgym {command}: internal error: {type(e).__name__}: {first} "
+            f"(a bug in capgym; CAPGYM_DEBUG=1 shows the traceback)")
 
 
 if __name__ == "__main__":

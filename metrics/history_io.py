@@ -1,54 +1,84 @@
-"""Reading histories: Jepsen register logs, Jepsen EDN key-value histories and capgym's JSON Lines.
+"""Reading histories: what Jepsen, Knossos, Maelstrom and capgym write.
 
-Every reader returns ``list[Op]`` (``envs.world.records.Op``). For the Jepsen formats, ``invoke``
-and ``complete`` are event indices (the line's position among the history's events), which keeps
-real-time order exactly. Jepsen's completion types map to statuses as Jepsen means them:
+Every reader returns a :class:`History` (a ``list[Op]``, ``envs.world.records.Op``, that also
+knows each operation's source line and how many non-client entries it skipped). For the Jepsen
+formats, ``invoke`` and ``complete`` are event indices (the entry's position in the history), which
+keeps real-time order exactly. Jepsen's completion types map to statuses as Jepsen means them:
 
 * ``:ok``    -> ``"ok"``, the operation happened and ``:value`` is its result;
 * ``:fail``  -> ``"fail"``, it did not happen (a read that ``:timed-out`` is ``"unknown"``);
 * ``:info``, or an ``:invoke`` never completed -> ``"unknown"`` (``complete=None``).
 
-A completion is matched to its process's outstanding invocation. Malformed input raises
-:class:`HistoryError`, whose message names the file and the line.
+A completion is matched to its process's outstanding invocation. Entries of processes that are not
+clients (``:process :nemesis``, or any process that is not an integer) are skipped and counted in
+``History.skipped_ops``. Fields the checker does not use (``:time``, ``:index``, ``:error``,
+``:node`` ...) are ignored whatever their shape. Malformed input raises :class:`HistoryError`,
+whose one-line message names the file and the line.
 
-Formats (see ``../shared/data/porcupine/README.md`` for the Jepsen ones):
+Formats:
 
-``jepsen-log``  ``INFO  jepsen.util - 3<TAB>:ok<TAB>:read<TAB>2``; lines that are not
-                ``jepsen.util`` event lines are ignored (they are other log output).
-``jepsen-edn``  ``{:process 0, :type :invoke, :f :append, :key "4", :value "x 0 1 y"}``, one map a
-                line; keys are kept as strings.
+``jepsen-log``  ``jepsen.util`` event lines, as Jepsen logs them: the old form
+                ``INFO  jepsen.util - 3<TAB>:ok<TAB>:read<TAB>2`` and ``jepsen.log``'s form with a
+                timestamp and thread, ``INFO [2019-04-17 17:38:16,855] jepsen worker 0 -
+                jepsen.util 0<TAB>:invoke<TAB>:write<TAB>1``; a completion may carry its
+                ``:error`` after the value. Other lines are ignored (they are other log output).
+``jepsen-edn``  Jepsen's ``history.edn`` and Knossos's histories: one map a line
+                (``{:process 0, :type :invoke, :f :write, :value 3, :time 1234, :index 0}``), or
+                one EDN list or vector of maps (``;`` comments allowed), maps spread over lines,
+                ``#jepsen.history.Op{...}`` records. ``:key`` is kept as the operation's key.
 ``jsonl``       one ``Op`` as a JSON object a line (``envs.world.records``).
+
+EDN is read by the ``edn-format`` library; flat one-map-per-line files (the common case, 30x faster)
+take a fast path for the subset they use, and anything it does not recognise goes to the library.
+Values come out as Python data: keywords as ``":name"`` strings, vectors and lists as lists, maps
+as dicts, sets as frozensets. :func:`independent` splits ``jepsen.independent``'s ``[key value]``
+values into keys.
 """
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from envs.world.records import FAIL, OK, STATUSES, UNKNOWN, Op, history_from_jsonl
 
 FORMATS = ("jepsen-log", "jepsen-edn", "jsonl")
+_TYPES = ("invoke", "ok", "fail", "info")
 
 
 class HistoryError(ValueError):
     """Input that is not a history in the expected format; the message names file and line."""
 
 
-# --- EDN-like values: nil, true/false, integers, "strings", :keywords, [vectors] ---------------
+class History(list):
+    """A ``list[Op]`` with what its reader learned.
 
-_TOKEN = re.compile(r'\s*(?:(\[)|(\])|"((?:[^"\\]|\\.)*)"|(:[^\s,\[\]{}"]+)|(-?\d+)|(nil|true|false))[\s,]*')
+    ``lines[op.id]`` is where the operation's invocation was read (``"FILE:LINE"``, or
+    ``"FILE: entry N"`` for a multi-line EDN document); ``skipped_ops`` counts the history entries
+    (Jepsen's ops: an invocation and a completion are two) of non-client processes that were left out.
+    """
+
+    def __init__(self, ops=(), lines: dict | None = None, skipped_ops: int = 0):
+        super().__init__(ops)
+        self.lines = lines or {}
+        self.skipped_ops = skipped_ops
+
+    def where(self, op: Op) -> str | None:
+        return self.lines.get(op.id)
+
+
+# --- EDN values ----------------------------------------------------------------------------------
+# The fast path: nil, true/false, integers, "strings" with simple escapes, :keywords, [vectors].
+
+_TOKEN = re.compile(r'\s*(?:(\[)|(\])|"((?:[^"\\]|\\[nrt"\\])*)"|(:[\w\-?!*+<>=.]+)|(-?\d+)(?![\w.])'
+                    r'|(nil|true|false)(?![\w\-?!]))[\s,]*')
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
 
 
-def parse_edn_value(text: str):
-    """Parse one EDN scalar or vector (the subset Jepsen histories use). Raises ValueError."""
-    value, pos = _edn_at(text, 0)
-    if pos != len(text):
-        raise ValueError(f"unexpected text {text[pos:]!r}")
-    return value
-
-
-def _edn_at(text: str, pos: int):
+def _edn_fast(text: str, pos: int):
+    """One value of the fast subset at ``pos``: (value, end). Raises ValueError outside the subset."""
     m = _TOKEN.match(text, pos)
     if not m:
         raise ValueError(f"cannot read a value at {text[pos:pos + 20]!r}")
@@ -59,12 +89,14 @@ def _edn_at(text: str, pos: int):
             m2 = _TOKEN.match(text, pos)
             if m2 and m2.group(2):
                 return items, m2.end()
-            item, pos = _edn_at(text, pos)
+            item, pos = _edn_fast(text, pos)
             items.append(item)
     if closing:
         raise ValueError("unexpected ]")
     if string is not None:
-        return re.sub(r"\\(.)", lambda e: _ESCAPES.get(e.group(1), e.group(1)), string), m.end()
+        if "\\" in string:
+            string = re.sub(r"\\(.)", lambda e: _ESCAPES[e.group(1)], string)
+        return string, m.end()
     if keyword:
         return keyword, m.end()
     if integer:
@@ -72,11 +104,79 @@ def _edn_at(text: str, pos: int):
     return {"nil": None, "true": True, "false": False}[word], m.end()
 
 
-_EDN_PAIR = re.compile(r'\s*:([\w\-?!]+)\s+((?:"(?:[^"\\]|\\.)*"|\[[^\]]*\]|[^,}\s]+))\s*,?')
+def _edn_library():
+    import edn_format
+
+    return edn_format
 
 
-def parse_edn_map(line: str) -> dict:
-    """Parse a flat EDN map ``{:k v, ...}`` whose values are scalars or vectors."""
+_TAG_NAME = re.compile(r"handle tag \w*\(?([^()\s]+)\)?\s*$")
+
+
+def _edn_loads_all(text: str) -> list:
+    """Every top-level form of ``text``, through edn-format, converted by :func:`_plain`.
+
+    Tags edn-format does not know (``#jepsen.history.Op{...}``, any record) read as their value.
+    Raises ValueError with edn-format's reason.
+    """
+    edn = _edn_library()
+    for _ in range(64):  # each round registers one unknown tag
+        try:
+            return [_plain(v) for v in edn.loads_all(text)]
+        except NotImplementedError as e:
+            m = _TAG_NAME.search(str(e))
+            if not m:
+                raise ValueError(str(e)) from None
+            edn.add_tag(m.group(1), lambda v: v)
+        except Exception as e:  # whatever the library raises on input it cannot read is bad input
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ValueError(f"not EDN: {reason[:120]}") from None
+    raise ValueError("too many unknown tags")
+
+
+def _plain(v):
+    """An edn-format value as plain Python: keywords -> ":name", symbols -> str, vectors/lists ->
+    list, maps -> dict, sets -> frozenset, characters -> str; numbers, strings, nil as they are."""
+    edn = _edn_library()
+    if isinstance(v, edn.Keyword):
+        return ":" + v.name
+    if isinstance(v, edn.Symbol):
+        return str(v)
+    if isinstance(v, (str, int, float, type(None))):
+        return v
+    if isinstance(v, Mapping):
+        return {_freeze(_plain(k)): _plain(x) for k, x in v.items()}
+    if isinstance(v, Sequence):
+        return [_plain(x) for x in v]
+    if isinstance(v, (set, frozenset)):
+        return frozenset(_freeze(_plain(x)) for x in v)
+    return v  # Decimal, Fraction, datetime (#inst), UUID (#uuid): hashable as they are
+
+
+def _freeze(v):
+    from metrics.models import freeze
+
+    return freeze(v)
+
+
+def parse_edn_value(text: str):
+    """Parse one EDN value (any EDN; the common subset without the library). Raises ValueError."""
+    try:
+        value, pos = _edn_fast(text, 0)
+        if pos == len(text):
+            return value
+    except (ValueError, KeyError):
+        pass
+    forms = _edn_loads_all(text)
+    if len(forms) != 1:
+        raise ValueError(f"expected one value, found {len(forms)}")
+    return forms[0]
+
+
+_EDN_PAIR = re.compile(r'\s*:([\w\-?!]+)\s+((?:"(?:[^"\\]|\\.)*"|\[[^\[\]]*\]|[^,}\s\[\]{}"#]+))\s*,?')
+
+
+def _edn_map_fast(line: str) -> dict:
     s = line.strip()
     if not (s.startswith("{") and s.endswith("}")):
         raise ValueError("expected a map {...}")
@@ -85,110 +185,236 @@ def parse_edn_map(line: str) -> dict:
         m = _EDN_PAIR.match(body, pos)
         if not m:
             raise ValueError(f"cannot read a :key value pair at {body[pos:pos + 20]!r}")
-        out[m.group(1)] = parse_edn_value(m.group(2))
+        raw = m.group(2)
+        value, end = _edn_fast(raw, 0)
+        if end != len(raw):
+            raise ValueError(f"unexpected text {raw[end:]!r}")
+        out[m.group(1)] = value
         pos = m.end()
     return out
 
 
+def parse_edn_map(line: str) -> dict:
+    """Parse one EDN map on a line; top-level keyword keys lose their colon (``{:a 1}`` -> ``{"a": 1}``).
+
+    Raises ValueError when the line is not exactly one map.
+    """
+    try:
+        return _edn_map_fast(line)
+    except (ValueError, KeyError):
+        pass
+    forms = _edn_loads_all(line)
+    if len(forms) != 1 or not isinstance(forms[0], dict):
+        what = "nothing" if not forms else f"{len(forms)} values" if len(forms) > 1 else type(forms[0]).__name__
+        raise ValueError(f"expected a map {{...}}, found {what}")
+    return _op_map(forms[0])
+
+
+def _op_map(d: dict) -> dict:
+    return {(k[1:] if isinstance(k, str) and k.startswith(":") else k): v for k, v in d.items()}
+
+
 # --- turning Jepsen events into operations -------------------------------------------------------
+
+def _is_client(process) -> bool:
+    return isinstance(process, int) and not isinstance(process, bool)
+
 
 class _Builder:
     """Pairs Jepsen invoke/complete events into operations, by process."""
 
     def __init__(self, where: str):
         self.where = where
-        self.ops: list[Op] = []
+        self.ops = History()
         self.open: dict = {}  # process -> its outstanding op
         self.index = 0  # event counter: the time of each event
 
-    def event(self, line_no: int, process, type_: str, f: str, value, key=None):
+    def event(self, loc: str, process, type_, f, value, key=None):
+        """One history entry. ``loc`` is "FILE:LINE" for errors; ``type_`` and ``f`` without colon."""
+        if not _is_client(process):
+            self.ops.skipped_ops += 1
+            return
+        if type_ not in _TYPES:
+            raise HistoryError(f"{loc}: unknown event type {type_!r} (expected :invoke, :ok, :fail or :info)")
+        if not isinstance(f, str) or not f:
+            raise HistoryError(f"{loc}: :f must be a keyword, got {f!r}")
         self.index += 1
         if type_ == "invoke":
             # an earlier invocation left open by this process stays unknown (Jepsen's :info case)
             op = Op(id=len(self.ops), process=process, f=f, value=value, key=key, invoke=self.index)
             self.ops.append(op)
+            self.ops.lines[op.id] = loc
             self.open[process] = op
             return
         op = self.open.pop(process, None)
         if op is None:
-            raise HistoryError(f"{self.where}:{line_no}: :{type_} of process {process} without an :invoke")
+            raise HistoryError(f"{loc}: :{type_} of process {process} without an :invoke")
         if op.f != f:
-            raise HistoryError(f"{self.where}:{line_no}: :{type_} :{f} completes an :invoke :{op.f}")
+            raise HistoryError(f"{loc}: :{type_} :{f} completes an :invoke :{op.f}")
         if type_ == "ok":
             op.status, op.complete = OK, self.index
             if f in ("read", "get"):
                 op.output = value
         elif type_ == "fail" and value != ":timed-out":
             op.status, op.complete = FAIL, self.index
-        elif type_ in ("fail", "info"):  # timed out / indeterminate: may happen any time, or never
+        else:  # :info, or a read that timed out: may happen any time, or never
             op.status, op.complete = UNKNOWN, None
-        else:
-            raise HistoryError(f"{self.where}:{line_no}: unknown event type :{type_}")
+
+    def entry(self, loc: str, d) -> None:
+        """One history entry given as a map (``process``, ``type``, ``f``, ``value``, ``key``)."""
+        if not isinstance(d, dict):
+            raise HistoryError(f"{loc}: expected a map {{:process .., :type .., :f ..}}, got {_short(d)}")
+        if "process" not in d:
+            raise HistoryError(f"{loc}: an entry without :process")
+        if not _is_client(d["process"]):
+            self.ops.skipped_ops += 1
+            return
+        for k in ("type", "f"):
+            if k not in d:
+                raise HistoryError(f"{loc}: an entry without :{k}")
+        type_, f = d["type"], d["f"]
+        if not (isinstance(type_, str) and type_.startswith(":")):
+            raise HistoryError(f"{loc}: :type must be a keyword, got {_short(type_)}")
+        if isinstance(f, str) and f.startswith(":"):
+            f = f[1:]
+        self.event(loc, d["process"], type_[1:], f, d.get("value"), d.get("key"))
 
 
-_LOG_LINE = re.compile(r"^\S+\s+jepsen\.util\s+-\s+(\S+)\s+:(\w+)\s+:([\w\-]+)\s*(.*?)\s*$")
+def _short(v) -> str:
+    r = repr(v)
+    return r if len(r) <= 40 else r[:37] + "..."
 
 
-def read_jepsen_log(text: str, where: str = "<history>") -> list[Op]:
-    """Parse a Jepsen register log (``jepsen.util`` event lines); other lines are ignored."""
+# ``jepsen.util`` lines: "INFO  jepsen.util - P<TAB>:type<TAB>:f<TAB>value[<TAB>error]", or with
+# jepsen.log's "INFO [date time] thread - " before "jepsen.util P<TAB>...".
+_LOG_LINE = re.compile(r"(?:^|\s)jepsen\.util(?:\s+-|:)?\s+(\S+)\s+:(\w[\w\-]*)\s+(\S+)(?:\s+(.*?))?\s*$")
+
+
+def _log_value(raw: str):
+    """The value of a jepsen.util line: the first EDN form (an ``:error`` may follow it)."""
+    if not raw:
+        return None
+    try:
+        value, end = _edn_fast(raw, 0)
+        if end == len(raw) or raw[end - 1] in " \t,":
+            return value
+    except (ValueError, KeyError):
+        pass
+    forms = _edn_loads_all(raw.split("\t", 1)[0])
+    if not forms:
+        raise ValueError(f"cannot read a value at {raw[:20]!r}")
+    return forms[0]
+
+
+def read_jepsen_log(text: str, where: str = "<history>") -> History:
+    """Parse a Jepsen log's ``jepsen.util`` event lines (both forms, see the module); other lines are ignored."""
     b = _Builder(where)
     for no, line in enumerate(text.splitlines(), 1):
-        m = _LOG_LINE.match(line)
+        m = _LOG_LINE.search(line)
         if not m:
             continue
         proc, type_, f, raw = m.groups()
-        try:
-            process = int(proc)
-            value = parse_edn_value(raw) if raw else None
-        except (ValueError, KeyError) as e:
-            raise HistoryError(f"{where}:{no}: malformed jepsen.util event: {e}") from None
-        if type_ not in ("invoke", "ok", "fail", "info"):
-            raise HistoryError(f"{where}:{no}: unknown event type :{type_}")
-        if f == "cas" and type_ == "invoke" and not (isinstance(value, list) and len(value) == 2):
-            raise HistoryError(f"{where}:{no}: a cas needs [expected new], got {raw!r}")
-        b.event(no, process, type_, f, value)
-    return b.ops
-
-
-def read_jepsen_edn(text: str, where: str = "<history>") -> list[Op]:
-    """Parse a Jepsen EDN history, one ``{:process .., :type .., :f .., :key .., :value ..}`` a line."""
-    b = _Builder(where)
-    for no, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith(";"):
+        loc = f"{where}:{no}"
+        if not re.fullmatch(r"-?\d+", proc):  # :nemesis, or another non-client process
+            b.ops.skipped_ops += type_ in _TYPES  # (other lines that name jepsen.util are not events)
             continue
+        if not f.startswith(":") or len(f) == 1:
+            raise HistoryError(f"{loc}: malformed jepsen.util event: :f must be a keyword, got {f!r}")
         try:
-            d = parse_edn_map(line)
-            process, type_, f = d["process"], d["type"], d["f"]
-        except (ValueError, KeyError) as e:
-            raise HistoryError(f"{where}:{no}: malformed EDN event: {e}") from None
-        if not (isinstance(type_, str) and type_.startswith(":") and isinstance(f, str) and f.startswith(":")):
-            raise HistoryError(f"{where}:{no}: :type and :f must be keywords")
-        type_, f = type_[1:], f[1:]
-        if type_ not in ("invoke", "ok", "fail", "info"):
-            raise HistoryError(f"{where}:{no}: unknown event type :{type_}")
-        b.event(no, process, type_, f, d.get("value"), d.get("key"))
+            value = _log_value(raw)
+        except ValueError as e:
+            raise HistoryError(f"{loc}: malformed jepsen.util event: {e}") from None
+        b.event(loc, int(proc), type_, f[1:], value)
     return b.ops
 
 
-def read_jsonl(text: str, where: str = "<history>") -> list[Op]:
+def read_jepsen_edn(text: str, where: str = "<history>") -> History:
+    """Parse a Jepsen/Knossos EDN history: a map a line, or one EDN document (see the module)."""
+    entries = _edn_lines(text, where)
+    if entries is None:  # not one map a line: read the document whole
+        entries = _edn_document(text, where)
+    b = _Builder(where)
+    for loc, d in entries:
+        b.entry(loc, d)
+    return b.ops
+
+
+def _edn_lines(text: str, where: str):
+    """[(loc, map)] when every line holds one map (a list's brackets may open and close the
+    first and last), else None. A line the library cannot read at all raises HistoryError."""
+    lines = [(no, s) for no, s in ((no, line.strip()) for no, line in enumerate(text.splitlines(), 1))
+             if s and not s.startswith(";")]
+    if not lines:
+        return []
+    first, last = lines[0][1], lines[-1][1]
+    if first[:1] in "[(":
+        closing = "]" if first[0] == "[" else ")"
+        if not last.endswith(closing):
+            return None
+        lines[0] = (lines[0][0], first[1:].strip())
+        lines[-1] = (lines[-1][0], lines[-1][1][:-1].strip())
+        lines = [(no, s) for no, s in lines if s]
+    out = []
+    for no, s in lines:
+        try:
+            out.append((f"{where}:{no}", _edn_map_fast(s)))
+            continue
+        except (ValueError, KeyError):
+            pass
+        if not (s.startswith("{") or s.startswith("#")):
+            return None  # part of a map or list spread over lines
+        try:
+            forms = _edn_loads_all(s)
+        except ValueError as e:
+            try:  # a map spread over lines can still be a valid document
+                return _edn_document(text, where)
+            except HistoryError:
+                raise HistoryError(f"{where}:{no}: malformed EDN entry: {e}") from None
+        if len(forms) != 1:
+            return None
+        d = forms[0]
+        out.append((f"{where}:{no}", _op_map(d) if isinstance(d, dict) else d))
+    return out
+
+
+def _edn_document(text: str, where: str):
+    """A whole EDN document: one list/vector of maps, or maps one after another."""
+    try:
+        forms = _edn_loads_all(text)
+    except ValueError as e:
+        m = re.search(r"lexpos (\d+)", str(e))
+        loc = f"{where}:{text.count(chr(10), 0, int(m.group(1))) + 1}" if m else where
+        raise HistoryError(f"{loc}: malformed EDN: {e}") from None
+    if len(forms) == 1 and isinstance(forms[0], list):
+        forms = forms[0]
+    return [(f"{where}: entry {i}", _op_map(d) if isinstance(d, dict) else d) for i, d in enumerate(forms, 1)]
+
+
+def read_jsonl(text: str, where: str = "<history>") -> History:
     """Parse capgym's own JSON Lines history (``envs.world.records.history_from_jsonl``), checking each line."""
-    ops = []
+    ops = History()
     for no, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
+        loc = f"{where}:{no}"
         try:
             (op,) = history_from_jsonl(line)
-        except (ValueError, TypeError) as e:
-            raise HistoryError(f"{where}:{no}: not an operation record: {e}") from None
+        except (ValueError, TypeError, RecursionError) as e:
+            raise HistoryError(f"{loc}: not an operation record: {str(e)[:120]}") from None
         times = (op.invoke,) if op.complete is None else (op.invoke, op.complete)
-        if not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in times):
-            raise HistoryError(f"{where}:{no}: invoke and complete must be numbers")
+        if not all(isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) for t in times):
+            raise HistoryError(f"{loc}: invoke and complete must be finite numbers")
+        if not isinstance(op.id, int) or isinstance(op.id, bool):
+            raise HistoryError(f"{loc}: id must be an integer, got {_short(op.id)}")
+        if not isinstance(op.f, str) or not op.f:
+            raise HistoryError(f"{loc}: f must be an operation name (a string), got {_short(op.f)}")
         if op.status not in STATUSES:
-            raise HistoryError(f"{where}:{no}: unknown status {op.status!r}")
+            raise HistoryError(f"{loc}: unknown status {_short(op.status)}")
         if op.status != UNKNOWN and op.complete is None:
-            raise HistoryError(f"{where}:{no}: a {op.status} operation needs a completion time")
+            raise HistoryError(f"{loc}: a {op.status} operation needs a completion time")
         if op.complete is not None and op.complete < op.invoke:
-            raise HistoryError(f"{where}:{no}: completes before it is invoked")
+            raise HistoryError(f"{loc}: completes before it is invoked")
+        ops.lines.setdefault(op.id, loc)
         ops.append(op)
     return ops
 
@@ -197,18 +423,22 @@ READERS = {"jepsen-log": read_jepsen_log, "jepsen-edn": read_jepsen_edn, "jsonl"
 
 
 def detect_format(text: str, where: str = "<history>") -> str:
-    """Guess the format: a map per line (EDN ``{:`` or JSON ``{"``), or ``jepsen.util`` event lines
-    among the first 1000 lines of a log."""
-    lines = [s for s in (line.strip() for line in text.splitlines()[:1000]) if s]
-    if lines and lines[0].startswith("{"):
-        return "jepsen-edn" if re.match(r"\{\s*:", lines[0]) else "jsonl"
-    if any(_LOG_LINE.match(s) for s in lines):
+    """Guess the format from the first 1000 lines: EDN (a map ``{:``, a record ``#...{``, or a list
+    or vector), JSON (``{"``), or ``jepsen.util`` event lines among other log output."""
+    lines = [s for s in (line.strip() for line in text.splitlines()[:1000]) if s and not s.startswith(";")]
+    if lines:
+        head = lines[0]
+        if head.startswith("{"):
+            return "jsonl" if re.match(r'\{\s*"', head) else "jepsen-edn"
+        if re.match(r"(#[\w.\-/]+\s*)?[\[({]", head) and not _LOG_LINE.search(head):
+            return "jepsen-edn"
+    if any(_LOG_LINE.search(s) for s in lines):
         return "jepsen-log"
     raise HistoryError(f"{where}: cannot tell the history format (use --format {'|'.join(FORMATS)})")
 
 
-def read_history(path: str | Path, fmt: str = "auto") -> list[Op]:
-    """Read a history file in ``fmt`` (one of FORMATS, or ``"auto"`` to detect it)."""
+def read_history(path: str | Path, fmt: str = "auto") -> History:
+    """Read a history file in ``fmt`` (one of FORMATS, or ``"auto"`` to detect it). Raises HistoryError."""
     where = str(path)
     try:
         text = Path(path).read_text()
@@ -219,3 +449,33 @@ def read_history(path: str | Path, fmt: str = "auto") -> list[Op]:
     if fmt not in READERS:
         raise HistoryError(f"unknown history format {fmt!r} (known: auto, {', '.join(FORMATS)})")
     return READERS[fmt](text, where)
+
+
+# --- jepsen.independent --------------------------------------------------------------------------
+
+def independent(ops: list[Op], where: str = "<history>") -> History:
+    """Split ``jepsen.independent``'s ``[key value]`` values into one history per key.
+
+    Each operation's ``value`` must be a pair ``[k v]``; it becomes ``key=k, value=v`` (a cas
+    ``[k [from to]]`` becomes ``value=[from, to]``, as Maelstrom's lin-kv writes it), and a read's
+    output ``[k v]`` becomes ``v``. Raises HistoryError naming the operation that is not a pair, or
+    an operation that already has a key.
+    """
+    lines = getattr(ops, "lines", {})
+    out = History(lines=dict(lines), skipped_ops=getattr(ops, "skipped_ops", 0))
+    for op in ops:
+        loc = lines.get(op.id) or f"{where}: op {op.id}"
+        if op.key is not None:
+            raise HistoryError(f"{loc}: --independent: the operation already has a key ({_short(op.key)})")
+        if not (isinstance(op.value, (list, tuple)) and len(op.value) == 2):
+            raise HistoryError(f"{loc}: --independent needs [key value] values, got {_short(op.value)}")
+        k, v = op.value
+        output = op.output
+        if op.status == OK and op.f in ("read", "get") and output is not None:
+            if not (isinstance(output, (list, tuple)) and len(output) == 2):
+                raise HistoryError(f"{loc}: --independent: the read returned {_short(output)}, not [key value]")
+            if output[0] != k:
+                raise HistoryError(f"{loc}: --independent: a read of key {_short(k)} returned key {_short(output[0])}")
+            output = output[1]
+        out.append(Op(op.id, op.process, op.f, v, _freeze(k), op.node, op.invoke, op.complete, op.status, output))
+    return out

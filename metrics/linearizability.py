@@ -14,7 +14,10 @@ as in Porcupine (Athalye, github.com/anishathalye/porcupine, checker.go):
 Before searching, the history is split by the model's ``partition`` (P-compositionality: a history
 is linearizable iff each per-object sub-history is), each part is checked on its own.
 
-Jepsen's three outcomes: ``"fail"`` operations did not happen and are removed; ``"unknown"``
+Values are frozen first (``metrics.models.freeze``: lists become tuples, maps read-only), so any
+value a reader produces can be a model state. Jepsen's three outcomes: ``"fail"`` operations did
+not happen and are removed (Knossos's rule; a model's ``observes_fail`` keeps the failed operations
+it reads as observations, as Porcupine's etcd model does for cas); ``"unknown"``
 operations may have taken effect at any time after their invocation or never: their completion is
 put at the end of time and any result is accepted. Three consequences cut the search a lot:
 unknown operations that cannot change the state (``model.readonly``) are dropped; an unknown
@@ -31,12 +34,13 @@ state, and the cache is a dict state -> set of bitsets, so the inner loop alloca
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from envs.world.records import FAIL, OK, STATUSES, UNKNOWN, Op
-from metrics.models import Model
+from envs.world.records import FAIL, STATUSES, UNKNOWN, Op
+from metrics.models import Model, freeze
 
 Verdict = Any  # True, False or "unknown"
 
@@ -69,6 +73,7 @@ class CheckResult:
     prefix: list[Op] = field(default_factory=list)
     partitions: list[PartitionStats] = field(default_factory=list)
     elapsed: float = 0.0
+    skipped_ops: int = 0  # history entries of non-client processes the reader left out
 
     @property
     def prefix_len(self) -> int:
@@ -85,44 +90,65 @@ class CheckResult:
             "prefix": [op.id for op in self.prefix],
             "partitions": [{**vars(p), "elapsed": round(p.elapsed, 6)} for p in self.partitions],
             "elapsed": round(self.elapsed, 6),
+            "skipped_ops": self.skipped_ops,
         }
 
 
 def prepare(ops: list[Op], model: Model) -> list[Op]:
-    """Drop failed operations and unknown read-only ones; reject kinds the model does not have."""
+    """Drop failed operations (but the model's ``observes_fail``) and unknown read-only ones; freeze
+    keys, values and outputs (``metrics.models.freeze``; the input ops are not changed).
+
+    Raises ValueError naming the operation for a status it cannot have, an operation kind the model
+    does not have, or a value the model cannot apply (``model.validate``).
+    """
     kept = []
     for op in ops:
         if op.status not in STATUSES:
             raise ValueError(f"op {op.id}: unknown status {op.status!r}")
         if op.f not in model.ops:
             raise ValueError(f"op {op.id}: the {model.name} model has no operation {op.f!r}")
-        if op.status == FAIL or (op.status == UNKNOWN and op.f in model.readonly):
+        if (op.status == FAIL and op.f not in model.observes_fail) or (
+                op.status == UNKNOWN and op.f in model.readonly):
             continue
-        if op.status == OK and op.complete is None:
-            raise ValueError(f"op {op.id}: status ok but no completion time")
+        if op.status != UNKNOWN and op.complete is None:
+            raise ValueError(f"op {op.id}: status {op.status} but no completion time")
+        key, value, output = freeze(op.key), freeze(op.value), freeze(op.output)
+        if key is not op.key or value is not op.value or output is not op.output:
+            op = dataclasses.replace(op, key=key, value=value, output=output)
+        reason = model.validate(op)
+        if reason:
+            raise ValueError(f"op {op.id}: {reason}")
         kept.append(op)
     return kept
 
 
-def check(ops: list[Op], model: Model, timeout: float | None = None) -> CheckResult:
-    """Is ``ops`` linearizable with respect to ``model``? ``timeout`` is in seconds (None: none)."""
+def check(ops: list[Op], model: Model, timeout: float | None = None, every_key: bool = False) -> CheckResult:
+    """Is ``ops`` linearizable with respect to ``model``? ``timeout`` is in seconds (None: none).
+
+    Sub-histories (keys) are checked smallest first; the first one that is not linearizable ends
+    the check unless ``every_key`` (then every key gets a verdict in ``partitions``, as
+    ``jepsen.independent`` reports them). Raises ValueError for operations the model cannot take
+    (see :func:`prepare`).
+    """
     t0 = time.monotonic()
     deadline = None if timeout is None else t0 + timeout
     kept = prepare(ops, model)
-    result = CheckResult(ok=True, model=model.name, ops=len(ops))
+    result = CheckResult(ok=True, model=model.name, ops=len(ops), skipped_ops=getattr(ops, "skipped_ops", 0))
     parts = sorted(model.partition(kept), key=len)  # small parts first: cheap failures found early
     for part in parts:
         t1 = time.monotonic()
         if deadline is not None and t1 >= deadline:
-            result.ok = "unknown"  # out of time before checking every key
+            result.ok = "unknown" if result.ok is True else result.ok  # out of time before every key
             break
         ok, states, prefix, failing = _search(part, model, deadline)
         key = part[0].key
         result.partitions.append(PartitionStats(key, len(part), ok, states, time.monotonic() - t1))
         if ok is False:
-            result.ok, result.failing_op, result.failing_key, result.prefix = False, failing, key, prefix
-            break
-        if ok == "unknown":
+            if result.ok is not False:
+                result.ok, result.failing_op, result.failing_key, result.prefix = False, failing, key, prefix
+            if not every_key:
+                break
+        elif ok == "unknown" and result.ok is True:
             result.ok = "unknown"
     result.elapsed = time.monotonic() - t0
     return result

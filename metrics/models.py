@@ -17,7 +17,38 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
-from envs.world.records import UNKNOWN, Op
+from envs.world.records import FAIL, UNKNOWN, Op
+
+
+class frozendict(dict):  # noqa: N801 (named like frozenset)
+    """A read-only, hashable dict: how a map value (an EDN or JSON map) enters a model state."""
+
+    __slots__ = ()
+
+    def __hash__(self):
+        return hash(frozenset(self.items()))
+
+    def _read_only(self, *args, **kwargs):
+        raise TypeError("frozendict is read-only")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _read_only
+
+
+def freeze(value):
+    """``value`` made hashable, recursively: lists and tuples -> tuples, dicts -> :class:`frozendict`,
+    sets -> frozensets. Equal values stay equal (a list and a tuple of the same items are one value,
+    as Clojure's vectors and lists are). Models' states must be hashable: the checker freezes every
+    operation's key, value and output before the search."""
+    if isinstance(value, (str, int, float, type(None))):
+        return value
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(v) for v in value)
+    if isinstance(value, dict):
+        return frozendict((freeze(k), freeze(v)) for k, v in value.items())
+    if isinstance(value, (set, frozenset)):
+        return frozenset(freeze(v) for v in value)
+    hash(value)  # anything else must already be hashable (TypeError otherwise)
+    return value
 
 
 def partition_by_key(ops: list[Op]) -> list[list[Op]]:
@@ -47,6 +78,10 @@ class Model:
 
     ``readonly`` names the operations that never change the state: an unknown one of them can be
     dropped from a history before the search (it may return anything and affects nothing).
+    ``observes_fail`` names the operations whose ``:fail`` is an observation that stays in the
+    history (Porcupine's etcd model: a failed cas saw another value); every other failed operation
+    did not happen and is dropped (Knossos's rule). ``validate(op)`` returns why an operation's
+    value cannot be applied (a one-line reason), or None.
     """
 
     name: str
@@ -57,6 +92,8 @@ class Model:
     partition: Callable[[list[Op]], list[list[Op]]] = partition_by_key
     describe: Callable[[Op], str] = describe_op
     doc: str = field(default="", compare=False)
+    observes_fail: frozenset[str] = frozenset()
+    validate: Callable[[Op], str | None] = lambda op: None
 
 
 # --- a read/write register --------------------------------------------------------------------
@@ -81,6 +118,20 @@ def _cas_register_step(state, op: Op):
     return _register_step(state, op)
 
 
+def _etcd_step(state, op: Op):
+    # Porcupine's etcd model (porcupine_test.go, etcdModel): a :fail cas observed that the
+    # register did not hold its expected value at its linearization point
+    if op.f == "cas" and op.status == FAIL:
+        return state != op.value[0], state
+    return _cas_register_step(state, op)
+
+
+def _validate_cas(op: Op) -> str | None:
+    if op.f == "cas" and not (isinstance(op.value, (list, tuple)) and len(op.value) == 2):
+        return f"a cas needs [expected new], got {op.value!r:.40}"
+    return None
+
+
 # --- a key-value store, one string per key ----------------------------------------------------
 
 def _kv_step(state, op: Op):
@@ -94,6 +145,12 @@ def _kv_step(state, op: Op):
     raise ValueError(f"the kv model has no operation {f!r}")
 
 
+def _validate_kv(op: Op) -> str | None:
+    if op.f in ("put", "append") and not isinstance(op.value, str):
+        return f"a {op.f} needs a string value, got {op.value!r:.40}"
+    return None
+
+
 REGISTER = Model(
     name="register", init=None, step=_register_step, ops=frozenset({"read", "write"}),
     readonly=frozenset({"read"}), partition=partition_by_key,
@@ -101,16 +158,22 @@ REGISTER = Model(
 )
 CAS_REGISTER = Model(
     name="cas-register", init=None, step=_cas_register_step, ops=frozenset({"read", "write", "cas"}),
-    readonly=frozenset({"read"}), partition=partition_by_key,
-    doc="registers as above, with compare-and-set [expected, new]",
+    readonly=frozenset({"read"}), partition=partition_by_key, validate=_validate_cas,
+    doc="registers as above, with compare-and-set [expected, new]; a failed cas did not happen (Knossos)",
+)
+ETCD = Model(
+    name="etcd", init=None, step=_etcd_step, ops=frozenset({"read", "write", "cas"}),
+    readonly=frozenset({"read"}), partition=partition_by_key, validate=_validate_cas,
+    observes_fail=frozenset({"cas"}),
+    doc="cas-register with Porcupine's etcd rule: a failed cas saw a value other than its expected one",
 )
 KV = Model(
     name="kv", init="", step=_kv_step, ops=frozenset({"get", "put", "append"}),
-    readonly=frozenset({"get"}), partition=partition_by_key,
+    readonly=frozenset({"get"}), partition=partition_by_key, validate=_validate_kv,
     doc='a map from keys to strings, each initially ""; get, put, append (concatenate)',
 )
 
-MODELS: dict[str, Model] = {m.name: m for m in (REGISTER, CAS_REGISTER, KV)}
+MODELS: dict[str, Model] = {m.name: m for m in (REGISTER, CAS_REGISTER, ETCD, KV)}
 
 
 def guess_model(ops: list[Op]) -> Model:

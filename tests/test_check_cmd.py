@@ -69,12 +69,12 @@ def test_a_false_verdict_wins_over_an_unknown_one(good, bad, monkeypatch, capsys
     import metrics.linearizability as lin
 
     real = lin.check
-    fake = lambda ops, model, timeout=None: lin.CheckResult("unknown", model.name, len(ops))
+    fake = lambda ops, model, timeout=None, **kw: lin.CheckResult("unknown", model.name, len(ops))
     monkeypatch.setattr(lin, "check", fake)
     assert main(["check", good, "--timeout", "1"]) == 3
     assert capsys.readouterr().out.startswith(f"{good}: unknown")
     is_bad = lambda ops: any(op.output == 2 for op in ops)
-    monkeypatch.setattr(lin, "check", lambda ops, model, timeout=None: (real if is_bad(ops) else fake)(ops, model))
+    monkeypatch.setattr(lin, "check", lambda ops, model, timeout=None, **kw: (real if is_bad(ops) else fake)(ops, model))  # noqa: E501
     assert main(["check", good, bad]) == 1
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith(f"{good}: unknown") and out[1].startswith(f"{bad}: NOT linearizable")
