@@ -39,7 +39,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from envs.world.records import FAIL, STATUSES, UNKNOWN, Op
+from envs.world.records import FAIL, OK, STATUSES, UNKNOWN, Op
 from metrics.models import Model, freeze
 
 Verdict = Any  # True, False or "unknown"
@@ -214,8 +214,14 @@ def _search(ops: list[Op], model: Model, deadline: float | None):
             i = opidx[node]
             info[node] = (match[node], i, 1 << i, {}, int(ops[i].status == UNKNOWN))
     has_unknown = any(op.status == UNKNOWN for op in ops)
+    # call nodes of completed read-only operations: linearized as soon as the state agrees with them
+    forcible = [False] * (tail + 1)
+    for node in range(1, tail):
+        if info[node] is not None:
+            op = ops[info[node][1]]
+            forcible[node] = op.f in model.readonly and op.status == OK
 
-    stack: list[tuple[int, int]] = []
+    stack: list[tuple[int, int]] = []  # (call node, state before it); the node negated if forced
     push, pop = stack.append, stack.pop
     lin = 0
     state = 0
@@ -226,49 +232,102 @@ def _search(ops: list[Op], model: Model, deadline: float | None):
     # the unknown ones (phase 1), which are rarely needed early. Same search space, found sooner.
     phase = 0
     done = False
+    fresh = True  # a configuration not yet given its forced reads
+    failed = False
 
     e = nxt[0]
     while nxt[0] != tail:
-        call = info[e]
-        if call is not None:  # a call: try to linearize it here
-            m, i, bit, memo, late = call
-            if late != phase:
+        back = False
+        if fresh:
+            # Forced reads: a completed read-only op within reach whose output is the current state
+            # can be linearized here, and nothing is lost by not trying it anywhere else: in any
+            # linearization from this configuration, moving it to the front keeps the states and the
+            # real-time order (every op that returned before it was invoked is already linearized).
+            # So the configuration with it is equivalent to the one without, and backtracking pops
+            # through forced frames. A forced configuration already cached has failed: backtrack.
+            fresh = False
+            f = nxt[0]
+            while f != tail:
+                call = info[f]
+                if call is None:
+                    break  # a return: calls after it are not within reach yet
+                if forcible[f]:
+                    m, i, bit, memo, _ = call
+                    r = memo.get(state)
+                    if r is None:
+                        r = transition(i, state, memo)
+                    if r:
+                        nl = lin | bit
+                        seen = r[1]
+                        if nl in seen:
+                            back = True
+                            break
+                        seen.add(nl)
+                        push((-f, state))
+                        lin = nl
+                        p, q = prv[f], nxt[f]
+                        nxt[p], prv[q] = q, p
+                        p, q = prv[m], nxt[m]
+                        nxt[p], prv[q] = q, p
+                        if len(stack) > best:
+                            best, best_rec = len(stack), None
+                        fresh = True
+                        break
+                f = nxt[f]
+            if fresh:
+                continue
+            if not back:
+                e, phase = nxt[0], 0
+                if e == tail:
+                    break
+        if not back:
+            call = info[e]
+            if call is not None:  # a call: try to linearize it here
+                m, i, bit, memo, late = call
+                if late != phase:
+                    e = nxt[e]
+                    continue
+                r = memo.get(state)
+                if r is None:
+                    r = transition(i, state, memo)
+                if r:
+                    nl = lin | bit
+                    seen = r[1]
+                    if nl not in seen:
+                        seen.add(nl)
+                        push((e, state))
+                        state, lin = r[0], nl
+                        # lift the call and its return out of the list
+                        p, q = prv[e], nxt[e]
+                        nxt[p], prv[q] = q, p
+                        p, q = prv[m], nxt[m]
+                        nxt[p], prv[q] = q, p
+                        if len(stack) > best:
+                            best, best_rec = len(stack), None
+                        e, phase, fresh = nxt[0], 0, True
+                        continue
                 e = nxt[e]
                 continue
-            r = memo.get(state)
-            if r is None:
-                r = transition(i, state, memo)
-            if r:
-                nl = lin | bit
-                seen = r[1]
-                if nl not in seen:
-                    seen.add(nl)
-                    push((e, state))
-                    state, lin = r[0], nl
-                    # lift the call and its return out of the list
-                    p, q = prv[e], nxt[e]
-                    nxt[p], prv[q] = q, p
-                    p, q = prv[m], nxt[m]
-                    nxt[p], prv[q] = q, p
-                    if len(stack) > best:
-                        best, best_rec = len(stack), None
-                    e, phase = nxt[0], 0
-                    continue
-            e = nxt[e]
-        elif ops[opidx[e]].status == UNKNOWN:
-            done = True  # every op that surely happened is linearized; the unknown rest never happened
-            break
-        elif phase == 0 and has_unknown:  # now try the unknown operations within reach
-            e, phase = nxt[0], 1
-        else:  # a return: its operation should have been linearized by now; backtrack
-            if best_rec is None and len(stack) == best:
-                best_rec = ([opidx[c] for c, _ in stack], opidx[e])
-            if not stack:
+            if ops[opidx[e]].status == UNKNOWN:
+                done = True  # every op that surely happened is linearized; the unknown rest never happened
                 break
-            backtracks += 1
-            if deadline is not None and not backtracks & 0xFF and time.monotonic() >= deadline:
-                return "unknown", sum(map(len, cache)), [], None
+            if phase == 0 and has_unknown:  # now try the unknown operations within reach
+                e, phase = nxt[0], 1
+                continue
+            # a return: its operation should have been linearized by now; backtrack
+            if best_rec is None and len(stack) == best:
+                best_rec = ([opidx[abs(c)] for c, _ in stack], opidx[e])
+        if not stack:
+            failed = True
+            break
+        backtracks += 1
+        if deadline is not None and not backtracks & 0xFF and time.monotonic() >= deadline:
+            return "unknown", sum(map(len, cache)), [], None
+        while True:
             e, state = pop()
+            forced = e < 0
+            if forced:
+                e = -e
             m, i, bit, _, phase = info[e]
             lin ^= bit
             # unlift, in the reverse order
@@ -276,9 +335,21 @@ def _search(ops: list[Op], model: Model, deadline: float | None):
             nxt[p] = prv[q] = m
             p, q = prv[e], nxt[e]
             nxt[p] = prv[q] = e
-            e = nxt[e]
+            if not forced:
+                break
+            if not stack:  # the configuration at the bottom, equivalent to a failed one, failed
+                failed = True
+                break
+        if failed:
+            break
+        e = nxt[e]
     n_states = sum(map(len, cache))
-    if done or nxt[0] == tail:
+    if done or (nxt[0] == tail and not failed):
         return True, n_states, [], None
+    if best_rec is None:  # failed without reaching a return at the deepest point: the first return
+        f = nxt[0]
+        while info[f] is not None:
+            f = nxt[f]
+        best_rec = ([], opidx[f])
     prefix, failing = best_rec
     return False, n_states, [ops[i] for i in prefix], ops[failing]
