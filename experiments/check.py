@@ -30,6 +30,9 @@ models:
   etcd          cas-register, but a :fail cas observed another value (Porcupine's etcd model)
   kv            get, put, append on string values, per :key
 
+algorithms (--algorithm): auto picks the O(n log n) zone test (Gibbons & Korach 1997) for keys whose
+  operations are reads and writes of distinct values, and the Wing-Gong-Lowe search otherwise
+
 exit status: 0 linearizable, 1 not linearizable, 2 bad input, 3 unknown (time budget ran out),
              4 internal error (a bug in capgym; CAPGYM_DEBUG=1 shows the traceback)
 """
@@ -52,6 +55,9 @@ def register(subparsers) -> None:
                    help="history format (default: detected from the file)")
     p.add_argument("--independent", action="store_true",
                    help="values are jepsen.independent [key value] tuples: check and report each key")
+    p.add_argument("--algorithm", choices=("auto", "wgl", "zones"), default="auto",
+                   help="auto (default): the O(n log n) zone test where it applies (reads and writes of "
+                        "distinct values), else the Wing-Gong-Lowe search; or force one")
     p.add_argument("--timeout", type=float, default=None, metavar="S",
                    help="time budget per file in seconds; past it the verdict is unknown")
     p.add_argument("--json", action="store_true", help="print one JSON object per file")
@@ -72,16 +78,23 @@ def _verdict_line(path: str, r, where) -> str:
 
     skipped = (f", {r.skipped_ops} non-client {'entry' if r.skipped_ops == 1 else 'entries'} skipped"
                if r.skipped_ops else "")
+    how = f"{r.model}, {r.algorithm}, {r.ops} ops{skipped}"
     if r.ok is True:
-        return f"{path}: linearizable ({r.model}, {r.ops} ops{skipped}, {r.elapsed:.3f} s)"
+        return f"{path}: linearizable ({how}, {r.elapsed:.3f} s)"
     if r.ok == "unknown":
-        return (f"{path}: unknown: time budget ran out after {r.elapsed:.3f} s "
-                f"({r.model}, {r.ops} ops{skipped})")
+        return f"{path}: unknown: time budget ran out after {r.elapsed:.3f} s ({how})"
     key = "" if r.failing_key is None else f" on key {r.failing_key!r}"
-    at = where(r.failing_op)
-    at = f" (invoked at {at})" if at else ""
-    return (f"{path}: NOT linearizable ({r.model}, {r.ops} ops{skipped}, {r.elapsed:.3f} s): "
-            f"{MODELS[r.model].describe(r.failing_op)}{at}"
+    describe = MODELS[r.model].describe
+
+    def at(op):
+        w = where(op)
+        return f" (invoked at {w})" if w else ""
+
+    if r.conflict:  # the zone test: the operations whose zones cannot be ordered
+        ops = "; ".join(describe(op) + at(op) for op in r.conflict)
+        return f"{path}: NOT linearizable ({how}, {r.elapsed:.3f} s){key}: these operations conflict: {ops}"
+    return (f"{path}: NOT linearizable ({how}, {r.elapsed:.3f} s): "
+            f"{describe(r.failing_op)}{at(r.failing_op)}"
             f" cannot be linearized{key}; longest linearizable prefix {r.prefix_len} ops")
 
 
@@ -135,7 +148,7 @@ def _run(args) -> int:
     for path, ops, model in histories:
         where = getattr(ops, "where", lambda op: None)
         try:
-            r = check(ops, model, timeout=args.timeout, every_key=args.independent)
+            r = check(ops, model, timeout=args.timeout, every_key=args.independent, algorithm=args.algorithm)
         except ValueError as e:  # an operation the model does not have, or cannot apply
             msg = str(e)
             op_id = msg.split(":", 1)[0].removeprefix("op ")

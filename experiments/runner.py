@@ -142,7 +142,9 @@ def linearizability(history: list[Op], budget_s: float = LINEARIZABILITY_BUDGET_
     verdict = res.ok if isinstance(res.ok, bool) else None
     out = {"linearizable": verdict, "model": model.name,
            "failing_op": res.failing_op.to_dict() if res.failing_op else None,
-           "failing_key": res.failing_key, "prefix_len": res.prefix_len}
+           "failing_key": res.failing_key, "prefix_len": res.prefix_len, "algorithm": res.algorithm}
+    if res.conflict:
+        out["conflict"] = [op.id for op in res.conflict]
     if verdict is None:
         out["why"] = f"search ran out of its {budget_s:g} s budget"
     return out

@@ -52,8 +52,9 @@ class PartitionStats:
     key: Any
     ops: int
     ok: Verdict
-    states: int  # distinct (linearized set, state) configurations cached
+    states: int  # distinct (linearized set, state) configurations cached (0 for the zone test)
     elapsed: float
+    algorithm: str = "wgl"  # or "zones" (metrics.zones)
 
 
 @dataclass
@@ -74,6 +75,13 @@ class CheckResult:
     partitions: list[PartitionStats] = field(default_factory=list)
     elapsed: float = 0.0
     skipped_ops: int = 0  # history entries of non-client processes the reader left out
+    conflict: list[Op] = field(default_factory=list)  # the zone test's conflicting operations
+
+    @property
+    def algorithm(self) -> str:
+        """``wgl``, ``zones`` or ``zones+wgl``: what decided the keys that were checked."""
+        used = sorted({p.algorithm for p in self.partitions}, reverse=True)
+        return "+".join(used) if used else "wgl"
 
     @property
     def prefix_len(self) -> int:
@@ -91,6 +99,8 @@ class CheckResult:
             "partitions": [{**vars(p), "elapsed": round(p.elapsed, 6)} for p in self.partitions],
             "elapsed": round(self.elapsed, 6),
             "skipped_ops": self.skipped_ops,
+            "algorithm": self.algorithm,
+            "conflict": [op.id for op in self.conflict],
         }
 
 
@@ -122,14 +132,26 @@ def prepare(ops: list[Op], model: Model) -> list[Op]:
     return kept
 
 
-def check(ops: list[Op], model: Model, timeout: float | None = None, every_key: bool = False) -> CheckResult:
+ALGORITHMS = ("auto", "wgl", "zones")
+PREFIX_BUDGET_S = 2.0  # seconds of WGL search for the prefix of a history the zone test refuted
+
+
+def check(ops: list[Op], model: Model, timeout: float | None = None, every_key: bool = False,
+          algorithm: str = "auto") -> CheckResult:
     """Is ``ops`` linearizable with respect to ``model``? ``timeout`` is in seconds (None: none).
 
     Sub-histories (keys) are checked smallest first; the first one that is not linearizable ends
     the check unless ``every_key`` (then every key gets a verdict in ``partitions``, as
-    ``jepsen.independent`` reports them). Raises ValueError for operations the model cannot take
-    (see :func:`prepare`).
+    ``jepsen.independent`` reports them). ``algorithm``: ``auto`` decides a key with the
+    O(n log n) zone test (``metrics.zones``) when it applies (a read/write register whose writes
+    have distinct values) and with the Wing-Gong-Lowe search otherwise; ``wgl`` and ``zones`` force
+    one (``zones`` raises ValueError for a key it does not apply to). Raises ValueError for
+    operations the model cannot take (see :func:`prepare`).
     """
+    from metrics import zones
+
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algorithm!r} (known: {', '.join(ALGORITHMS)})")
     t0 = time.monotonic()
     deadline = None if timeout is None else t0 + timeout
     kept = prepare(ops, model)
@@ -140,12 +162,28 @@ def check(ops: list[Op], model: Model, timeout: float | None = None, every_key: 
         if deadline is not None and t1 >= deadline:
             result.ok = "unknown" if result.ok is True else result.ok  # out of time before every key
             break
-        ok, states, prefix, failing = _search(part, model, deadline)
         key = part[0].key
-        result.partitions.append(PartitionStats(key, len(part), ok, states, time.monotonic() - t1))
+        conflict: list[Op] = []
+        if algorithm != "wgl" and zones.applies(part, model):
+            ok, conflict = zones.check_zones(part, model.init)
+            states, prefix, failing, used = 0, [], (conflict[-1] if conflict else None), "zones"
+            if ok is False:
+                # the longest linearizable prefix, for the counterexample, where WGL finds it quickly
+                budget = PREFIX_BUDGET_S if deadline is None else min(PREFIX_BUDGET_S, deadline - time.monotonic())
+                w_ok, _, w_prefix, w_failing = _search(part, model, time.monotonic() + max(budget, 0.0))
+                if w_ok is False:
+                    prefix, failing = w_prefix, w_failing
+        elif algorithm == "zones":
+            raise ValueError(f"the zone test needs reads and writes of distinct values on a register "
+                             f"(key {key!r} has other operations, or a value written twice)")
+        else:
+            ok, states, prefix, failing = _search(part, model, deadline)
+            used = "wgl"
+        result.partitions.append(PartitionStats(key, len(part), ok, states, time.monotonic() - t1, used))
         if ok is False:
             if result.ok is not False:
                 result.ok, result.failing_op, result.failing_key, result.prefix = False, failing, key, prefix
+                result.conflict = conflict
             if not every_key:
                 break
         elif ok == "unknown" and result.ok is True:
