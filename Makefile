@@ -14,8 +14,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[test,bench]"
 	touch $(STAMP)
 
-# the simulator's compiled core (envs/world/_core.pyx), rebuilt in place when its source changes
-$(CORE): envs/world/_core.pyx setup.py $(STAMP)
+# the compiled modules (envs/world/_core.pyx, metrics/_wgl.pyx), rebuilt in place when a source changes
+$(CORE): envs/world/_core.pyx metrics/_wgl.pyx setup.py $(STAMP)
 	$(PY) setup.py -q build_ext --inplace
 	touch $(CORE)
 
@@ -42,4 +42,4 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache envs/world/_core.c envs/world/_core.*.so
+	rm -rf $(VENV) build *.egg-info .pytest_cache envs/world/_core.c envs/world/_core.*.so metrics/_wgl.c metrics/_wgl.*.so

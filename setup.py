@@ -1,8 +1,9 @@
-"""Builds capgym's one compiled module, the simulator's core (``envs/world/_core.pyx``).
+"""Builds capgym's compiled modules: the simulator's core (``envs/world/_core.pyx``) and the
+linearizability checker's search (``metrics/_wgl.pyx``).
 
 Everything else is in ``pyproject.toml``. The build is optional: without Cython or a C compiler
-the install still succeeds and ``envs.world.sim`` runs the same core in pure Python
-(``envs/world/_pycore.py``), slower.
+the install still succeeds; ``envs.world.sim`` runs the same core in pure Python
+(``envs/world/_pycore.py``) and ``metrics.linearizability`` its Python search, both slower.
 """
 
 from setuptools import setup
@@ -31,7 +32,7 @@ def extensions():
     except ImportError:
         print("capgym: Cython is not installed; using the pure-Python core")
         return []
-    return cythonize(["envs/world/_core.pyx"], language_level=3, quiet=True)
+    return cythonize(["envs/world/_core.pyx", "metrics/_wgl.pyx"], language_level=3, quiet=True)
 
 
 setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})

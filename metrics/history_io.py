@@ -173,7 +173,12 @@ def parse_edn_value(text: str):
     return forms[0]
 
 
-_EDN_PAIR = re.compile(r'\s*:([\w\-?!]+)\s+((?:"(?:[^"\\]|\\.)*"|\[[^\[\]]*\]|[^,}\s\[\]{}"#]+))\s*,?')
+# one ``:key value`` pair of a flat map; the value a string, keyword, integer, nil/true/false or a
+# flat vector, each ending at a separator (so ``:a/b``, ``1.5`` or ``#inst`` go to the library)
+_END = r"(?=[\s,]|$)"
+_EDN_PAIR = re.compile(r'\s*:([\w\-?!]+)\s+(?:"((?:[^"\\]|\\[nrt"\\])*)"' + _END + r"|(:[\w\-?!*+<>=.]+)" + _END
+                       + r"|(-?\d+)" + _END + r"|(nil|true|false)" + _END + r"|(\[[^\[\]{}#\"]*\]))\s*,?")
+_WORDS = {"nil": None, "true": True, "false": False}
 
 
 def _edn_map_fast(line: str) -> dict:
@@ -181,15 +186,27 @@ def _edn_map_fast(line: str) -> dict:
     if not (s.startswith("{") and s.endswith("}")):
         raise ValueError("expected a map {...}")
     body, pos, out = s[1:-1], 0, {}
-    while pos < len(body):
-        m = _EDN_PAIR.match(body, pos)
+    n, match = len(body), _EDN_PAIR.match
+    while pos < n:
+        m = match(body, pos)
         if not m:
+            if not body[pos:].strip():
+                break
             raise ValueError(f"cannot read a :key value pair at {body[pos:pos + 20]!r}")
-        raw = m.group(2)
-        value, end = _edn_fast(raw, 0)
-        if end != len(raw):
-            raise ValueError(f"unexpected text {raw[end:]!r}")
-        out[m.group(1)] = value
+        key, string, keyword, integer, word, vector = m.groups()
+        if string is not None:
+            value = re.sub(r"\\(.)", lambda e: _ESCAPES[e.group(1)], string) if "\\" in string else string
+        elif keyword:
+            value = keyword
+        elif integer:
+            value = int(integer)
+        elif word:
+            value = _WORDS[word]
+        else:
+            value, end = _edn_fast(vector, 0)
+            if end != len(vector):
+                raise ValueError(f"unexpected text {vector[end:]!r}")
+        out[key] = value
         pos = m.end()
     return out
 

@@ -35,6 +35,7 @@ state, and the cache is a dict state -> set of bitsets, so the inner loop alloca
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -198,9 +199,26 @@ def is_linearizable(ops: list[Op], model: Model, timeout: float | None = None) -
 
 INF = float("inf")
 
+try:  # the compiled search (metrics/_wgl.pyx), unless CAPGYM_PURE=1 asks for this module's
+    if os.environ.get("CAPGYM_PURE"):
+        raise ImportError
+    from metrics import _wgl
+except ImportError:
+    _wgl = None
+COMPILED = _wgl is not None  # which search ``check`` runs
+
 
 def _search(ops: list[Op], model: Model, deadline: float | None):
-    """Wing–Gong–Lowe search on one sub-history. Returns (verdict, cached states, prefix, failing op)."""
+    """Wing–Gong–Lowe search on one sub-history, compiled when built: see :func:`_search_py`."""
+    if _wgl is not None:
+        return _wgl.search(ops, model, deadline, OK, UNKNOWN)
+    return _search_py(ops, model, deadline)
+
+
+def _search_py(ops: list[Op], model: Model, deadline: float | None):
+    """Wing–Gong–Lowe search on one sub-history, in Python (the reference for ``metrics/_wgl.pyx``).
+
+    Returns (verdict, cached states, prefix, failing op)."""
     n = len(ops)
     # entries in real-time order; at equal times calls come first (such operations overlap)
     events = []
@@ -244,20 +262,28 @@ def _search(ops: list[Op], model: Model, deadline: float | None):
         memo[state] = r
         return r
 
+    def intern(s) -> int:
+        ns = state_id.get(s)
+        if ns is None:
+            ns = state_id[s] = len(states)
+            states.append(s)
+            cache.append(set())
+        return ns
+
     # per call node: (its return node, op index, op bit, memo of the op's transitions, 1 if the op's
-    # outcome is unknown else 0); None for return nodes
+    # outcome is unknown else 0, the state a completed read needs or -1); None for return nodes
     info: list = [None] * (tail + 1)
+    # call nodes of completed read-only operations: linearized as soon as the state agrees with them
+    forcible = [False] * (tail + 1)
+    read_state = model.read_state
     for node in range(1, tail):
         if match[node]:
             i = opidx[node]
-            info[node] = (match[node], i, 1 << i, {}, int(ops[i].status == UNKNOWN))
-    has_unknown = any(op.status == UNKNOWN for op in ops)
-    # call nodes of completed read-only operations: linearized as soon as the state agrees with them
-    forcible = [False] * (tail + 1)
-    for node in range(1, tail):
-        if info[node] is not None:
-            op = ops[info[node][1]]
+            op = ops[i]
             forcible[node] = op.f in model.readonly and op.status == OK
+            need = intern(read_state(op)) if forcible[node] and read_state is not None else -1
+            info[node] = (match[node], i, 1 << i, {}, int(op.status == UNKNOWN), need)
+    has_unknown = any(op.status == UNKNOWN for op in ops)
 
     stack: list[tuple[int, int]] = []  # (call node, state before it); the node negated if forced
     push, pop = stack.append, stack.pop
@@ -290,10 +316,13 @@ def _search(ops: list[Op], model: Model, deadline: float | None):
                 if call is None:
                     break  # a return: calls after it are not within reach yet
                 if forcible[f]:
-                    m, i, bit, memo, _ = call
-                    r = memo.get(state)
-                    if r is None:
-                        r = transition(i, state, memo)
+                    m, i, bit, memo, _, need = call
+                    if need >= 0:  # the model says which state the read needs: no step to call
+                        r = (state, cache[state]) if need == state else ()
+                    else:
+                        r = memo.get(state)
+                        if r is None:
+                            r = transition(i, state, memo)
                     if r:
                         nl = lin | bit
                         seen = r[1]
@@ -321,13 +350,16 @@ def _search(ops: list[Op], model: Model, deadline: float | None):
         if not back:
             call = info[e]
             if call is not None:  # a call: try to linearize it here
-                m, i, bit, memo, late = call
+                m, i, bit, memo, late, need = call
                 if late != phase:
                     e = nxt[e]
                     continue
-                r = memo.get(state)
-                if r is None:
-                    r = transition(i, state, memo)
+                if need >= 0:
+                    r = (state, cache[state]) if need == state else ()
+                else:
+                    r = memo.get(state)
+                    if r is None:
+                        r = transition(i, state, memo)
                 if r:
                     nl = lin | bit
                     seen = r[1]
@@ -366,7 +398,7 @@ def _search(ops: list[Op], model: Model, deadline: float | None):
             forced = e < 0
             if forced:
                 e = -e
-            m, i, bit, _, phase = info[e]
+            m, i, bit, _, phase, _ = info[e]
             lin ^= bit
             # unlift, in the reverse order
             p, q = prv[m], nxt[m]

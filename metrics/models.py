@@ -81,7 +81,9 @@ class Model:
     ``observes_fail`` names the operations whose ``:fail`` is an observation that stays in the
     history (Porcupine's etcd model: a failed cas saw another value); every other failed operation
     did not happen and is dropped (Knossos's rule). ``validate(op)`` returns why an operation's
-    value cannot be applied (a one-line reason), or None.
+    value cannot be applied (a one-line reason), or None. ``read_state(op)``, when given, is the one
+    state a completed read-only operation agrees with (its output, for a register's read): the
+    search then compares states instead of calling ``step`` for reads.
     """
 
     name: str
@@ -94,6 +96,7 @@ class Model:
     doc: str = field(default="", compare=False)
     observes_fail: frozenset[str] = frozenset()
     validate: Callable[[Op], str | None] = lambda op: None
+    read_state: Callable[[Op], Hashable] | None = None
 
 
 # --- a read/write register --------------------------------------------------------------------
@@ -151,25 +154,29 @@ def _validate_kv(op: Op) -> str | None:
     return None
 
 
+def _output(op: Op):
+    return op.output
+
+
 REGISTER = Model(
     name="register", init=None, step=_register_step, ops=frozenset({"read", "write"}),
-    readonly=frozenset({"read"}), partition=partition_by_key,
+    readonly=frozenset({"read"}), partition=partition_by_key, read_state=_output,
     doc="registers (one per key; key None for a single one), initially None; read returns the last write",
 )
 CAS_REGISTER = Model(
     name="cas-register", init=None, step=_cas_register_step, ops=frozenset({"read", "write", "cas"}),
-    readonly=frozenset({"read"}), partition=partition_by_key, validate=_validate_cas,
+    readonly=frozenset({"read"}), partition=partition_by_key, validate=_validate_cas, read_state=_output,
     doc="registers as above, with compare-and-set [expected, new]; a failed cas did not happen (Knossos)",
 )
 ETCD = Model(
     name="etcd", init=None, step=_etcd_step, ops=frozenset({"read", "write", "cas"}),
     readonly=frozenset({"read"}), partition=partition_by_key, validate=_validate_cas,
-    observes_fail=frozenset({"cas"}),
+    observes_fail=frozenset({"cas"}), read_state=_output,
     doc="cas-register with Porcupine's etcd rule: a failed cas saw a value other than its expected one",
 )
 KV = Model(
     name="kv", init="", step=_kv_step, ops=frozenset({"get", "put", "append"}),
-    readonly=frozenset({"get"}), partition=partition_by_key, validate=_validate_kv,
+    readonly=frozenset({"get"}), partition=partition_by_key, validate=_validate_kv, read_state=_output,
     doc='a map from keys to strings, each initially ""; get, put, append (concatenate)',
 )
 
