@@ -94,9 +94,9 @@ def execute(cfg, quiet: bool = False) -> tuple[Path, int]:
     except Exception as e:
         results.write_text(run_dir / "error.txt", traceback.format_exc())
         results.write_status(run_dir, results.STATUS_FAILED, sim_ms=reached, error=f"{type(e).__name__}: {e}")
-        print(f"capgym run: failed: {type(e).__name__}: {e} (traceback in {run_dir / 'error.txt'})",
+        print(f"capgym run: internal error: {type(e).__name__}: {e} (traceback in {run_dir / 'error.txt'})",
               file=sys.stderr)
-        return run_dir, 1
+        return run_dir, 4  # a bug, not a check that failed (1) nor bad input (2)
     finally:
         if ray_started:
             import ray
