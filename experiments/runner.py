@@ -202,6 +202,7 @@ def summarize(history: list[Op], events: list[Event], sim_ms: float, entry: Prot
         "k_max": st["k_max"],
         "messages": co["messages"],
         "messages_dropped": co["dropped"],
+        "messages_dropped_by_why": co["dropped_by_why"],
         "messages_by_type": co["by_type"],
         "partitions": len(parts),
         "partitioned_ms": sum(b - a for a, b in parts),

@@ -50,7 +50,8 @@ Both observe ``[currentTerm, lastLogIndex, lastLogTerm, commitIndex, failed elec
 ms since heard from a leader or granted a vote]``, from the node's own state and clock.
 
 Trace records: ``candidate`` {term}, ``leader`` {term}, ``follower`` {term} (stepping down or
-adopting a newer term), ``commit`` {index, term, cmd} (cmd is ``(origin node, op id, f, key, value)``
+adopting a newer term), ``vote`` {term, candidate} (a vote granted; a candidate's vote for itself
+is not recorded), ``commit`` {index, term, cmd} (cmd is ``(origin node, op id, f, key, value)``
 or ``None`` for a leader's no-op), ``apply`` {key, value} (the store changed).
 """
 
@@ -249,6 +250,7 @@ class Raft(Node):
         voteGranted = (term == self.currentTerm and self.votedFor in (None, candidateId) and up_to_date)
         if voteGranted:
             self.set_term(ctx, term, candidateId)
+            ctx.record("vote", term=term, candidate=candidateId)
             self.reset_election_timer(ctx)
         self.send(ctx, candidateId, ("request_vote_reply", self.currentTerm, voteGranted))
 
