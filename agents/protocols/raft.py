@@ -26,6 +26,16 @@ Implemented
   (``leaderId``); the node the client talked to replies when it applies the entry itself.
   It replies ``fail`` only when it knows no leader (so the operation was sent nowhere);
   a forwarded operation that is lost is left to the client's timeout (``unknown``).
+* PreVote (``prevote: true``; Ongaro's thesis, *Consensus: Bridging Theory and Practice*, 2014,
+  §9.6): when its election timer fires a node first sends ``pre_vote`` for ``currentTerm + 1``,
+  changing no one's term, and stands only once a majority would vote for it. A node grants a
+  pre-vote if the candidate's log is at least as up to date as its own and it has not heard from
+  a current leader within the lower election timeout (a leader never grants one). So a node that
+  was cut off, and rejoins, does not depose a leader that a majority still follows.
+* CheckQuorum (``check_quorum: true``; thesis §6.2): a leader that has not heard an
+  AppendEntries reply from a majority (itself included) within an election timeout steps down,
+  so a leader that can send but not hear does not lead forever. Both are off by default: the
+  paper's Raft.
 * ``broadcast_delay_ms``: every Raft message waits this long (a timer on the node's clock)
   before it is sent, so that the paper's timing requirement ``broadcastTime << electionTimeout
   << MTBF`` (Section 5.6) can be studied; ``world.processing_ms`` adds handler time on top.
@@ -34,8 +44,9 @@ Left out
 --------
 Cluster membership changes (Section 6), log compaction and snapshots (Section 7),
 InstallSnapshot, read leases / ReadIndex (Section 8 reads go through the log instead),
-client sessions with retries (duplicates are only filtered by operation id), PreVote and
-check-quorum (not in the paper), and batching/pipelining beyond ``max_entries`` per message.
+client sessions with retries (duplicates are only filtered by operation id), leader leases
+(thesis §4.2.3: ignoring RequestVote while a leader is heard), and batching/pipelining beyond
+``max_entries`` per message.
 
 Learnable choices (``ctx.ask``)
 -------------------------------
@@ -51,11 +62,14 @@ ms since heard from a leader or granted a vote]``, from the node's own state and
 
 Trace records: ``candidate`` {term}, ``leader`` {term}, ``follower`` {term} (stepping down or
 adopting a newer term), ``vote`` {term, candidate} (a vote granted; a candidate's vote for itself
-is not recorded), ``commit`` {index, term, cmd} (cmd is ``(origin node, op id, f, key, value)``
+is not recorded), ``pre_vote`` {term} (a PreVote round for ``term`` began; the node's term is
+unchanged), ``commit`` {index, term, cmd} (cmd is ``(origin node, op id, f, key, value)``
 or ``None`` for a leader's no-op), ``apply`` {key, value} (the store changed).
 """
 
 from __future__ import annotations
+
+import math
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -74,6 +88,9 @@ class Params(BaseModel):
         default_factory=list, description="timeouts a learner may pick; empty: 5 evenly spaced in the range")
     max_entries: int = Field(64, ge=1, description="most log entries in one AppendEntries")
     max_forward_hops: int = Field(2, ge=1, description="how often a client operation may be forwarded")
+    prevote: bool = Field(False, description="PreVote (thesis 9.6): stand only if a majority would vote")
+    check_quorum: bool = Field(
+        False, description="CheckQuorum (thesis 6.2): a leader unheard by a majority for a timeout steps down")
 
     @model_validator(mode="after")
     def _check(self):
@@ -105,6 +122,9 @@ class Raft(Node):
         self.state = FOLLOWER
         self.leaderId = None
         self.votes: set[int] = set()
+        self.prevotes: set[int] | None = None  # pre-votes granted, while a PreVote round runs
+        self.leader_at = -math.inf  # own clock when a current leader was last heard (PreVote)
+        self.heard_from: set[int] = set()  # peers that answered since the last CheckQuorum
         self.kv: dict = {}  # the state machine
         self.done: set = set()  # client operation ids already applied (Section 8)
         self.waiting: dict = {}  # op id -> ClientOp this node must answer
@@ -159,6 +179,9 @@ class Raft(Node):
         if name == "election":
             if self.state != LEADER:
                 ctx.ask(("stand", self.currentTerm + 1), self.obs(ctx), default=1)
+        elif name == "check_quorum":
+            if self.state == LEADER:
+                self.check_quorum(ctx)
         elif name == "heartbeat":
             if self.state == LEADER:
                 self.replicate(ctx)
@@ -178,7 +201,7 @@ class Raft(Node):
                 ctx.set_timer("election", min(self.timeout_ms, max(0.0, left)))
         elif kind == "stand" and term == self.currentTerm + 1 and self.state != LEADER:
             if action == 1:
-                self.start_election(ctx)
+                self.start_pre_vote(ctx) if self.params.prevote else self.start_election(ctx)
             else:
                 self.reset_election_timer(ctx)
 
@@ -193,9 +216,23 @@ class Raft(Node):
             ctx.record("follower", term=self.currentTerm)
         self.state = FOLLOWER
         self.leaderId = None
+        self.prevotes = None
         if was == LEADER:
             ctx.cancel_timer("heartbeat")
+            ctx.cancel_timer("check_quorum")
             self.reset_election_timer(ctx)
+
+    def start_pre_vote(self, ctx):
+        """PreVote (thesis 9.6): ask whether a majority would vote for us in currentTerm + 1,
+        without raising the term; stand only once it would."""
+        self.prevotes = {ctx.node_id}
+        ctx.record("pre_vote", term=self.currentTerm + 1)
+        self.reset_election_timer(ctx)
+        li = self.last_index()
+        for p in ctx.peers:
+            self.send(ctx, p, ("pre_vote", self.currentTerm + 1, ctx.node_id, li, self.term_at(li)))
+        if len(self.prevotes) >= self.majority(ctx):
+            self.start_election(ctx)
 
     def start_election(self, ctx):
         """Candidates: increment currentTerm, vote for self, reset election timer, send RequestVote RPCs."""
@@ -203,6 +240,7 @@ class Raft(Node):
             self.failed_elections += 1
         self.state = CANDIDATE
         self.leaderId = None
+        self.prevotes = None
         self.set_term(ctx, self.currentTerm + 1, ctx.node_id)
         self.votes = {ctx.node_id}
         ctx.record("candidate", term=self.currentTerm)
@@ -226,12 +264,26 @@ class Raft(Node):
         self.advance_commit(ctx)
         self.replicate(ctx)
         ctx.set_timer("heartbeat", self.params.heartbeat_ms)
+        if self.params.check_quorum:
+            self.heard_from = set()
+            ctx.set_timer("check_quorum", self.timeout_ms)
+
+    def check_quorum(self, ctx):
+        """CheckQuorum (thesis 6.2): step down unless a majority answered in the last election timeout."""
+        if len(self.heard_from) + 1 < self.majority(ctx):
+            return self.step_down(ctx, self.currentTerm)
+        self.heard_from = set()
+        ctx.set_timer("check_quorum", self.timeout_ms)
 
     # --- RPCs ----------------------------------------------------------------------------------
     def on_message(self, ctx, src, body):
         kind, term = body[0], body[1]
         if kind == "client_request":
             return self.client_request(ctx, src, body[1], body[2])
+        if kind == "pre_vote":  # a pre-vote's term is the one it asks about: it changes no one's term
+            return self.pre_vote(ctx, *body[1:])
+        if kind == "pre_vote_reply":
+            return self.pre_vote_reply(ctx, src, *body[1:])
         if term > self.currentTerm:
             self.step_down(ctx, term)
         if kind == "request_vote":
@@ -254,6 +306,26 @@ class Raft(Node):
             self.reset_election_timer(ctx)
         self.send(ctx, candidateId, ("request_vote_reply", self.currentTerm, voteGranted))
 
+    def pre_vote(self, ctx, term, candidateId, lastLogIndex, lastLogTerm):
+        """PreVote receiver (thesis 9.6): would vote for candidateId in ``term`` -- the term is new,
+        its log is up to date, and no current leader was heard within the lower election timeout.
+        Changes no state; a refusal carries currentTerm, a grant the asked-for term."""
+        my_last = self.last_index()
+        up_to_date = (lastLogTerm, lastLogIndex) >= (self.term_at(my_last), my_last)
+        leader_heard = self.state == LEADER or ctx.now() - self.leader_at < self.params.election_timeout_ms[0]
+        granted = term > self.currentTerm and up_to_date and not leader_heard
+        self.send(ctx, candidateId, ("pre_vote_reply", term if granted else self.currentTerm, granted))
+
+    def pre_vote_reply(self, ctx, src, term, granted):
+        if not granted:
+            if term > self.currentTerm:  # a refusal from a newer term: adopt it, as for any RPC
+                self.step_down(ctx, term)
+            return
+        if self.prevotes is not None and term == self.currentTerm + 1 and self.state != LEADER:
+            self.prevotes.add(src)
+            if len(self.prevotes) >= self.majority(ctx):
+                self.start_election(ctx)
+
     def request_vote_reply(self, ctx, src, term, voteGranted):
         if self.state == CANDIDATE and term == self.currentTerm and voteGranted:
             self.votes.add(src)
@@ -267,6 +339,8 @@ class Raft(Node):
         if self.state != FOLLOWER:  # a candidate that hears from the new leader steps down
             self.step_down(ctx, term)
         self.leaderId = leaderId
+        self.prevotes = None
+        self.leader_at = ctx.now()
         self.reset_election_timer(ctx)
         if prevLogIndex > self.last_index() or self.term_at(prevLogIndex) != prevLogTerm:  # 2.
             hint = min(self.last_index(), prevLogIndex - 1)
@@ -285,6 +359,7 @@ class Raft(Node):
     def append_entries_reply(self, ctx, src, term, success, index):
         if self.state != LEADER or term != self.currentTerm:
             return
+        self.heard_from.add(src)
         if success:
             self.matchIndex[src] = max(self.matchIndex[src], index)
             self.nextIndex[src] = max(self.nextIndex[src], index + 1)
