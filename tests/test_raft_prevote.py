@@ -79,7 +79,7 @@ def check_rejoin(seeds):
 def test_prevote_rejoining_node_does_not_depose_the_leader():
     """Without PreVote the rejoining node's higher term deposes the leader in every seed, and a new
     one is elected; with PreVote the leader keeps leading in every seed (logs behind or not)."""
-    check_rejoin(range(12))
+    check_rejoin(range(8))
 
 
 def deaf_to_leader(seed, prevote):
@@ -124,7 +124,7 @@ def check_one_way(seeds):
 
 
 def test_check_quorum_deaf_leader_steps_down_and_prevote_keeps_it_out():
-    check_one_way(range(4))
+    check_one_way(range(3))
 
 
 def test_check_quorum_keeps_a_healthy_leader():
@@ -154,8 +154,8 @@ def test_safety_and_liveness_with_prevote_and_check_quorum():
 
 @pytest.mark.slow
 def test_prevote_and_check_quorum_many_seeds():
-    check_rejoin(range(12, 100))
-    check_one_way(range(4, 50))
+    check_rejoin(range(8, 100))
+    check_one_way(range(3, 50))
     for seed in range(4, 50):
         assert deaf_to_leader(seed, prevote=True) == (0, False), f"seed {seed}"
 
