@@ -84,7 +84,8 @@ RANDOM_KINDS = ("partition", "crash", "pause", "slow", "clock", "loss")
 
 class Fault(Strict):
     """One scheduled fault. ``node`` picks a node (random when absent); partitions take a ``shape``
-    or explicit ``groups`` / one-way ``cuts``; clock faults take ``clock`` (bump/strobe/drift)."""
+    or explicit ``groups`` / one-way ``cuts``; clock faults take ``clock`` (bump/strobe/drift); a
+    crash with ``lose_unsynced`` also loses the node's disk writes since its last ``ctx.fsync()``."""
 
     at_ms: float = Field(ge=0)
     fault: Literal["partition", "heal", "crash", "restart", "pause", "resume", "slow", "fast", "clock", "loss"]
@@ -99,6 +100,13 @@ class Fault(Strict):
     duration_ms: float = Field(500.0, ge=0, description="strobe length")
     factor: float = Field(10.0, gt=0, description="slow-down of a slow node")
     loss: float = Field(0.5, ge=0, le=1)
+    lose_unsynced: bool = Field(False, description="crash only: lose disk writes not yet fsynced")
+
+    @model_validator(mode="after")
+    def _crash_only(self):
+        if self.lose_unsynced and self.fault != "crash":
+            raise ValueError(f"lose_unsynced: only a crash loses unsynced writes, not a {self.fault}")
+        return self
 
 
 class RandomNemesis(Strict):
@@ -115,6 +123,7 @@ class RandomNemesis(Strict):
     max_clock_delta_ms: float = Field(200.0, ge=0)
     slow_factor: float = Field(10.0, gt=0)
     loss: float = Field(0.3, ge=0, le=1)
+    lose_unsynced: bool = Field(False, description="crashes lose disk writes not yet fsynced")
 
     @model_validator(mode="after")
     def _fits(self):
@@ -128,6 +137,11 @@ class RandomNemesis(Strict):
 class NemesisConfig(Strict):
     schedule: list[Fault] = Field(default_factory=list)
     random: RandomNemesis | None = None
+
+    @property
+    def loses_unsynced(self) -> bool:
+        """Some crash may lose unsynced writes (the sim must then track each node's fsyncs)."""
+        return any(f.lose_unsynced for f in self.schedule) or bool(self.random and self.random.lose_unsynced)
 
 
 class WorkloadConfig(Strict):
