@@ -18,8 +18,10 @@ get/put/append), and merges any state it hears by keeping the larger stamp per k
 Every change of a replica's value of a key is recorded as an ``apply`` event. Always available;
 not linearizable (a partitioned replica serves stale reads, concurrent writes are lost to LWW);
 converges once the network heals: every live replica ends with the largest stamp of every key.
-Replicas keep their state in ``ctx.durable`` (the disk). Left out: vector-clock siblings,
-hinted handoff, Merkle-tree digests (the whole state is pushed), deletes.
+Replicas keep their state in ``ctx.durable`` (the disk), synced (``ctx.fsync()``) after a local
+write (before the client hears ok, as Dynamo's coordinator writes locally first) and before a
+``sync_ack``; gossip merges are not synced (a crash loses them; anti-entropy brings them back).
+Left out: vector-clock siblings, hinted handoff, Merkle-tree digests (the whole state is pushed), deletes.
 
 Learnable choice
 ----------------
@@ -86,6 +88,7 @@ class Eventual(Node):
         """A local write: a fresh stamp from this node's own clock, then spread it."""
         stamp = (ctx.now(), ctx.node_id, ctx.lamport)  # Lamport times never repeat at a node
         self.merge(ctx, key, stamp, value)
+        ctx.fsync()  # on the coordinator's disk before the client hears ok (Dynamo's local write)
         if self.params.broadcast_writes:
             ctx.broadcast(("update", [(key, stamp, value)]))
 
@@ -180,6 +183,7 @@ class Eventual(Node):
             for k, stamp, value in entries:
                 self.merge(ctx, k, stamp, value)
             entry = self.store.get(key)
+            ctx.fsync()  # a replica stores before it acknowledges
             ctx.send(src, ("sync_ack", oid, [(key,) + entry] if entry else []))
         elif kind == "sync_ack":
             _, oid, entries = body

@@ -26,6 +26,10 @@ Implemented
   (``leaderId``); the node the client talked to replies when it applies the entry itself.
   It replies ``fail`` only when it knows no leader (so the operation was sent nowhere);
   a forwarded operation that is lost is left to the client's timeout (``unknown``).
+* Persistence (Figure 2, "updated on stable storage before responding to RPCs"): ``ctx.fsync()``
+  before every RequestVote and AppendEntries reply, before a candidate asks for votes (its new
+  term and its own vote), and after a leader appends to its log (it counts itself as a replica
+  only of what is on its disk). A crash with ``lose_unsynced`` loses nothing a reply vouched for.
 * PreVote (``prevote: true``; Ongaro's thesis, *Consensus: Bridging Theory and Practice*, 2014,
   §9.6): when its election timer fires a node first sends ``pre_vote`` for ``currentTerm + 1``,
   changing no one's term, and stands only once a majority would vote for it. A node grants a
@@ -243,6 +247,7 @@ class Raft(Node):
         self.prevotes = None
         self.set_term(ctx, self.currentTerm + 1, ctx.node_id)
         self.votes = {ctx.node_id}
+        ctx.fsync()  # the new term and the vote for itself, on disk before asking for votes
         ctx.record("candidate", term=self.currentTerm)
         self.reset_election_timer(ctx)
         li = self.last_index()
@@ -260,6 +265,7 @@ class Raft(Node):
         ctx.cancel_timer("election")
         self.nextIndex = {p: self.last_index() + 1 for p in ctx.peers}  # leader's last log index + 1
         self.log.append((self.currentTerm, None))  # the no-op goes out with the first AppendEntries
+        ctx.fsync()  # a leader counts itself among the replicas only for what is on its disk
         self.matchIndex = {p: 0 for p in ctx.peers}
         self.advance_commit(ctx)
         self.replicate(ctx)
@@ -304,6 +310,7 @@ class Raft(Node):
             self.set_term(ctx, term, candidateId)
             ctx.record("vote", term=term, candidate=candidateId)
             self.reset_election_timer(ctx)
+        ctx.fsync()  # Figure 2: currentTerm and votedFor on stable storage before responding
         self.send(ctx, candidateId, ("request_vote_reply", self.currentTerm, voteGranted))
 
     def pre_vote(self, ctx, term, candidateId, lastLogIndex, lastLogTerm):
@@ -335,7 +342,7 @@ class Raft(Node):
     def append_entries(self, ctx, term, leaderId, prevLogIndex, prevLogTerm, entries, leaderCommit):
         """AppendEntries receiver, steps 1-5 of Figure 2."""
         if term < self.currentTerm:  # 1. reply false if term < currentTerm
-            return self.send(ctx, leaderId, ("append_entries_reply", self.currentTerm, False, self.last_index()))
+            return self.append_entries_reply_to(ctx, leaderId, False, self.last_index())
         if self.state != FOLLOWER:  # a candidate that hears from the new leader steps down
             self.step_down(ctx, term)
         self.leaderId = leaderId
@@ -344,7 +351,7 @@ class Raft(Node):
         self.reset_election_timer(ctx)
         if prevLogIndex > self.last_index() or self.term_at(prevLogIndex) != prevLogTerm:  # 2.
             hint = min(self.last_index(), prevLogIndex - 1)
-            return self.send(ctx, leaderId, ("append_entries_reply", self.currentTerm, False, hint))
+            return self.append_entries_reply_to(ctx, leaderId, False, hint)
         for k, entry in enumerate(entries):
             i = prevLogIndex + 1 + k
             if i <= self.last_index() and self.term_at(i) != entry[0]:
@@ -354,7 +361,11 @@ class Raft(Node):
         last_new = prevLogIndex + len(entries)
         if leaderCommit > self.commitIndex:  # 5.
             self.commit_to(ctx, min(leaderCommit, last_new))
-        self.send(ctx, leaderId, ("append_entries_reply", self.currentTerm, True, last_new))
+        self.append_entries_reply_to(ctx, leaderId, True, last_new)
+
+    def append_entries_reply_to(self, ctx, leaderId, success, index):
+        ctx.fsync()  # Figure 2: currentTerm, votedFor and log on stable storage before responding
+        self.send(ctx, leaderId, ("append_entries_reply", self.currentTerm, success, index))
 
     def append_entries_reply(self, ctx, src, term, success, index):
         if self.state != LEADER or term != self.currentTerm:
@@ -444,6 +455,7 @@ class Raft(Node):
         """Leaders: append the command to the log; others forward it to the leader they know."""
         if self.state == LEADER:
             self.log.append((self.currentTerm, tuple(cmd)))
+            ctx.fsync()
             self.advance_commit(ctx)  # a one-node cluster commits at once
             self.replicate(ctx)
         elif self.leaderId is not None and self.leaderId != src and hops < self.params.max_forward_hops:
