@@ -121,6 +121,8 @@ def model_or_reason(history: list[Op], protocol: str | None = None) -> tuple:
         return None, f"{protocol}'s reads return its decided value, not a register's (REGISTER_READS = False)"
     if not history:
         return None, "no client operations"
+    if any(op.f == "add" for op in history):
+        return None, "a set workload (add): Jepsen's set checker judges it (see lost_writes)"
     if any(op.f in ("read",) and op.status == OK and isinstance(op.output, (list, tuple, set))
            for op in history):
         return None, "reads return collections (a set), not a register's value"
@@ -174,6 +176,9 @@ def summarize(history: list[Op], events: list[Event], sim_ms: float, entry: Prot
 
     av = availability.availability(history, events)
     st = staleness.staleness(history)
+    from metrics.sets import is_set_history, set_check
+
+    set_verdict = set_check(history) if is_set_history(history) else None
     co = cost.cost(history, events)
     model = pick_model(history, entry.name)
     if st["stale_reads"] and model is not None:
@@ -213,6 +218,7 @@ def summarize(history: list[Op], events: list[Event], sim_ms: float, entry: Prot
         "availability_connected": av["ok_fraction_connected"],
         "linearizable": li["linearizable"],
         "linearizability_verdict": li["verdict"],
+        "lost_writes": set_verdict["lost"] if set_verdict else None,
         "stale_read_rate": st["stale_fraction"],
         "messages_per_op": co["messages_per_op"],
         "counts": av["counts"],
@@ -231,6 +237,7 @@ def summarize(history: list[Op], events: list[Event], sim_ms: float, entry: Prot
         "convergence": conv,
         "consensus": agreement,
         "election": leaders,
+        "set": set_verdict,
         "t_visibility": st["t_visibility"],
     }
 
@@ -279,14 +286,15 @@ def series(history: list[Op], events: list[Event], sim_ms: float, buckets: int =
 
 
 # --- tables -------------------------------------------------------------------------------------
-TABLE_COLUMNS = ("protocol", "availability", "linearizable", "stale-read rate", "messages/op")
+TABLE_COLUMNS = ("protocol", "availability", "linearizable", "stale-read rate", "lost writes", "messages/op")
 
 
 def table_rows(summaries: dict[str, dict]) -> list[dict]:
     """One row per protocol: the CAP trade-off at a glance."""
     return [{"protocol": label, "availability": s["availability"], "linearizable": s["linearizable"],
              "linearizability_verdict": s.get("linearizability_verdict"),
-             "stale_read_rate": s["stale_read_rate"], "messages_per_op": s["messages_per_op"]}
+             "stale_read_rate": s["stale_read_rate"], "lost_writes": s.get("lost_writes"),
+             "messages_per_op": s["messages_per_op"]}
             for label, s in summaries.items()]
 
 
@@ -319,7 +327,7 @@ def _fmt(v, digits: int = 3) -> str:
 def format_table(rows: list[dict]) -> str:
     """A fixed-width text table of :func:`table_rows`."""
     cells = [[r["protocol"], _fmt(r["availability"]), _verdict_cell(r),
-              _fmt(r["stale_read_rate"]), _fmt(r["messages_per_op"], 1)] for r in rows]
+              _fmt(r["stale_read_rate"]), _fmt(r.get("lost_writes")), _fmt(r["messages_per_op"], 1)] for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(TABLE_COLUMNS)]
     line = lambda cs: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cs, widths)))  # noqa: E731
     return "\n".join([line(TABLE_COLUMNS), line(["-" * w for w in widths])] + [line(c) for c in cells])

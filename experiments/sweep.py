@@ -48,7 +48,7 @@ RUN_KEYS = tuple(RunConfig.model_fields)
 MEASURES = ("availability", "availability_partitioned", "availability_connected", "linearizable",
             "stale_read_rate", "messages_per_op", "latency_p50_ms", "latency_p99_ms", "ops",
             "partitioned_ms", "time_without_leader", "elections", "split_votes", "lonely_elections",
-            "termination",
+            "lost_writes", "termination",
             "time_to_decide", "rounds_to_decide", "time_to_converge")
 #: measures shown in the printed aggregate table (besides the plotted one)
 TABLE_MEASURES = ("availability", "linearizable", "stale_read_rate", "messages_per_op")
@@ -215,6 +215,7 @@ def headline(s: dict) -> dict:
         "elections": el.get("elections"),
         "split_votes": el.get("split_votes"),
         "lonely_elections": el.get("lonely_elections"),
+        "lost_writes": s.get("lost_writes"),
         "termination": co.get("termination"),
         "time_to_decide": co.get("time_to_decide"),
         "rounds_to_decide": co.get("rounds_to_decide"),

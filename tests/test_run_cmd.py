@@ -100,7 +100,8 @@ def test_compare_runs_each_protocol_under_the_same_scenario(tmp_path, monkeypatc
     assert main(["run", str(write(tmp_path, cfg))]) == 0
     out = capsys.readouterr().out
     header = next(line for line in out.splitlines() if line.startswith("protocol"))
-    assert header.split() == ["protocol", "availability", "linearizable", "stale-read", "rate", "messages/op"]
+    assert header.split() == ["protocol", "availability", "linearizable", "stale-read", "rate", "lost", "writes",
+                              "messages/op"]
     assert any(line.startswith("echo ") for line in out.splitlines())
     assert any(line.startswith("gossip ") for line in out.splitlines())
     (d,) = run_dirs(tmp_path / "results", "tiny")

@@ -23,6 +23,14 @@ write (before the client hears ok, as Dynamo's coordinator writes locally first)
 ``sync_ack``; gossip merges are not synced (a crash loses them; anti-entropy brings them back).
 Left out: vector-clock siblings, hinted handoff, Merkle-tree digests (the whole state is pushed), deletes.
 
+Sets (Jepsen's set workload): ``add`` is a read-modify-write of the key's set (the sorted tuple of
+its elements) at the replica that serves it. How replicas then merge two versions is
+``set_merge``: ``lww`` (default) keeps the version with the larger stamp, as for any value -- so
+an add is lost whenever another replica's version with a larger stamp did not include it
+(concurrent adds at two replicas, or any add stamped by a clock that lags); ``union`` merges the
+two sets (a grow-only set, a state-based CRDT: Shapiro et al. 2011), losing no add, at the price
+that nothing can ever be removed.
+
 Learnable choice
 ----------------
 ``("serve", op.id)`` on every client operation, ``default=0`` (local), ``mask`` all allowed:
@@ -41,13 +49,15 @@ over peers of ``min(1, time since last heard / suspect_ms)``.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from envs.world.node import Node
 
 NOTHING = (float("-inf"), -1, 0)  # the stamp of a key never written
 LOCAL, QUORUM, REFUSE = 0, 1, 2
-WRITES = ("write", "put", "append", "cas")
+WRITES = ("write", "put", "append", "cas", "add")
 
 
 class Params(BaseModel):
@@ -55,6 +65,8 @@ class Params(BaseModel):
     gossip_ms: float = Field(100.0, gt=0, description="anti-entropy period on the node's own clock")
     fanout: int = Field(1, ge=1, description="peers pushed to per anti-entropy round")
     broadcast_writes: bool = Field(True, description="send each local write to every peer at once")
+    set_merge: Literal["lww", "union"] = Field(
+        "lww", description="sets (add): keep the version with the larger stamp, or the union of both")
     retry_ms: float = Field(50.0, gt=0, description="quorum serve: retransmit period")
     give_up_ms: float = Field(1000.0, gt=0, description="quorum serve: give up after this long")
     suspect_ms: float = Field(300.0, gt=0, description="a peer not heard from for this long counts as unreachable")
@@ -77,8 +89,15 @@ class Eventual(Node):
         return self.store.get(key, (NOTHING, None))[1]
 
     def merge(self, ctx, key, stamp, value) -> bool:
-        """Thomas's write rule: keep the larger stamp. True when the replica changed."""
-        if stamp <= self.store.get(key, (NOTHING, None))[0]:
+        """Thomas's write rule: keep the larger stamp (or, for sets with ``set_merge: union``, the
+        union of both under the larger stamp). True when the replica changed."""
+        old_stamp, old = self.store.get(key, (NOTHING, None))
+        if self.params.set_merge == "union" and type(value) is tuple and type(old) is tuple:
+            union = tuple(sorted(set(old) | set(value)))
+            if union == old:
+                return False
+            stamp, value = max(stamp, old_stamp), union
+        elif stamp <= old_stamp:
             return False
         self.store[key] = (stamp, value)
         ctx.record("apply", key=key, value=value, origin=[stamp[1], stamp[2]])  # [node, lamport] of the write
@@ -136,6 +155,8 @@ class Eventual(Node):
             if cur != op.value[0]:
                 return "fail", None
             self.write(ctx, key, op.value[1])
+        elif f == "add":  # read-modify-write of the key's set
+            self.write(ctx, key, tuple(sorted(set(cur or ()) | {op.value})))
         else:
             return "fail", None
         return "ok", None

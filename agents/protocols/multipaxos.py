@@ -51,7 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from envs.world.node import Node
 
-FS = ("read", "write", "cas", "get", "put", "append")
+FS = ("read", "write", "cas", "get", "put", "append", "add")
 
 
 class Params(BaseModel):
@@ -264,6 +264,8 @@ class MultiPaxos(Node):
             self.kv[key] = value
         elif f == "append":
             self.kv[key] = f"{self.kv.get(key, '')}{value}"
+        elif f == "add":  # a set per key (Jepsen's set workload): the read returns the elements
+            self.kv[key] = tuple(sorted(set(self.kv.get(key) or ()) | {value}))
         elif self.kv.get(key) == value[0]:  # cas
             self.kv[key] = value[1]
         else:

@@ -19,7 +19,8 @@ Implemented
   replicas (``matchIndex``); earlier entries commit indirectly. A new leader appends a no-op
   entry of its term at once (Section 8), so that it can commit and serve reads.
 * A key-value state machine (Section 7 / Figure 1): ``read``/``write``/``cas`` on a key
-  (``None`` = one register) and ``get``/``put``/``append``. Every client operation, reads too,
+  (``None`` = one register), ``get``/``put``/``append``, and ``add`` (a set per key: a read returns
+  its elements, sorted). Every client operation, reads too,
   goes through the log, so every answer is linearizable; a node replies only once the entry
   is applied on it. Duplicated commands (same client operation id) are applied once (Section 8).
 * Clients: a node that is not the leader *forwards* the operation to the leader it knows
@@ -429,6 +430,8 @@ class Raft(Node):
             self.store(ctx, key, value)
         elif f == "append":
             self.store(ctx, key, f"{self.kv.get(key, '')}{value}")
+        elif f == "add":  # a set per key (Jepsen's set workload): the read returns the elements
+            self.store(ctx, key, tuple(sorted(set(self.kv.get(key) or ()) | {value})))
         elif f == "cas":
             if self.kv.get(key) == value[0]:
                 self.store(ctx, key, value[1])
@@ -444,7 +447,7 @@ class Raft(Node):
 
     # --- clients ---------------------------------------------------------------------------------
     def on_client(self, ctx, op):
-        if op.f not in ("read", "write", "cas", "get", "put", "append"):
+        if op.f not in ("read", "write", "cas", "get", "put", "append", "add"):
             return ctx.reply(op, "fail")
         if self.state != LEADER and self.leaderId is None:
             return ctx.reply(op, "fail")  # no leader known: sent nowhere, definitely not done

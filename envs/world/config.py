@@ -149,7 +149,8 @@ class WorkloadConfig(Strict):
 
     clients: int = Field(5, ge=0)
     ops: dict[str, float] = Field(default_factory=lambda: {"read": 0.5, "write": 0.5},
-                                  description="relative weights of read, write, cas (or get, put, append)")
+                                  description="relative weights of read, write, cas (or get, put, append; "
+                                              "or add and read: a set per key)")
     keys: int = Field(0, ge=0, description="0: one register; k: keys 0..k-1")
     think_ms: float = Field(20.0, ge=0, description="mean pause between a client's operations")
     timeout_ms: float = Field(500.0, gt=0)
@@ -157,16 +158,21 @@ class WorkloadConfig(Strict):
     start_ms: float = Field(0.0, ge=0)
     stop_ms: float | None = Field(None, ge=0, description="no new operations after this (default: 90% of the run)")
     value_range: int = Field(5, ge=1, description="cas compares against values in 0..value_range-1")
+    final_read_ms: float | None = Field(
+        None, ge=0, description="set workload: every client reads every key from this time on, until one "
+                                "read of each succeeds (default: halfway between stop_ms and the end)")
 
     @field_validator("ops")
     @classmethod
     def _ops(cls, v):
-        known = {"read", "write", "cas", "get", "put", "append"}
+        known = {"read", "write", "cas", "get", "put", "append", "add"}
         for k, w in v.items():
             if k not in known:
                 raise ValueError(f"unknown operation {k!r} (choose from {', '.join(sorted(known))})")
             if w < 0:
                 raise ValueError(f"weight of {k} must be >= 0")
+        if "add" in v and set(v) - {"add", "read"}:
+            raise ValueError("add makes a set workload: it goes with read only ({add: ..., read: ...})")
         if v and sum(v.values()) <= 0:
             raise ValueError("operation weights must not all be 0")
         return v
