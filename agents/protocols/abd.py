@@ -25,7 +25,8 @@ in ``ctx.durable`` (the disk) so that crash-recovery keeps the quorum intersecti
 (``ctx.fsync()``) before a replica acknowledges a store, before a coordinator counts itself in a
 store majority, and before a local write answers ok; each start's ``epoch`` (for fresh operation
 ids) is synced at once. No
-compare-and-set (ABD cannot implement it: that needs consensus), so ``cas`` is refused. No
+compare-and-set (ABD cannot implement it: that needs consensus), so ``cas`` is refused, and so
+is a set's ``add`` (a read-modify-write, for the same reason). No
 reconfiguration, no garbage collection of finished operations' late acks (they are ignored).
 
 Learnable choice
