@@ -15,7 +15,8 @@ A node that decides broadcasts ``("decided", v)``; a node that hears it decides 
 decided node answers any round message with it (so late nodes terminate). Messages are
 retransmitted every ``retry_ms`` of the node's own clock; a node answers a message of a round it
 has left with its own messages of that round (so loss cannot strand a slower node). Inputs, round,
-estimate and decision are kept in ``ctx.durable`` (they survive crashes). Trace records:
+estimate and decision are kept in ``ctx.durable`` (they survive crashes; synced before each round
+message leaves). Trace records:
 ``propose`` {value} (the input, once) and ``decide`` {value, round}.
 
 Actions (``Discrete(3)``): ``0``/``1`` the next estimate, ``2`` the no-op. An agent may prefer its
@@ -93,6 +94,7 @@ class BenOr(Node):
     def broadcast_phase(self, ctx):
         d = self.d
         r, ph = d["round"], d["phase"]
+        ctx.fsync()  # a restarted node resends this message, never a different one for the phase
         ctx.broadcast(("report" if ph == 1 else "proposal", r, d["mine"][(r, ph)]))
         ctx.set_timer("retry", self.params.retry_ms)
 

@@ -86,9 +86,9 @@ def aggregate(episodes: list[dict]) -> dict:
     ms = [numeric_measures(e["global"]) for e in episodes]
     for k in sorted({k for m in ms for k in m}):
         out[k] = float(np.mean([m[k] for m in ms if k in m]))
-    lin = [e["global"].get("linearizable") for e in episodes]
-    out["linearizable_fraction"] = (float(np.mean([v is True for v in lin])) if any(v is not None for v in lin)
-                                    else None)
+    # over the episodes with a verdict: an unknown one (the checker's budget ran out) is neither
+    lin = [v for e in episodes if isinstance(v := e["global"].get("linearizable"), bool)]
+    out["linearizable_fraction"] = float(np.mean(lin)) if lin else None
     out["welfare"] = float(np.mean([e.get("welfare", np.nan) for e in episodes]))
     return out
 
@@ -133,6 +133,8 @@ def table_row(label: str, agg: dict) -> dict:
             "availability": agg.get("availability"), "stale_read_rate": agg.get("stale_fraction"),
             "messages_per_op": (agg.get("messages", 0) / ops) if ops else None,
             "linearizable": None if lf is None else (True if lf == 1.0 else False if lf == 0.0 else None),
+            "linearizability_verdict": ("not_applicable" if lf is None else "linearizable" if lf == 1.0
+                                        else "not_linearizable" if lf == 0.0 else None),
             "linearizable_fraction": lf}
 
 

@@ -48,7 +48,8 @@ def nemesis() -> dict[str, list[str]]:
     from envs.world.network import PARTITION_SHAPES
 
     return {"scheduled faults": list(FAULT_KINDS), "random kinds": list(RANDOM_KINDS),
-            "partition shapes": list(PARTITION_SHAPES)}
+            "partition shapes": list(PARTITION_SHAPES),
+            "crash options": ["lose_unsynced (the disk loses writes since the last fsync)"]}
 
 
 def configs(root: Path = Path("configs")) -> list[str]:

@@ -170,6 +170,7 @@ def compare(path: Path, rows: list[dict]) -> Path:
         if key == "availability":
             for b, r in zip(bars, rows):
                 v = r["linearizable"]
-                text = "linearizable" if v is True else "NOT lin." if v is False else "lin.?"
+                text = ("linearizable" if v is True else "NOT lin." if v is False
+                        else "lin. n/a" if r.get("linearizability_verdict") == "not_applicable" else "lin.?")
                 ax.text(b.get_x() + b.get_width() / 2, b.get_height() + 0.02, text, ha="center", fontsize=8)
     return save_figure(fig, path)

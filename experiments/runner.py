@@ -99,25 +99,40 @@ def run_live_entry(cfg: RunConfig, entry: ProtocolEntry, stop: Callable[[], bool
 
 
 # --- measuring ----------------------------------------------------------------------------------
+#: the linearizability verdicts of a run's summary, each with its ``why``
+LINEARIZABLE, NOT_LINEARIZABLE = "linearizable", "not_linearizable"
+UNKNOWN, NOT_APPLICABLE = "unknown", "not_applicable"
+
+
 def pick_model(history: list[Op], protocol: str | None = None):
     """The sequential model the operations call for (register, cas-register or kv), split by key
-    when the workload has several keys; ``None`` when reads return collections (a set, not a
-    register), no model fits, or the protocol says its reads are not register reads (a consensus
-    protocol's reads return the decided value: its module sets ``REGISTER_READS = False``)."""
+    when the workload has several keys; ``None`` when none applies (:func:`model_or_reason` says why)."""
+    return model_or_reason(history, protocol)[0]
+
+
+def model_or_reason(history: list[Op], protocol: str | None = None) -> tuple:
+    """``(model, None)``, or ``(None, why)`` when no model applies: the history is empty, reads
+    return collections (a set, not a register), no model has all the operations, or the protocol
+    says its reads are not register reads (a consensus protocol's reads return the decided value:
+    its module sets ``REGISTER_READS = False``)."""
     from metrics import models
 
     if protocol is not None and not _register_reads(protocol):
-        return None
+        return None, f"{protocol}'s reads return its decided value, not a register's (REGISTER_READS = False)"
+    if not history:
+        return None, "no client operations"
+    if any(op.f == "add" for op in history):
+        return None, "a set workload (add): Jepsen's set checker judges it (see lost_writes)"
     if any(op.f in ("read",) and op.status == OK and isinstance(op.output, (list, tuple, set))
            for op in history):
-        return None
+        return None, "reads return collections (a set), not a register's value"
     try:
         model = models.guess_model(history)
-    except ValueError:
-        return None
+    except ValueError as e:
+        return None, f"no register/kv model fits the operations ({e})"
     if any(op.key is not None for op in history) and model.partition is not models.partition_by_key:
         model = dataclasses.replace(model, partition=models.partition_by_key)
-    return model
+    return model, None
 
 
 def _register_reads(protocol: str) -> bool:
@@ -132,21 +147,26 @@ def _register_reads(protocol: str) -> bool:
 
 def linearizability(history: list[Op], budget_s: float = LINEARIZABILITY_BUDGET_S,
                     protocol: str | None = None) -> dict:
-    """The verdict (True, False, or None for unknown) with the model and the failing operation."""
+    """The history's linearizability: ``linearizable`` (True, False, or None when there is no
+    verdict), ``verdict`` -- one of :data:`LINEARIZABLE`, :data:`NOT_LINEARIZABLE`, :data:`UNKNOWN`
+    (the search ran out of its ``budget_s`` seconds) and :data:`NOT_APPLICABLE` (nothing could be
+    checked: no model applies) -- with its reason ``why``, the model's name and the failing operation."""
     from metrics import linearizability as lin
 
-    model = pick_model(history, protocol)
+    model, why = model_or_reason(history, protocol)
     if model is None:
-        return {"linearizable": None, "model": None, "why": "no register/kv model fits the operations"}
+        return {"linearizable": None, "verdict": NOT_APPLICABLE, "why": why, "model": None}
     res = lin.check(history, model, timeout=budget_s)
-    verdict = res.ok if isinstance(res.ok, bool) else None
-    out = {"linearizable": verdict, "model": model.name,
+    ok = res.ok if isinstance(res.ok, bool) else None
+    out = {"linearizable": ok, "verdict": {True: LINEARIZABLE, False: NOT_LINEARIZABLE, None: UNKNOWN}[ok],
+           "model": model.name,
            "failing_op": res.failing_op.to_dict() if res.failing_op else None,
            "failing_key": res.failing_key, "prefix_len": res.prefix_len, "algorithm": res.algorithm}
     if res.conflict:
         out["conflict"] = [op.id for op in res.conflict]
-    if verdict is None:
-        out["why"] = f"search ran out of its {budget_s:g} s budget"
+    out["why"] = {True: f"a linearization of the {model.name} history exists",
+                  False: f"no linearization of the {model.name} history exists (see failing_op)",
+                  None: f"search ran out of its {budget_s:g} s budget"}[ok]
     return out
 
 
@@ -158,12 +178,16 @@ def summarize(history: list[Op], events: list[Event], sim_ms: float, entry: Prot
 
     av = availability.availability(history, events)
     st = staleness.staleness(history)
+    from metrics.sets import is_set_history, set_check
+
+    set_verdict = set_check(history) if is_set_history(history) else None
     co = cost.cost(history, events)
     model = pick_model(history, entry.name)
     if st["stale_reads"] and model is not None:
         # a stale read (it missed a write that completed before it began) already proves the
         # history is not linearizable: no need to search
-        li = {"linearizable": False, "model": model.name, "why": "stale reads",
+        li = {"linearizable": False, "verdict": NOT_LINEARIZABLE, "model": model.name,
+              "why": "stale reads: a read missed a write that completed before it began",
               "stale_examples": st["stale_examples"]}
     else:
         li = linearizability(history, protocol=entry.name)
@@ -195,6 +219,8 @@ def summarize(history: list[Op], events: list[Event], sim_ms: float, entry: Prot
         "availability_partitioned": av["ok_fraction_partitioned"],
         "availability_connected": av["ok_fraction_connected"],
         "linearizable": li["linearizable"],
+        "linearizability_verdict": li["verdict"],
+        "lost_writes": set_verdict["lost"] if set_verdict else None,
         "stale_read_rate": st["stale_fraction"],
         "messages_per_op": co["messages_per_op"],
         "counts": av["counts"],
@@ -204,6 +230,7 @@ def summarize(history: list[Op], events: list[Event], sim_ms: float, entry: Prot
         "k_max": st["k_max"],
         "messages": co["messages"],
         "messages_dropped": co["dropped"],
+        "messages_dropped_by_why": co["dropped_by_why"],
         "messages_by_type": co["by_type"],
         "partitions": len(parts),
         "partitioned_ms": sum(b - a for a, b in parts),
@@ -212,6 +239,7 @@ def summarize(history: list[Op], events: list[Event], sim_ms: float, entry: Prot
         "convergence": conv,
         "consensus": agreement,
         "election": leaders,
+        "set": set_verdict,
         "t_visibility": st["t_visibility"],
     }
 
@@ -260,14 +288,32 @@ def series(history: list[Op], events: list[Event], sim_ms: float, buckets: int =
 
 
 # --- tables -------------------------------------------------------------------------------------
-TABLE_COLUMNS = ("protocol", "availability", "linearizable", "stale-read rate", "messages/op")
+TABLE_COLUMNS = ("protocol", "availability", "linearizable", "stale-read rate", "lost writes", "messages/op")
 
 
 def table_rows(summaries: dict[str, dict]) -> list[dict]:
     """One row per protocol: the CAP trade-off at a glance."""
     return [{"protocol": label, "availability": s["availability"], "linearizable": s["linearizable"],
-             "stale_read_rate": s["stale_read_rate"], "messages_per_op": s["messages_per_op"]}
+             "linearizability_verdict": s.get("linearizability_verdict"),
+             "stale_read_rate": s["stale_read_rate"], "lost_writes": s.get("lost_writes"),
+             "messages_per_op": s["messages_per_op"]}
             for label, s in summaries.items()]
+
+
+#: how the run table prints each verdict
+VERDICT_CELLS = {LINEARIZABLE: "true", NOT_LINEARIZABLE: "false", UNKNOWN: "unknown", NOT_APPLICABLE: "n/a"}
+
+
+def _verdict_cell(row: dict) -> str:
+    """``true``/``false``/``unknown`` (time budget)/``n/a`` (nothing to check); an evaluation's row
+    whose episodes disagree shows the linearizable fraction; a summary written before verdicts
+    existed has only ``linearizable``, whose ``None`` could be either: ``unknown``."""
+    v = row.get("linearizability_verdict")
+    if v is not None:
+        return VERDICT_CELLS[v]
+    if row.get("linearizable_fraction") is not None:
+        return f"{row['linearizable_fraction']:.2f}"
+    return _fmt(row["linearizable"], -1)
 
 
 def _fmt(v, digits: int = 3) -> str:
@@ -282,8 +328,8 @@ def _fmt(v, digits: int = 3) -> str:
 
 def format_table(rows: list[dict]) -> str:
     """A fixed-width text table of :func:`table_rows`."""
-    cells = [[r["protocol"], _fmt(r["availability"]), _fmt(r["linearizable"], -1),
-              _fmt(r["stale_read_rate"]), _fmt(r["messages_per_op"], 1)] for r in rows]
+    cells = [[r["protocol"], _fmt(r["availability"]), _verdict_cell(r),
+              _fmt(r["stale_read_rate"]), _fmt(r.get("lost_writes")), _fmt(r["messages_per_op"], 1)] for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(TABLE_COLUMNS)]
     line = lambda cs: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cs, widths)))  # noqa: E731
     return "\n".join([line(TABLE_COLUMNS), line(["-" * w for w in widths])] + [line(c) for c in cells])

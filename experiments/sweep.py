@@ -47,7 +47,8 @@ RUN_KEYS = tuple(RunConfig.model_fields)
 #: headline measures of one protocol's run, read from its summary.json (``linearizable`` as 1/0)
 MEASURES = ("availability", "availability_partitioned", "availability_connected", "linearizable",
             "stale_read_rate", "messages_per_op", "latency_p50_ms", "latency_p99_ms", "ops",
-            "partitioned_ms", "time_without_leader", "elections", "split_votes", "termination",
+            "partitioned_ms", "time_without_leader", "elections", "split_votes", "lonely_elections",
+            "lost_writes", "termination",
             "time_to_decide", "rounds_to_decide", "time_to_converge")
 #: measures shown in the printed aggregate table (besides the plotted one)
 TABLE_MEASURES = ("availability", "linearizable", "stale_read_rate", "messages_per_op")
@@ -213,6 +214,8 @@ def headline(s: dict) -> dict:
         "time_without_leader": el.get("time_without_leader"),
         "elections": el.get("elections"),
         "split_votes": el.get("split_votes"),
+        "lonely_elections": el.get("lonely_elections"),
+        "lost_writes": s.get("lost_writes"),
         "termination": co.get("termination"),
         "time_to_decide": co.get("time_to_decide"),
         "rounds_to_decide": co.get("rounds_to_decide"),

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from envs.world.records import Event
 
-from .timeline import as_list, down_at_end, hashable, node_ids
+from .timeline import as_list, down_at_end, hashable, node_ids, order
 
 
 def consensus(trace: Iterable[Event], nodes: Iterable[int] | None = None) -> dict:
@@ -37,7 +37,8 @@ def consensus(trace: Iterable[Event], nodes: Iterable[int] | None = None) -> dic
     * **rounds to decide** -- the largest ``round`` field of its ``decide`` events (``None``
       when no decide carries a round).
 
-    ``nodes`` defaults to every node of the trace (:func:`~metrics.timeline.node_ids`).
+    Instances and values are listed in value order (:func:`~metrics.timeline.order`: slot 2 before
+    slot 10). ``nodes`` defaults to every node of the trace (:func:`~metrics.timeline.node_ids`).
     """
     trace = as_list(trace)
     nodes = sorted(nodes) if nodes is not None else node_ids(trace)
@@ -76,13 +77,13 @@ def consensus(trace: Iterable[Event], nodes: Iterable[int] | None = None) -> dic
             if r is not None:
                 rounds[inst] = max(rounds.get(inst, r), r)
 
-    instances = sorted(set(proposed) | set(decided), key=repr)
-    disagreements = [{"instance": i, "values": [values[i][v] for v in sorted(values[i], key=repr)]}
+    instances = sorted(set(proposed) | set(decided), key=order)
+    disagreements = [{"instance": i, "values": [values[i][v] for v in sorted(values[i], key=order)]}
                      for i in instances if len(values[i]) > 1]
     invalid = []
     if any_propose:
         invalid = [{"instance": i, "value": values[i][v]} for i in instances
-                   for v in sorted(values[i], key=repr) if v not in proposed[i]]
+                   for v in sorted(values[i], key=order) if v not in proposed[i]]
     down = down_at_end(trace)
     live = [n for n in nodes if n not in down]
     per_instance = []

@@ -21,11 +21,14 @@ def cost(history: Sequence[Op], trace: Iterable[Event]) -> dict:
     * ``messages_per_op`` / ``bytes_per_op`` -- divided by the number of operations in the history;
       ``messages_per_ok_op`` -- divided by the number of ``ok`` operations (``None`` when the
       divisor is 0);
-    * ``dropped`` -- the number of ``drop`` events (messages lost to loss, partitions or crashes).
+    * ``dropped`` -- the number of ``drop`` events (messages lost to loss, partitions or crashes);
+      ``dropped_by_why`` splits it by the event's ``why`` (``loss``, ``partition``, ``down``), since
+      a message lost at random and one cut off by a partition are different faults.
     """
     messages = dropped = 0
     nbytes = None
     by_type: Counter = Counter()
+    by_why: Counter = Counter()
     for e in trace:
         if e.kind == "send":
             messages += 1
@@ -35,12 +38,14 @@ def cost(history: Sequence[Op], trace: Iterable[Event]) -> dict:
                 nbytes = (nbytes or 0) + b
         elif e.kind == "drop":
             dropped += 1
+            by_why[str(e.fields.get("why"))] += 1
     ops = len(history)
     ok = sum(op.status == OK for op in history)
     return {
         "messages": messages,
         "bytes": nbytes,
         "dropped": dropped,
+        "dropped_by_why": dict(sorted(by_why.items())),
         "ops": ops,
         "ok_ops": ok,
         "messages_per_op": messages / ops if ops else None,

@@ -1,8 +1,14 @@
-"""Leader election: election safety, time without a leader, elections and split votes.
+"""Leader election: election safety, time without a leader, and why elections failed.
 
 Election safety is Raft's "at most one leader can be elected in a given term" (Ongaro and
 Ousterhout, *In Search of an Understandable Consensus Algorithm*, 2014, Fig. 3). The protocols record
-``candidate``, ``leader`` and ``follower`` events with a ``term`` (``docs/trace.md``).
+``candidate``, ``leader`` and ``follower`` events with a ``term``, and ``vote`` events with the
+``term`` and the ``candidate`` a node voted for (``docs/trace.md``).
+
+An election that elects nobody failed for one of three reasons, counted apart: its votes were
+*split* among two or more candidates (Raft §5.2's split vote); its only candidate got no vote
+from anyone (a *lonely* election: a node cut off from the rest, or one whose log is behind); or
+its only candidate got some votes but not a majority (a *minority* election).
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from collections.abc import Iterable
 
 from envs.world.records import Event
 
-from .timeline import as_list
+from .timeline import as_list, order
 
 
 def election(trace: Iterable[Event], start: float | None = None, end: float | None = None) -> dict:
@@ -25,9 +31,20 @@ def election(trace: Iterable[Event], start: float | None = None, end: float | No
       ``crash``, its own ``follower``/``candidate``/``start`` event, or a ``leader`` event of a later
       term at any node (a newer leader deposes it). ``start``/``end`` default to the first and last
       event times. Also given as a fraction of ``end - start`` and as the longest leaderless stretch.
-    * **elections** -- the number of distinct terms in which some node became ``candidate``.
-    * **split votes** -- those terms that saw a ``candidate`` but no ``leader`` (an election still
-      running when the trace ends counts too).
+    * **elections** -- the number of distinct terms in which some node became ``candidate``;
+      ``elections_without_leader`` -- those of them that saw no ``leader`` (an election still
+      running when the trace ends counts too). Each of these is exactly one of:
+
+      - **split votes** -- two or more candidates stood in the term;
+      - **lonely elections** -- one candidate stood, and no other node recorded a ``vote`` for it;
+      - **minority elections** -- one candidate stood and got votes, but never became leader.
+
+      Telling the last two apart needs ``vote`` records: when the trace holds none at all (a
+      protocol that does not record votes), ``lonely_elections`` and ``minority_elections`` are
+      ``None`` and only ``split_votes`` is counted. The ``*_terms`` lists give the terms, in
+      numeric order (:func:`~metrics.timeline.order`).
+
+    Safety violations are listed in term order too.
     """
     trace = as_list(trace)
     if start is None:
@@ -35,7 +52,9 @@ def election(trace: Iterable[Event], start: float | None = None, end: float | No
     if end is None:
         end = trace[-1].t if trace else start
     leaders: dict = defaultdict(set)  # term -> nodes that became leader in it
-    candidate_terms: set = set()
+    candidates: dict = defaultdict(set)  # term -> nodes that stood in it
+    voted: set = set()  # (term, candidate) pairs that got a vote from another node
+    any_vote = False
     leading: dict[int, object] = {}  # node -> term it leads
     without = 0.0
     longest = 0.0
@@ -43,6 +62,11 @@ def election(trace: Iterable[Event], start: float | None = None, end: float | No
     for e in trace:
         kind = e.kind
         if kind not in ("leader", "candidate", "follower", "crash", "start"):
+            if kind == "vote":
+                any_vote = True
+                cand = e.fields.get("candidate")
+                if cand != e.node:
+                    voted.add((e.fields.get("term"), cand))
             continue
         t = min(max(e.t, start), end)
         term = e.fields.get("term")
@@ -54,7 +78,7 @@ def election(trace: Iterable[Event], start: float | None = None, end: float | No
             leading[e.node] = term
         else:
             if kind == "candidate":
-                candidate_terms.add(term)
+                candidates[term].add(e.node)
             leading.pop(e.node, None)
         if leading and since is not None:
             without += t - since
@@ -65,17 +89,26 @@ def election(trace: Iterable[Event], start: float | None = None, end: float | No
     if since is not None:
         without += end - since
         longest = max(longest, end - since)
-    violations = [{"term": tm, "nodes": sorted(ns)} for tm, ns in sorted(leaders.items(), key=lambda x: repr(x[0]))
-                  if len(ns) > 1]
+    violations = [{"term": tm, "nodes": sorted(leaders[tm])} for tm in sorted(leaders, key=order)
+                  if len(leaders[tm]) > 1]
     span = end - start
-    split = sorted(candidate_terms - set(leaders), key=repr)
+    failed = sorted((tm for tm in candidates if tm not in leaders), key=order)
+    split = [tm for tm in failed if len(candidates[tm]) > 1]
+    single = [(tm, next(iter(candidates[tm]))) for tm in failed if len(candidates[tm]) == 1]
+    lonely = [tm for tm, c in single if (tm, c) not in voted] if any_vote else None
+    minority = [tm for tm, c in single if (tm, c) in voted] if any_vote else None
     return {
         "safety": not violations,
         "safety_violations": violations,
         "terms_with_leader": len(leaders),
-        "elections": len(candidate_terms),
+        "elections": len(candidates),
+        "elections_without_leader": len(failed),
         "split_votes": len(split),
         "split_vote_terms": split,
+        "lonely_elections": None if lonely is None else len(lonely),
+        "lonely_election_terms": lonely,
+        "minority_elections": None if minority is None else len(minority),
+        "minority_election_terms": minority,
         "time_without_leader": without,
         "fraction_without_leader": without / span if span > 0 else None,
         "longest_without_leader": longest,

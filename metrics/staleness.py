@@ -9,14 +9,15 @@ recorded history in true time, not predicted from a latency model.
 Which write a read saw
 ----------------------
 Histories are split by ``key`` (``None`` for a single register). Writes are ``write``/``put`` (the
-value written), ``cas`` (its new value ``value[1]``) and ``append``. Only ``ok`` writes count as
-*completed*; an ``unknown`` write may have taken effect, so a read may return it (it completes, for
-this purpose, at the end of time); a ``fail`` write never took effect. Reads are ``ok``
-``read``/``get`` operations. Written values are unique in capgym's workloads, so a read's value
-names its write exactly; where values repeat, the read is credited to the write of that value that
-completed last (never over-reporting staleness). A read of ``None`` (or ``""``, kv's absent key)
-that no write wrote returns the *initial* value. A value no write wrote is *unexplained* and is
-left out of every measure (a linearizability checker will report it).
+value written), ``cas`` (its new value ``value[1]``), ``append`` and ``add`` (a set's element).
+Only ``ok`` writes count as *completed*; an ``unknown`` write may have taken effect, so a read may
+return it (it completes, for this purpose, at the end of time); a ``fail`` write never took
+effect. Reads are ``ok`` ``read``/``get`` operations. Written values are unique in capgym's
+workloads, so a read's value names its write exactly; where values repeat, the read is credited
+to the write of that value that completed last (never over-reporting staleness). A read of
+``None`` (or ``""``, kv's absent key) that no write wrote returns the *initial* value. A value no
+write wrote is *unexplained* and is left out of every measure (a linearizability checker will
+report it).
 
 Two read semantics are recognised:
 
@@ -42,7 +43,7 @@ from envs.world.records import FAIL, OK, Op
 
 from .timeline import hashable
 
-WRITES = ("write", "put", "cas", "append")
+WRITES = ("write", "put", "cas", "append", "add")
 READS = ("read", "get")
 KINDS = frozenset(WRITES + READS)
 _SCALARS = frozenset((int, str, float, bool, type(None)))  # hashable() returns these as they are

@@ -23,6 +23,24 @@ def as_list(trace: Iterable[Event] | None) -> list[Event]:
     return trace if isinstance(trace, list) else list(trace)
 
 
+def order(v) -> tuple:
+    """A sort key that orders values read from a trace as values, not as text.
+
+    ``None`` first, then numbers (``2 < 10``), then strings, then tuples and lists (element by
+    element, each with this same key), then anything else by ``repr``. Sorting by ``repr`` alone
+    puts term 10 before term 2; this key never compares two types that Python cannot order.
+    """
+    if v is None:
+        return (0,)
+    if isinstance(v, int | float):
+        return (1, v)
+    if isinstance(v, str):
+        return (2, v)
+    if isinstance(v, list | tuple):
+        return (3, tuple(order(x) for x in v))
+    return (4, repr(v))
+
+
 def node_ids(trace: Sequence[Event]) -> list[int]:
     """The nodes of the run: ``0..n-1`` where ``n`` is the vector-clock length, or else the ids seen."""
     n = 0

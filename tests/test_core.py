@@ -35,7 +35,8 @@ for name in ["abd", "eventual", "raft", "paxos", "multipaxos", "benor", "primary
                      "clocks": {"max_offset_ms": 50, "max_drift": 0.05, "jitter_ms": 0.5},
                      "processing_ms": 0.05 if variant == 2 else 0.0}
             nem = {"random": {"kinds": ["partition", "crash", "pause", "slow", "clock", "loss"],
-                              "interval_ms": 150, "duration_ms": 120}} if variant else {}
+                              "interval_ms": 150, "duration_ms": 120,
+                              "lose_unsynced": variant == 2}} if variant else {}
             scn = ScenarioConfig.model_validate({
                 "seed": seed, "world": world, "nemesis": nem,
                 "workload": {"clients": 3, "ops": ops, "timeout_ms": 200, "think_ms": 5},

@@ -109,7 +109,55 @@ def test_the_nemesis_plan_is_the_simulators_and_every_actor_gets_it_at_start():
     assert [at for at, _w in later] == [at for at, *_ in world.plan.nets] and any(w[0] for _at, w in later)
 
 
+class Writer:
+    """Writes n = 1, 2, 3, ... to its disk every 10 ms (recorded as ``apply``), fsyncs every third."""
+
+    Params = ECHO.Params
+
+    def __init__(self, params):
+        self.params = params
+
+    def on_start(self, ctx):
+        ctx.set_timer("w", 10)
+
+    def on_timer(self, ctx, name):
+        n = ctx.durable["n"] = ctx.durable.get("n", 0) + 1
+        ctx.record("apply", key=None, value=n)
+        if n % 3 == 0:
+            ctx.fsync()
+        ctx.set_timer("w", 10)
+
+    def on_message(self, ctx, src, body):
+        pass
+
+    def on_client(self, ctx, op):
+        ctx.reply(op, "fail")
+
+
+def test_live_fsync_keeps_a_synced_image_apart():
+    rt = runtime()
+    rt.ctx.durable["x"] = 1
+    rt.ctx.fsync()
+    rt.ctx.durable["x"] = 2
+    d = rt.drain()
+    assert d["durable"] == {"x": 2} and d["synced"] == {"x": 1}
+
+
 # --- with Ray ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("lose", [True, False])
+def test_live_lose_unsynced_crash_restarts_from_the_last_fsync(session, lose):
+    crash = {"at_ms": 300, "fault": "crash", "node": 0, "lose_unsynced": lose}
+    scn = scenario([crash, {"at_ms": 400, "fault": "restart", "node": 0}], nodes=1, clients=0, duration=700)
+    _h, events, _s = run_live(scn, Writer, Writer.Params())
+    restart = next(e for e in events if e.kind == "start" and e.fields["restart"])
+    before = [e.fields["value"] for e in events if e.kind == "apply" and e.t < restart.t]
+    after = [e.fields["value"] for e in events if e.kind == "apply" and e.t > restart.t]
+    assert before == list(range(1, len(before) + 1)) and after
+    if lose:  # the restarted node counts on from its last fsync (a multiple of 3)
+        assert after[0] == 3 * (before[-1] // 3) + 1
+        assert any(e.kind == "crash" and e.fields.get("lose_unsynced") for e in events)
+    else:
+        assert after[0] == before[-1] + 1
 def cross_cut_recvs(events, cuts, start, end):
     return [e for e in events if e.kind == "recv" and (e.fields["src"], e.node) in cuts and start <= e.t < end]
 

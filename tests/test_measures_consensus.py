@@ -91,3 +91,39 @@ def test_election_empty_and_single_node():
     assert m["safety"] and m["time_without_leader"] == 0 and m["fraction_without_leader"] is None
     m = election([ev("start", 0, 0), ev("leader", 0, 5, term=1), ev("timer", 0, 10, name="t")])
     assert m["time_without_leader"] == 5.0 and m["terms_with_leader"] == 1
+
+
+def test_election_tells_lonely_minority_and_split_elections_apart():
+    """A lone candidate nobody voted for is a lonely election, not a split vote (issue 16)."""
+    tr = three(ev("candidate", 2, 10, term=1), ev("vote", 2, 10, term=1, candidate=2),  # own vote: not counted
+               ev("candidate", 0, 20, term=2), ev("vote", 1, 21, term=2, candidate=0),  # got 1's vote: minority
+               ev("candidate", 0, 30, term=3), ev("candidate", 1, 31, term=3),  # two candidates: split
+               ev("vote", 2, 32, term=3, candidate=1),
+               ev("candidate", 1, 40, term=4), ev("vote", 2, 41, term=4, candidate=1), ev("leader", 1, 42, term=4))
+    m = election(tr)
+    assert m["elections"] == 4 and m["elections_without_leader"] == 3 and m["terms_with_leader"] == 1
+    assert m["split_vote_terms"] == [3] and m["split_votes"] == 1
+    assert m["lonely_election_terms"] == [1] and m["lonely_elections"] == 1
+    assert m["minority_election_terms"] == [2] and m["minority_elections"] == 1
+    # without any vote record the two single-candidate kinds cannot be told apart: None, not 0
+    m = election([e for e in tr if e.kind != "vote"])
+    assert m["split_votes"] == 1 and m["lonely_elections"] is None and m["minority_elections"] is None
+
+
+def test_election_terms_sorted_as_numbers():
+    """Terms 2..12 come out 2, 3, ..., 12, not in string order 10, 11, 12, 2, ... (issue 16)."""
+    tr = three(*[ev("candidate", 0, float(t), term=t) for t in range(2, 13)],
+               *[ev("leader", n, 100.0 + t, term=t) for t in (12, 9) for n in (1, 2)])
+    m = election(tr)
+    assert m["lonely_election_terms"] is None and m["split_votes"] == 0
+    m = election(tr + [ev("vote", 1, 200, term=99, candidate=2)])
+    assert m["lonely_election_terms"] == [2, 3, 4, 5, 6, 7, 8, 10, 11]
+    assert [v["term"] for v in m["safety_violations"]] == [9, 12]
+
+
+def test_consensus_instances_sorted_as_numbers():
+    tr = three(*[ev("decide", 0, float(s), value=s, instance=s) for s in (10, 2, 1)],
+               ev("decide", 1, 20, value="b", instance=10), ev("decide", 2, 21, value=3, instance=10))
+    m = consensus(tr)
+    assert [p["instance"] for p in m["per_instance"]] == [1, 2, 10]
+    assert m["agreement_violations"] == [{"instance": 10, "values": [3, 10, "b"]}]

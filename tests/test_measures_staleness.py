@@ -129,3 +129,9 @@ def test_cost():
     assert m["by_type"] == {"a": 2, "b": 1}
     m = cost([], [ev("send", 0, 1, dst=1, mid=1, msg="a")])
     assert m["bytes"] is None and m["messages_per_op"] is None
+
+
+def test_cost_splits_drops_by_why():
+    tr = [ev("drop", None, 1, why="loss"), ev("drop", None, 2, why="partition"), ev("drop", None, 3, why="partition")]
+    m = cost([], tr)
+    assert m["dropped"] == 3 and m["dropped_by_why"] == {"loss": 1, "partition": 2}

@@ -284,3 +284,23 @@ def test_config_validates_and_runs():
     sim.run(until=1000)
     assert any(e.kind == "leader" for e in sim.trace.events())
     assert any(op.status == "ok" for op in sim.history)
+
+
+def cut_off_and_rejoin(seed, params=None, clients=5, duration=6000.0):
+    """Issue 16's schedule: 5 nodes, node 4 cut off from the rest from 2 s to 4 s, then healed."""
+    scn = ScenarioConfig.model_validate(dict(
+        seed=seed, world=dict(nodes=5, duration_ms=duration),
+        nemesis=dict(schedule=[dict(at_ms=2000, fault="partition", groups=[[4], [0, 1, 2, 3]]),
+                               dict(at_ms=4000, fault="heal")]),
+        workload=dict(clients=clients)))
+    return run(scn, params)
+
+
+def test_rejoining_node_elections_are_lonely_not_split():
+    """Node 4's elections while cut off got no vote from anyone: lonely elections, not split votes,
+    listed in numeric term order (issue 16: they were counted as split votes, sorted as text)."""
+    from metrics.election import election
+    m = election(cut_off_and_rejoin(4).trace.events())
+    terms = m["lonely_election_terms"]
+    assert m["split_votes"] == 0 and len(terms) >= 7 and m["lonely_elections"] == len(terms)
+    assert terms == sorted(terms) and terms[0] == 2

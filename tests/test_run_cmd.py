@@ -100,7 +100,8 @@ def test_compare_runs_each_protocol_under_the_same_scenario(tmp_path, monkeypatc
     assert main(["run", str(write(tmp_path, cfg))]) == 0
     out = capsys.readouterr().out
     header = next(line for line in out.splitlines() if line.startswith("protocol"))
-    assert header.split() == ["protocol", "availability", "linearizable", "stale-read", "rate", "messages/op"]
+    assert header.split() == ["protocol", "availability", "linearizable", "stale-read", "rate", "lost", "writes",
+                              "messages/op"]
     assert any(line.startswith("echo ") for line in out.splitlines())
     assert any(line.startswith("gossip ") for line in out.splitlines())
     (d,) = run_dirs(tmp_path / "results", "tiny")
@@ -114,8 +115,12 @@ def test_compare_runs_each_protocol_under_the_same_scenario(tmp_path, monkeypatc
     parts = [[(e.t, e.fields["cuts"]) for e in load_jsonl(str(d / lb / "trace.jsonl.gz")) if e.kind == "partition"]
              for lb in ("echo", "gossip")]
     assert parts[0] == parts[1] and parts[0]
-    # gossip reads return sets: no register model applies, so the verdict is unknown, not invented
+    # gossip reads return sets: no register model applies, so there is no verdict, and the
+    # table says n/a (not applicable), not unknown (which means the search ran out of time)
     assert s["runs"]["gossip"]["linearizable"] is None
+    assert s["runs"]["gossip"]["linearizability_verdict"] == "not_applicable"
+    assert "reads return collections" in s["runs"]["gossip"]["linearizability"]["why"]
+    assert next(line for line in out.splitlines() if line.startswith("gossip ")).split()[2] == "n/a"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -222,3 +227,54 @@ def test_quickstart_full_through_the_real_command(tmp_path):
     table = {r["protocol"]: r for r in json.loads((d / "summary.json").read_text())["table"]}
     assert table["abd"]["linearizable"] is True and table["raft"]["linearizable"] is True
     assert table["eventual"]["linearizable"] is False and table["eventual"]["availability"] == 1.0
+
+
+def test_linearizability_verdicts_are_distinct():
+    """Four verdicts, each with its reason: n/a (nothing could be checked) is not unknown (issue 16)."""
+    from envs.world.records import Op
+    from experiments import runner
+
+    def op(i, f, inv, comp, value=None, output=None):
+        return Op(id=i, process=i, f=f, value=value, key=None, invoke=inv, complete=comp, status="ok", output=output)
+
+    good = [op(0, "write", 0, 10, 1), op(1, "read", 11, 12, output=1)]
+    bad = [op(0, "write", 0, 10, 1), op(1, "read", 11, 12, output=2)]
+    got = {name: runner.linearizability(h, budget_s=b, protocol=p) for name, h, b, p in (
+        ("ok", good, 5.0, "abd"), ("bad", bad, 5.0, "abd"), ("slow", good, 0.0, "abd"),
+        ("empty", [], 5.0, "abd"), ("consensus", good, 5.0, "paxos"))}
+    assert {k: (v["verdict"], v["linearizable"]) for k, v in got.items()} == {
+        "ok": ("linearizable", True), "bad": ("not_linearizable", False), "slow": ("unknown", None),
+        "empty": ("not_applicable", None), "consensus": ("not_applicable", None)}
+    assert "budget" in got["slow"]["why"] and got["empty"]["why"] == "no client operations"
+    assert "REGISTER_READS" in got["consensus"]["why"]
+    rows = [{"protocol": k, "availability": None, "linearizable": v["linearizable"],
+             "linearizability_verdict": v["verdict"], "stale_read_rate": None, "messages_per_op": None}
+            for k, v in got.items()]
+    cells = [line.split()[2] for line in runner.format_table(rows).splitlines()[2:]]
+    assert cells == ["true", "false", "unknown", "n/a", "n/a"]
+
+
+def test_consensus_run_without_clients_prints_n_a(tmp_path, monkeypatch, capsys):
+    """Issue 16: a Paxos run without clients printed ``linearizable unknown``."""
+    monkeypatch.chdir(tmp_path)
+    cfg = {**TINY, "protocol": {"name": "paxos"}, "workload": {"clients": 0}, "nemesis": {}}
+    assert main(["run", str(write(tmp_path, cfg))]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("paxos "))
+    assert row.split()[2] == "n/a"
+    (d,) = run_dirs(tmp_path / "results", "tiny")
+    s = json.loads((d / "summary.json").read_text())["runs"]["paxos"]
+    assert s["linearizable"] is None and s["linearizability_verdict"] == "not_applicable"
+
+
+def test_evaluation_rows_keep_the_verdicts_apart():
+    """An unknown episode (budget ran out) is not counted as not linearizable; no check is n/a."""
+    from experiments import runner
+    from experiments.evaluate_cmd import aggregate, table_row
+
+    def ep(v):
+        return {"returns": {"a": 1.0}, "global": {"linearizable": v}}
+
+    agg = aggregate([ep(True), ep("unknown"), ep(True)])
+    assert agg["linearizable_fraction"] == 1.0 and table_row("x", agg)["linearizability_verdict"] == "linearizable"
+    rows = [table_row("none", aggregate([ep(None)])), table_row("half", aggregate([ep(True), ep(False)]))]
+    assert [line.split()[2] for line in runner.format_table(rows).splitlines()[2:]] == ["n/a", "0.50"]

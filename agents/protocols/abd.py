@@ -21,8 +21,12 @@ any read: a read changes no register), ``unknown`` once a write's store phase ha
 Linearizable whenever it answers; in a minority it cannot finish a phase, so it does not answer ok.
 
 Left out / changed from the paper: the paper is crash-stop; here replicas keep ``(tag, value)``
-in ``ctx.durable`` (the disk) so that crash-recovery keeps the quorum intersection. No
-compare-and-set (ABD cannot implement it: that needs consensus), so ``cas`` is refused. No
+in ``ctx.durable`` (the disk) so that crash-recovery keeps the quorum intersection, synced
+(``ctx.fsync()``) before a replica acknowledges a store, before a coordinator counts itself in a
+store majority, and before a local write answers ok; each start's ``epoch`` (for fresh operation
+ids) is synced at once. No
+compare-and-set (ABD cannot implement it: that needs consensus), so ``cas`` is refused, and so
+is a set's ``add`` (a read-modify-write, for the same reason). No
 reconfiguration, no garbage collection of finished operations' late acks (they are ignored).
 
 Learnable choice
@@ -80,6 +84,7 @@ class ABD(Node):
         d = ctx.durable
         self.reg = d.setdefault("reg", {})  # key -> (tag, value); on disk
         d["epoch"] = self.epoch = d.get("epoch", 0) + 1  # new rids after each restart
+        ctx.fsync()  # on disk before any rid of this epoch is used
         self.seq = 0
         self.ops: dict = {}  # rid -> Operation
         self.waiting: dict = {}  # op id -> ClientOp awaiting its serve decision
@@ -135,6 +140,7 @@ class ABD(Node):
         rid = self.next_rid(ctx)
         tag = (tag[0] + 1, rid)
         self.adopt(op.key, tag, op.value)
+        ctx.fsync()  # on this replica's disk before the client hears ok
         ctx.broadcast(("store", None, op.key, tag, op.value))  # fire and forget
         ctx.reply(op, "ok")
 
@@ -166,6 +172,7 @@ class ABD(Node):
                 o.tag, o.value = (o.tag[0] + 1, o.rid), o.op.value
             o.phase, o.acks = "store", {ctx.node_id}
             self.adopt(o.op.key, o.tag, o.value)  # phase 2 at this replica
+            ctx.fsync()  # it counts itself among the majority that stored it
             self.send_phase(ctx, o, ctx.peers)
             self.advance(ctx, o)
         else:
@@ -188,6 +195,7 @@ class ABD(Node):
         elif kind == "store":  # replica: adopt if newer, acknowledge
             _, rid, key, tag, value = body
             self.adopt(key, tag, value)
+            ctx.fsync()  # a replica stores before it acknowledges
             if rid is not None:
                 ctx.send(src, ("store_ack", rid))
         elif kind == "query_ack":

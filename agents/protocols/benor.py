@@ -26,7 +26,8 @@ Added for this fault model (the paper assumes reliable channels and crash-stop p
   has stopped) with its own stored message of that phase (marked as a reply, never answered), so
   lost messages and partitions only delay the rounds.
 * *Stable storage*: the round, phase, ``x``, the messages sent and the decision are kept in
-  ``ctx.durable``; a restarted node resumes where it was and resends the same messages (it never
+  ``ctx.durable`` and synced (``ctx.fsync()``) before each phase's message leaves and when the
+  node decides; a restarted node resumes where it was and resends the same messages (it never
   sends two different messages for one phase), which is indistinguishable from a slow node.
 * *Stopping*: a node that decided in round r takes part in round r + 1 (which every correct node
   finishes with the same decision, Aguilera-Toueg Lemma 9) and then stops advancing; it keeps
@@ -105,6 +106,7 @@ class BenOr(Node):
         s = self.s
         key = (s["r"], s["ph"])
         s["sent"][key] = v
+        ctx.fsync()  # a restarted node resends this message, never a different one for the phase
         self.got.setdefault(key, {})[ctx.node_id] = v
         ctx.broadcast((NAMES[s["ph"]], s["r"], v, False))
 
@@ -178,6 +180,7 @@ class BenOr(Node):
         s = self.s
         if s["decided"] is None:
             s["decided"] = (v, s["r"])
+            ctx.fsync()
             ctx.record("decide", value=v, round=s["r"])
 
     def next_round(self, ctx, x):

@@ -18,8 +18,18 @@ get/put/append), and merges any state it hears by keeping the larger stamp per k
 Every change of a replica's value of a key is recorded as an ``apply`` event. Always available;
 not linearizable (a partitioned replica serves stale reads, concurrent writes are lost to LWW);
 converges once the network heals: every live replica ends with the largest stamp of every key.
-Replicas keep their state in ``ctx.durable`` (the disk). Left out: vector-clock siblings,
-hinted handoff, Merkle-tree digests (the whole state is pushed), deletes.
+Replicas keep their state in ``ctx.durable`` (the disk), synced (``ctx.fsync()``) after a local
+write (before the client hears ok, as Dynamo's coordinator writes locally first) and before a
+``sync_ack``; gossip merges are not synced (a crash loses them; anti-entropy brings them back).
+Left out: vector-clock siblings, hinted handoff, Merkle-tree digests (the whole state is pushed), deletes.
+
+Sets (Jepsen's set workload): ``add`` is a read-modify-write of the key's set (the sorted tuple of
+its elements) at the replica that serves it. How replicas then merge two versions is
+``set_merge``: ``lww`` (default) keeps the version with the larger stamp, as for any value -- so
+an add is lost whenever another replica's version with a larger stamp did not include it
+(concurrent adds at two replicas, or any add stamped by a clock that lags); ``union`` merges the
+two sets (a grow-only set, a state-based CRDT: Shapiro et al. 2011), losing no add, at the price
+that nothing can ever be removed.
 
 Learnable choice
 ----------------
@@ -39,13 +49,15 @@ over peers of ``min(1, time since last heard / suspect_ms)``.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from envs.world.node import Node
 
 NOTHING = (float("-inf"), -1, 0)  # the stamp of a key never written
 LOCAL, QUORUM, REFUSE = 0, 1, 2
-WRITES = ("write", "put", "append", "cas")
+WRITES = ("write", "put", "append", "cas", "add")
 
 
 class Params(BaseModel):
@@ -53,6 +65,8 @@ class Params(BaseModel):
     gossip_ms: float = Field(100.0, gt=0, description="anti-entropy period on the node's own clock")
     fanout: int = Field(1, ge=1, description="peers pushed to per anti-entropy round")
     broadcast_writes: bool = Field(True, description="send each local write to every peer at once")
+    set_merge: Literal["lww", "union"] = Field(
+        "lww", description="sets (add): keep the version with the larger stamp, or the union of both")
     retry_ms: float = Field(50.0, gt=0, description="quorum serve: retransmit period")
     give_up_ms: float = Field(1000.0, gt=0, description="quorum serve: give up after this long")
     suspect_ms: float = Field(300.0, gt=0, description="a peer not heard from for this long counts as unreachable")
@@ -75,8 +89,15 @@ class Eventual(Node):
         return self.store.get(key, (NOTHING, None))[1]
 
     def merge(self, ctx, key, stamp, value) -> bool:
-        """Thomas's write rule: keep the larger stamp. True when the replica changed."""
-        if stamp <= self.store.get(key, (NOTHING, None))[0]:
+        """Thomas's write rule: keep the larger stamp (or, for sets with ``set_merge: union``, the
+        union of both under the larger stamp). True when the replica changed."""
+        old_stamp, old = self.store.get(key, (NOTHING, None))
+        if self.params.set_merge == "union" and type(value) is tuple and type(old) is tuple:
+            union = tuple(sorted(set(old) | set(value)))
+            if union == old:
+                return False
+            stamp, value = max(stamp, old_stamp), union
+        elif stamp <= old_stamp:
             return False
         self.store[key] = (stamp, value)
         ctx.record("apply", key=key, value=value, origin=[stamp[1], stamp[2]])  # [node, lamport] of the write
@@ -86,6 +107,7 @@ class Eventual(Node):
         """A local write: a fresh stamp from this node's own clock, then spread it."""
         stamp = (ctx.now(), ctx.node_id, ctx.lamport)  # Lamport times never repeat at a node
         self.merge(ctx, key, stamp, value)
+        ctx.fsync()  # on the coordinator's disk before the client hears ok (Dynamo's local write)
         if self.params.broadcast_writes:
             ctx.broadcast(("update", [(key, stamp, value)]))
 
@@ -133,6 +155,8 @@ class Eventual(Node):
             if cur != op.value[0]:
                 return "fail", None
             self.write(ctx, key, op.value[1])
+        elif f == "add":  # read-modify-write of the key's set
+            self.write(ctx, key, tuple(sorted(set(cur or ()) | {op.value})))
         else:
             return "fail", None
         return "ok", None
@@ -180,6 +204,7 @@ class Eventual(Node):
             for k, stamp, value in entries:
                 self.merge(ctx, k, stamp, value)
             entry = self.store.get(key)
+            ctx.fsync()  # a replica stores before it acknowledges
             ctx.send(src, ("sync_ack", oid, [(key,) + entry] if entry else []))
         elif kind == "sync_ack":
             _, oid, entries = body

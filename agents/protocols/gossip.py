@@ -3,7 +3,9 @@
 A client ``write`` of a value at any node adds it to that node's set of seen values; every
 ``interval_ms`` a node pushes the values it has not yet acknowledged to ``fanout`` random peers.
 A ``read`` returns the set the node has seen so far (eventually every value everywhere, once the
-network heals). Each newly learned value is recorded as an ``apply`` event.
+network heals). Each newly learned value is recorded as an ``apply`` event. The seen set is kept
+in ``ctx.durable`` and synced (``ctx.fsync()``) whenever it grows, before a client's write is
+acknowledged.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Gossip(Node):
             ctx.record("apply", key=None, value=v)
         if new:
             ctx.durable["seen"] = sorted(self.seen)
+            ctx.fsync()  # a client's write is on disk before it is acknowledged
 
     def on_client(self, ctx, op):
         if op.f == "write":

@@ -27,6 +27,9 @@ key-value state machine that applies chosen commands in slot order.
 
 Stable storage (``ctx.durable``): ``promised``, ``accepted`` (slot -> (ballot, cmd)), ``chosen``
 (slot -> (cmd, ballot)) and the highest round used; a restarted node replays the chosen prefix.
+Synced (``ctx.fsync()``): an acceptor before its promise (``1b``) or acceptance (``2b``), a
+proposer before its prepare (``1a``). ``chosen`` is not synced: it is a cache of decisions that a
+restarted node learns again from the others (``catchup``).
 Left out: leases and local reads, batching, log truncation/snapshots, reconfiguration, and the
 paper's "alpha" window of concurrent proposals (unbounded here).
 
@@ -48,7 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from envs.world.node import Node
 
-FS = ("read", "write", "cas", "get", "put", "append")
+FS = ("read", "write", "cas", "get", "put", "append", "add")
 
 
 class Params(BaseModel):
@@ -137,6 +140,7 @@ class MultiPaxos(Node):
     def phase1a(self, ctx):
         rnd = max(ctx.durable.get("round", 0), self.promised // self.n) + 1
         ctx.durable["round"] = rnd
+        ctx.fsync()  # a restarted node never reuses a ballot
         self.ballot, self.active, self.promises, self.proposals = rnd * self.n + ctx.node_id, False, {}, {}
         for p in ctx.nodes:
             ctx.send(p, ("1a", self.ballot, self.applied))
@@ -144,6 +148,7 @@ class MultiPaxos(Node):
     def on_prepare(self, ctx, src, b, first):
         if b >= self.promised:
             self.promised = ctx.durable["promised"] = b
+            ctx.fsync()  # stable storage before the promise leaves
             ctx.send(src, ("1b", b, {s: a for s, a in self.accepted.items() if s >= first}))
         else:
             ctx.send(src, ("nack", b, self.promised))
@@ -194,6 +199,7 @@ class MultiPaxos(Node):
         if b >= self.promised:
             self.promised = ctx.durable["promised"] = b
             self.accepted[slot] = (b, cmd)
+            ctx.fsync()  # stable storage before the acceptance leaves
             ctx.send(src, ("2b", b, slot))
         else:
             ctx.send(src, ("nack", b, self.promised))
@@ -258,6 +264,8 @@ class MultiPaxos(Node):
             self.kv[key] = value
         elif f == "append":
             self.kv[key] = f"{self.kv.get(key, '')}{value}"
+        elif f == "add":  # a set per key (Jepsen's set workload): the read returns the elements
+            self.kv[key] = tuple(sorted(set(self.kv.get(key) or ()) | {value}))
         elif self.kv.get(key) == value[0]:  # cas
             self.kv[key] = value[1]
         else:

@@ -27,8 +27,11 @@ each one's new prepare cuts the other's phase 2 -- the *duelling proposers* live
 paper's Section 2.4 -- until chance latencies break the symmetry.
 
 Acceptor state (``promised``, ``accepted``) and each proposer's highest round are kept in
-``ctx.durable`` (the paper's stable storage), so a restarted node keeps its promises and never
-reuses a ballot. A learner that has learned the value tells the others once (``"chosen"``) and
+``ctx.durable`` (the paper's stable storage) and synced (``ctx.fsync()``) before the message that
+relies on them leaves -- an acceptor before its promise (``1b``) or acceptance (``2b``), a proposer
+before its prepare (``1a``), a learner before it tells others what it learned -- so a restarted
+node, even one whose crash lost unsynced writes, keeps its promises and never reuses a ballot.
+A learner that has learned the value tells the others once (``"chosen"``) and
 answers later prepares and accepts with it, so late nodes and proposers learn it too.
 Inputs: ``Params.inputs[i]`` is node ``i``'s value (default: ``i``, so inputs are distinct and
 agreement is meaningful). Left out: Multi-Paxos (see ``multipaxos.py``), a distinguished proposer
@@ -106,6 +109,7 @@ class Paxos(Node):
         """Pick a ballot above any seen (persisted first) and send prepare to all acceptors."""
         rnd = max(ctx.durable.get("round", 0), self.promised[0]) + 1
         ctx.durable["round"] = rnd
+        ctx.fsync()  # a restarted proposer never reuses a ballot
         self.ballot, self.phase = (rnd, ctx.node_id), 1
         self.promises, self.acks = {}, set()
         ctx.record("candidate", term=rnd)
@@ -177,6 +181,7 @@ class Paxos(Node):
     def on_prepare(self, ctx, src, b):
         if b > self.promised:
             self.promised = ctx.durable["promised"] = b
+            ctx.fsync()  # stable storage before the promise leaves
             ctx.send(src, ("1b", b, self.accepted))
             if self.ballot is not None and b > self.ballot:
                 self.abandon(ctx)  # a higher ballot is under way: ours cannot win
@@ -187,6 +192,7 @@ class Paxos(Node):
         if b >= self.promised:
             self.promised = ctx.durable["promised"] = b
             self.accepted = ctx.durable["accepted"] = (b, v)
+            ctx.fsync()  # stable storage before the acceptance leaves
             self.to_all(ctx, ("2b", b, v))  # tell every learner
         else:
             ctx.send(src, ("nack", b, self.promised))
@@ -210,6 +216,7 @@ class Paxos(Node):
         if self.chosen is not None:
             return
         self.chosen = ctx.durable["chosen"] = (v, rnd)
+        ctx.fsync()  # what it learned, before it tells anyone (or a client reads it)
         ctx.record("decide", value=v, round=rnd)
         ctx.cancel_timer("timeout")
         ctx.cancel_timer("retry")

@@ -17,7 +17,8 @@ Node ``primary`` (0 by default) orders every operation; every other node is a *b
 
 While the primary lives, it is the one copy every operation goes through, so histories are
 linearizable; a crashed, paused or partitioned backup blocks every update (consistency over
-availability). Logs live in ``ctx.durable``.
+availability). Logs live in ``ctx.durable``, synced (``ctx.fsync()``) at the primary before it
+replicates an update and at a backup before it acknowledges.
 
 Left out: failover (no view change, no election: if the primary fails the service stops until it
 restarts), membership changes, log truncation or snapshots, reads at backups (see the choice below).
@@ -141,6 +142,7 @@ class PrimaryBackup(Node):
             self.respond(ctx, requester, op, "fail", None)
             return
         self.apply(ctx, op.key, new)
+        ctx.fsync()  # on the primary's disk before any backup can ack it
         index = len(self.log)
         self.executing[op.id] = index
         self.pending[index] = [(requester, op)]
@@ -182,6 +184,7 @@ class PrimaryBackup(Node):
             self.primary_len = max(self.primary_len, start + len(entries))
             for key, value in entries[len(self.log) - start:] if start <= len(self.log) else ():
                 self.apply(ctx, key, value)
+            ctx.fsync()  # a backup stores before it acknowledges
             ctx.send(src, ("ack", len(self.log)))
         elif kind == "response" and not self.is_primary:
             self.heard_primary = ctx.now()

@@ -19,13 +19,28 @@ Implemented
   replicas (``matchIndex``); earlier entries commit indirectly. A new leader appends a no-op
   entry of its term at once (Section 8), so that it can commit and serve reads.
 * A key-value state machine (Section 7 / Figure 1): ``read``/``write``/``cas`` on a key
-  (``None`` = one register) and ``get``/``put``/``append``. Every client operation, reads too,
+  (``None`` = one register), ``get``/``put``/``append``, and ``add`` (a set per key: a read returns
+  its elements, sorted). Every client operation, reads too,
   goes through the log, so every answer is linearizable; a node replies only once the entry
   is applied on it. Duplicated commands (same client operation id) are applied once (Section 8).
 * Clients: a node that is not the leader *forwards* the operation to the leader it knows
   (``leaderId``); the node the client talked to replies when it applies the entry itself.
   It replies ``fail`` only when it knows no leader (so the operation was sent nowhere);
   a forwarded operation that is lost is left to the client's timeout (``unknown``).
+* Persistence (Figure 2, "updated on stable storage before responding to RPCs"): ``ctx.fsync()``
+  before every RequestVote and AppendEntries reply, before a candidate asks for votes (its new
+  term and its own vote), and after a leader appends to its log (it counts itself as a replica
+  only of what is on its disk). A crash with ``lose_unsynced`` loses nothing a reply vouched for.
+* PreVote (``prevote: true``; Ongaro's thesis, *Consensus: Bridging Theory and Practice*, 2014,
+  §9.6): when its election timer fires a node first sends ``pre_vote`` for ``currentTerm + 1``,
+  changing no one's term, and stands only once a majority would vote for it. A node grants a
+  pre-vote if the candidate's log is at least as up to date as its own and it has not heard from
+  a current leader within the lower election timeout (a leader never grants one). So a node that
+  was cut off, and rejoins, does not depose a leader that a majority still follows.
+* CheckQuorum (``check_quorum: true``; thesis §6.2): a leader that has not heard an
+  AppendEntries reply from a majority (itself included) within an election timeout steps down,
+  so a leader that can send but not hear does not lead forever. Both are off by default: the
+  paper's Raft.
 * ``broadcast_delay_ms``: every Raft message waits this long (a timer on the node's clock)
   before it is sent, so that the paper's timing requirement ``broadcastTime << electionTimeout
   << MTBF`` (Section 5.6) can be studied; ``world.processing_ms`` adds handler time on top.
@@ -34,8 +49,9 @@ Left out
 --------
 Cluster membership changes (Section 6), log compaction and snapshots (Section 7),
 InstallSnapshot, read leases / ReadIndex (Section 8 reads go through the log instead),
-client sessions with retries (duplicates are only filtered by operation id), PreVote and
-check-quorum (not in the paper), and batching/pipelining beyond ``max_entries`` per message.
+client sessions with retries (duplicates are only filtered by operation id), leader leases
+(thesis §4.2.3: ignoring RequestVote while a leader is heard), and batching/pipelining beyond
+``max_entries`` per message.
 
 Learnable choices (``ctx.ask``)
 -------------------------------
@@ -50,11 +66,15 @@ Both observe ``[currentTerm, lastLogIndex, lastLogTerm, commitIndex, failed elec
 ms since heard from a leader or granted a vote]``, from the node's own state and clock.
 
 Trace records: ``candidate`` {term}, ``leader`` {term}, ``follower`` {term} (stepping down or
-adopting a newer term), ``commit`` {index, term, cmd} (cmd is ``(origin node, op id, f, key, value)``
+adopting a newer term), ``vote`` {term, candidate} (a vote granted; a candidate's vote for itself
+is not recorded), ``pre_vote`` {term} (a PreVote round for ``term`` began; the node's term is
+unchanged), ``commit`` {index, term, cmd} (cmd is ``(origin node, op id, f, key, value)``
 or ``None`` for a leader's no-op), ``apply`` {key, value} (the store changed).
 """
 
 from __future__ import annotations
+
+import math
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -73,6 +93,9 @@ class Params(BaseModel):
         default_factory=list, description="timeouts a learner may pick; empty: 5 evenly spaced in the range")
     max_entries: int = Field(64, ge=1, description="most log entries in one AppendEntries")
     max_forward_hops: int = Field(2, ge=1, description="how often a client operation may be forwarded")
+    prevote: bool = Field(False, description="PreVote (thesis 9.6): stand only if a majority would vote")
+    check_quorum: bool = Field(
+        False, description="CheckQuorum (thesis 6.2): a leader unheard by a majority for a timeout steps down")
 
     @model_validator(mode="after")
     def _check(self):
@@ -104,6 +127,9 @@ class Raft(Node):
         self.state = FOLLOWER
         self.leaderId = None
         self.votes: set[int] = set()
+        self.prevotes: set[int] | None = None  # pre-votes granted, while a PreVote round runs
+        self.leader_at = -math.inf  # own clock when a current leader was last heard (PreVote)
+        self.heard_from: set[int] = set()  # peers that answered since the last CheckQuorum
         self.kv: dict = {}  # the state machine
         self.done: set = set()  # client operation ids already applied (Section 8)
         self.waiting: dict = {}  # op id -> ClientOp this node must answer
@@ -158,6 +184,9 @@ class Raft(Node):
         if name == "election":
             if self.state != LEADER:
                 ctx.ask(("stand", self.currentTerm + 1), self.obs(ctx), default=1)
+        elif name == "check_quorum":
+            if self.state == LEADER:
+                self.check_quorum(ctx)
         elif name == "heartbeat":
             if self.state == LEADER:
                 self.replicate(ctx)
@@ -177,7 +206,7 @@ class Raft(Node):
                 ctx.set_timer("election", min(self.timeout_ms, max(0.0, left)))
         elif kind == "stand" and term == self.currentTerm + 1 and self.state != LEADER:
             if action == 1:
-                self.start_election(ctx)
+                self.start_pre_vote(ctx) if self.params.prevote else self.start_election(ctx)
             else:
                 self.reset_election_timer(ctx)
 
@@ -192,9 +221,23 @@ class Raft(Node):
             ctx.record("follower", term=self.currentTerm)
         self.state = FOLLOWER
         self.leaderId = None
+        self.prevotes = None
         if was == LEADER:
             ctx.cancel_timer("heartbeat")
+            ctx.cancel_timer("check_quorum")
             self.reset_election_timer(ctx)
+
+    def start_pre_vote(self, ctx):
+        """PreVote (thesis 9.6): ask whether a majority would vote for us in currentTerm + 1,
+        without raising the term; stand only once it would."""
+        self.prevotes = {ctx.node_id}
+        ctx.record("pre_vote", term=self.currentTerm + 1)
+        self.reset_election_timer(ctx)
+        li = self.last_index()
+        for p in ctx.peers:
+            self.send(ctx, p, ("pre_vote", self.currentTerm + 1, ctx.node_id, li, self.term_at(li)))
+        if len(self.prevotes) >= self.majority(ctx):
+            self.start_election(ctx)
 
     def start_election(self, ctx):
         """Candidates: increment currentTerm, vote for self, reset election timer, send RequestVote RPCs."""
@@ -202,8 +245,10 @@ class Raft(Node):
             self.failed_elections += 1
         self.state = CANDIDATE
         self.leaderId = None
+        self.prevotes = None
         self.set_term(ctx, self.currentTerm + 1, ctx.node_id)
         self.votes = {ctx.node_id}
+        ctx.fsync()  # the new term and the vote for itself, on disk before asking for votes
         ctx.record("candidate", term=self.currentTerm)
         self.reset_election_timer(ctx)
         li = self.last_index()
@@ -221,16 +266,31 @@ class Raft(Node):
         ctx.cancel_timer("election")
         self.nextIndex = {p: self.last_index() + 1 for p in ctx.peers}  # leader's last log index + 1
         self.log.append((self.currentTerm, None))  # the no-op goes out with the first AppendEntries
+        ctx.fsync()  # a leader counts itself among the replicas only for what is on its disk
         self.matchIndex = {p: 0 for p in ctx.peers}
         self.advance_commit(ctx)
         self.replicate(ctx)
         ctx.set_timer("heartbeat", self.params.heartbeat_ms)
+        if self.params.check_quorum:
+            self.heard_from = set()
+            ctx.set_timer("check_quorum", self.timeout_ms)
+
+    def check_quorum(self, ctx):
+        """CheckQuorum (thesis 6.2): step down unless a majority answered in the last election timeout."""
+        if len(self.heard_from) + 1 < self.majority(ctx):
+            return self.step_down(ctx, self.currentTerm)
+        self.heard_from = set()
+        ctx.set_timer("check_quorum", self.timeout_ms)
 
     # --- RPCs ----------------------------------------------------------------------------------
     def on_message(self, ctx, src, body):
         kind, term = body[0], body[1]
         if kind == "client_request":
             return self.client_request(ctx, src, body[1], body[2])
+        if kind == "pre_vote":  # a pre-vote's term is the one it asks about: it changes no one's term
+            return self.pre_vote(ctx, *body[1:])
+        if kind == "pre_vote_reply":
+            return self.pre_vote_reply(ctx, src, *body[1:])
         if term > self.currentTerm:
             self.step_down(ctx, term)
         if kind == "request_vote":
@@ -249,8 +309,30 @@ class Raft(Node):
         voteGranted = (term == self.currentTerm and self.votedFor in (None, candidateId) and up_to_date)
         if voteGranted:
             self.set_term(ctx, term, candidateId)
+            ctx.record("vote", term=term, candidate=candidateId)
             self.reset_election_timer(ctx)
+        ctx.fsync()  # Figure 2: currentTerm and votedFor on stable storage before responding
         self.send(ctx, candidateId, ("request_vote_reply", self.currentTerm, voteGranted))
+
+    def pre_vote(self, ctx, term, candidateId, lastLogIndex, lastLogTerm):
+        """PreVote receiver (thesis 9.6): would vote for candidateId in ``term`` -- the term is new,
+        its log is up to date, and no current leader was heard within the lower election timeout.
+        Changes no state; a refusal carries currentTerm, a grant the asked-for term."""
+        my_last = self.last_index()
+        up_to_date = (lastLogTerm, lastLogIndex) >= (self.term_at(my_last), my_last)
+        leader_heard = self.state == LEADER or ctx.now() - self.leader_at < self.params.election_timeout_ms[0]
+        granted = term > self.currentTerm and up_to_date and not leader_heard
+        self.send(ctx, candidateId, ("pre_vote_reply", term if granted else self.currentTerm, granted))
+
+    def pre_vote_reply(self, ctx, src, term, granted):
+        if not granted:
+            if term > self.currentTerm:  # a refusal from a newer term: adopt it, as for any RPC
+                self.step_down(ctx, term)
+            return
+        if self.prevotes is not None and term == self.currentTerm + 1 and self.state != LEADER:
+            self.prevotes.add(src)
+            if len(self.prevotes) >= self.majority(ctx):
+                self.start_election(ctx)
 
     def request_vote_reply(self, ctx, src, term, voteGranted):
         if self.state == CANDIDATE and term == self.currentTerm and voteGranted:
@@ -261,14 +343,16 @@ class Raft(Node):
     def append_entries(self, ctx, term, leaderId, prevLogIndex, prevLogTerm, entries, leaderCommit):
         """AppendEntries receiver, steps 1-5 of Figure 2."""
         if term < self.currentTerm:  # 1. reply false if term < currentTerm
-            return self.send(ctx, leaderId, ("append_entries_reply", self.currentTerm, False, self.last_index()))
+            return self.append_entries_reply_to(ctx, leaderId, False, self.last_index())
         if self.state != FOLLOWER:  # a candidate that hears from the new leader steps down
             self.step_down(ctx, term)
         self.leaderId = leaderId
+        self.prevotes = None
+        self.leader_at = ctx.now()
         self.reset_election_timer(ctx)
         if prevLogIndex > self.last_index() or self.term_at(prevLogIndex) != prevLogTerm:  # 2.
             hint = min(self.last_index(), prevLogIndex - 1)
-            return self.send(ctx, leaderId, ("append_entries_reply", self.currentTerm, False, hint))
+            return self.append_entries_reply_to(ctx, leaderId, False, hint)
         for k, entry in enumerate(entries):
             i = prevLogIndex + 1 + k
             if i <= self.last_index() and self.term_at(i) != entry[0]:
@@ -278,11 +362,16 @@ class Raft(Node):
         last_new = prevLogIndex + len(entries)
         if leaderCommit > self.commitIndex:  # 5.
             self.commit_to(ctx, min(leaderCommit, last_new))
-        self.send(ctx, leaderId, ("append_entries_reply", self.currentTerm, True, last_new))
+        self.append_entries_reply_to(ctx, leaderId, True, last_new)
+
+    def append_entries_reply_to(self, ctx, leaderId, success, index):
+        ctx.fsync()  # Figure 2: currentTerm, votedFor and log on stable storage before responding
+        self.send(ctx, leaderId, ("append_entries_reply", self.currentTerm, success, index))
 
     def append_entries_reply(self, ctx, src, term, success, index):
         if self.state != LEADER or term != self.currentTerm:
             return
+        self.heard_from.add(src)
         if success:
             self.matchIndex[src] = max(self.matchIndex[src], index)
             self.nextIndex[src] = max(self.nextIndex[src], index + 1)
@@ -341,6 +430,8 @@ class Raft(Node):
             self.store(ctx, key, value)
         elif f == "append":
             self.store(ctx, key, f"{self.kv.get(key, '')}{value}")
+        elif f == "add":  # a set per key (Jepsen's set workload): the read returns the elements
+            self.store(ctx, key, tuple(sorted(set(self.kv.get(key) or ()) | {value})))
         elif f == "cas":
             if self.kv.get(key) == value[0]:
                 self.store(ctx, key, value[1])
@@ -356,7 +447,7 @@ class Raft(Node):
 
     # --- clients ---------------------------------------------------------------------------------
     def on_client(self, ctx, op):
-        if op.f not in ("read", "write", "cas", "get", "put", "append"):
+        if op.f not in ("read", "write", "cas", "get", "put", "append", "add"):
             return ctx.reply(op, "fail")
         if self.state != LEADER and self.leaderId is None:
             return ctx.reply(op, "fail")  # no leader known: sent nowhere, definitely not done
@@ -367,6 +458,7 @@ class Raft(Node):
         """Leaders: append the command to the log; others forward it to the leader they know."""
         if self.state == LEADER:
             self.log.append((self.currentTerm, tuple(cmd)))
+            ctx.fsync()
             self.advance_commit(ctx)  # a one-node cluster commits at once
             self.replicate(ctx)
         elif self.leaderId is not None and self.leaderId != src and hops < self.params.max_forward_hops:

@@ -65,7 +65,7 @@ cdef class NodeState:
     """The runtime's view of one node: its object, clock, Lamport clock, timers, fault state."""
 
     cdef public int id
-    cdef public object cls, params, obj, queued, clock, timers, durable, ctx, seed, lat
+    cdef public object cls, params, obj, queued, clock, timers, durable, synced, ctx, seed, lat
     cdef public bint up, paused, normal
     cdef public long long lamport, sent
     cdef public int incarnation
@@ -81,7 +81,8 @@ cdef class NodeState:
         self.queued = []
         self.lamport = 0
         self.timers = {}
-        self.durable = {}
+        self.durable = {}  # the node's disk as it writes it (what a plain crash keeps)
+        self.synced = {}  # the disk as of its last fsync (what a lose_unsynced crash keeps)
         self.incarnation = 0
         self.proc = proc
         self.busy_until = 0.0

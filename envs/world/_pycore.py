@@ -31,7 +31,7 @@ class NodeState:
     """The runtime's view of one node: its object, clock, Lamport clock, timers, fault state."""
 
     __slots__ = ("id", "cls", "params", "obj", "up", "paused", "queued", "clock", "lamport",
-                 "timers", "durable", "incarnation", "proc", "busy_until", "ctx", "seed", "lat", "normal",
+                 "timers", "durable", "synced", "incarnation", "proc", "busy_until", "ctx", "seed", "lat", "normal",
                  "sent")
 
     def __init__(self, nid, cls, params, clock, proc, seed):
@@ -42,7 +42,8 @@ class NodeState:
         self.queued: list = []
         self.lamport = 0
         self.timers: dict = {}  # name -> (token, deadline on the node's own clock)
-        self.durable: dict = {}
+        self.durable: dict = {}  # the node's disk as it writes it (what a plain crash keeps)
+        self.synced: dict = {}  # the disk as of its last fsync (what a lose_unsynced crash keeps)
         self.incarnation = 0
         self.proc = proc  # true ms each handler takes (0: instantaneous)
         self.busy_until = 0.0

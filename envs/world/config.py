@@ -84,7 +84,8 @@ RANDOM_KINDS = ("partition", "crash", "pause", "slow", "clock", "loss")
 
 class Fault(Strict):
     """One scheduled fault. ``node`` picks a node (random when absent); partitions take a ``shape``
-    or explicit ``groups`` / one-way ``cuts``; clock faults take ``clock`` (bump/strobe/drift)."""
+    or explicit ``groups`` / one-way ``cuts``; clock faults take ``clock`` (bump/strobe/drift); a
+    crash with ``lose_unsynced`` also loses the node's disk writes since its last ``ctx.fsync()``."""
 
     at_ms: float = Field(ge=0)
     fault: Literal["partition", "heal", "crash", "restart", "pause", "resume", "slow", "fast", "clock", "loss"]
@@ -99,6 +100,13 @@ class Fault(Strict):
     duration_ms: float = Field(500.0, ge=0, description="strobe length")
     factor: float = Field(10.0, gt=0, description="slow-down of a slow node")
     loss: float = Field(0.5, ge=0, le=1)
+    lose_unsynced: bool = Field(False, description="crash only: lose disk writes not yet fsynced")
+
+    @model_validator(mode="after")
+    def _crash_only(self):
+        if self.lose_unsynced and self.fault != "crash":
+            raise ValueError(f"lose_unsynced: only a crash loses unsynced writes, not a {self.fault}")
+        return self
 
 
 class RandomNemesis(Strict):
@@ -115,6 +123,7 @@ class RandomNemesis(Strict):
     max_clock_delta_ms: float = Field(200.0, ge=0)
     slow_factor: float = Field(10.0, gt=0)
     loss: float = Field(0.3, ge=0, le=1)
+    lose_unsynced: bool = Field(False, description="crashes lose disk writes not yet fsynced")
 
     @model_validator(mode="after")
     def _fits(self):
@@ -129,13 +138,19 @@ class NemesisConfig(Strict):
     schedule: list[Fault] = Field(default_factory=list)
     random: RandomNemesis | None = None
 
+    @property
+    def loses_unsynced(self) -> bool:
+        """Some crash may lose unsynced writes (the sim must then track each node's fsyncs)."""
+        return any(f.lose_unsynced for f in self.schedule) or bool(self.random and self.random.lose_unsynced)
+
 
 class WorkloadConfig(Strict):
     """Closed-loop clients (one outstanding operation each), like Jepsen's."""
 
     clients: int = Field(5, ge=0)
     ops: dict[str, float] = Field(default_factory=lambda: {"read": 0.5, "write": 0.5},
-                                  description="relative weights of read, write, cas (or get, put, append)")
+                                  description="relative weights of read, write, cas (or get, put, append; "
+                                              "or add and read: a set per key)")
     keys: int = Field(0, ge=0, description="0: one register; k: keys 0..k-1")
     think_ms: float = Field(20.0, ge=0, description="mean pause between a client's operations")
     timeout_ms: float = Field(500.0, gt=0)
@@ -143,16 +158,21 @@ class WorkloadConfig(Strict):
     start_ms: float = Field(0.0, ge=0)
     stop_ms: float | None = Field(None, ge=0, description="no new operations after this (default: 90% of the run)")
     value_range: int = Field(5, ge=1, description="cas compares against values in 0..value_range-1")
+    final_read_ms: float | None = Field(
+        None, ge=0, description="set workload: every client reads every key from this time on, until one "
+                                "read of each succeeds (default: halfway between stop_ms and the end)")
 
     @field_validator("ops")
     @classmethod
     def _ops(cls, v):
-        known = {"read", "write", "cas", "get", "put", "append"}
+        known = {"read", "write", "cas", "get", "put", "append", "add"}
         for k, w in v.items():
             if k not in known:
                 raise ValueError(f"unknown operation {k!r} (choose from {', '.join(sorted(known))})")
             if w < 0:
                 raise ValueError(f"weight of {k} must be >= 0")
+        if "add" in v and set(v) - {"add", "read"}:
+            raise ValueError("add makes a set workload: it goes with read only ({add: ..., read: ...})")
         if v and sum(v.values()) <= 0:
             raise ValueError("operation weights must not all be 0")
         return v

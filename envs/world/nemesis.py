@@ -4,7 +4,8 @@ A scheduled fault happens at ``at_ms`` of true time. The random nemesis, every `
 picks a kind (partition, crash, pause, slow, clock, loss), starts it on a random target and stops it
 ``duration_ms`` later (heal, restart, resume, normal speed, normal drift, normal loss), until
 ``stop_ms``; after that the world is left fault-free so that recovery can be observed. All choices
-come from the run's seed.
+come from the run's seed. A crash with ``lose_unsynced`` (a scheduled crash's field, or the random
+nemesis's option for all its crashes) takes the node's disk back to its last ``ctx.fsync()``.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class Nemesis:
         elif kind == "heal":
             sim.heal()
         elif kind == "crash":
-            sim.crash(self._node(f))
+            sim.crash(self._node(f), lose_unsynced=f.lose_unsynced)
         elif kind == "restart":
             if f.node is None:
                 for i in range(sim.n):
@@ -105,7 +106,7 @@ class Nemesis:
             if up:
                 node = rng.choice(up)
                 if kind == "crash":
-                    sim.crash(node)
+                    sim.crash(node, lose_unsynced=r.lose_unsynced)
                     sim.call_at(end, sim.restart, node)
                 elif kind == "pause":
                     sim.pause(node)

@@ -11,11 +11,15 @@ A node is driven by five handlers and acts only through its context ``ctx``::
     ctx.ask(point, obs, default, mask=None)   (asks the node's agent; answered by on_decision)
     ctx.lamport · ctx.vclock   (kept by the runtime on every send, receive and local event)
     ctx.durable   (a dict that survives crashes: the node's disk)
+    ctx.fsync()   (what was written to ctx.durable so far survives a crash that loses unsynced writes)
     ctx.record(kind, **fields)   (a protocol event for the observer, e.g. "leader", "decide")
 
 Message bodies are tuples whose first element names the message type (``("ping", 3)``) or dicts
 with a ``"type"`` key. A crash discards the node object (volatile state); restart builds a fresh
-one from the same class and parameters and calls ``on_start`` again, with ``ctx.durable`` intact.
+one from the same class and parameters and calls ``on_start`` again, with ``ctx.durable`` intact --
+or, after a crash with ``lose_unsynced``, as it was at the node's last ``ctx.fsync()`` (a write is in
+the page cache until then). A protocol syncs where its paper puts stable storage: before the reply
+or message that vouches for what it wrote.
 
 ``ask`` is how learning plugs in. ``point`` is a string or a tuple whose first element is a string
 naming the kind of decision (``("serve", op.id)``); ``default`` is the textbook answer, which is

@@ -75,7 +75,8 @@ class Context(ContextBase):
     """What a node can reach. Nothing here tells it the true time.
 
     ``now()``, ``send(dst, body)``, ``broadcast(body)``, ``set_timer(name, after)`` and
-    ``cancel_timer(name)`` come from the core's ``ContextBase``."""
+    ``cancel_timer(name)`` come from the core's ``ContextBase``; ``durable`` is the node's disk,
+    made crash-proof up to now by ``fsync()``."""
 
     __slots__ = ("node_id", "nodes", "rng", "durable")
 
@@ -111,6 +112,26 @@ class Context(ContextBase):
     def record(self, kind: str, **fields: Any) -> None:
         """Record a protocol event (``leader``, ``decide``, ``apply``, ...) for the observer."""
         self._sim._local_event(self._s, kind, fields)
+
+    def fsync(self) -> None:
+        """Make everything written to ``ctx.durable`` so far survive any crash. Until then a write
+        is in the page cache: a crash with ``lose_unsynced`` takes the disk back to the last fsync."""
+        sim = self._sim
+        if sim.track_fsync:
+            self._s.synced = disk_copy(self._s.durable)
+
+
+def disk_copy(v: Any) -> Any:
+    """A copy of a durable value that later in-place writes cannot reach: dicts, lists and sets are
+    copied at every depth; tuples, strings and numbers are shared (protocols never mutate them)."""
+    t = type(v)
+    if t is dict:
+        return {k: disk_copy(x) for k, x in v.items()}
+    if t is list:
+        return [disk_copy(x) for x in v]
+    if t is set:
+        return set(v)
+    return v
 
 
 class ClientSide:
@@ -175,6 +196,9 @@ class Sim(ClientSide, Loop):
         self._held: list = []  # messages held across a cut (hold_partitioned)
         self.started = False
         self.nemesis = self.workload = None  # attached by envs.world.build
+        #: True: ``ctx.fsync()`` snapshots each node's disk, so that ``crash(n, lose_unsynced=True)``
+        #: can roll it back (set before ``start``; off, fsync costs nothing and every crash keeps all)
+        self.track_fsync = False
 
     # --- scheduling ----------------------------------------------------------------------------
     def call_at(self, t: float, fn: Callable, *args: Any) -> None:
@@ -214,6 +238,8 @@ class Sim(ClientSide, Loop):
             return
         self.started = True
         for s in self.states:
+            if self.track_fsync:  # what is on a node's disk before it starts is synced
+                s.synced = disk_copy(s.durable)
             self._boot(s, restart=False)
 
     def _boot(self, s: NodeState, restart: bool) -> None:
@@ -225,12 +251,21 @@ class Sim(ClientSide, Loop):
         self._local_event(s, "start", (restart,))
         s.obj.on_start(s.ctx)
 
-    def crash(self, nid: int) -> None:
-        """Crash node ``nid``: its volatile state is lost and it handles nothing until restarted."""
+    def crash(self, nid: int, lose_unsynced: bool = False) -> None:
+        """Crash node ``nid``: its volatile state is lost and it handles nothing until restarted.
+        With ``lose_unsynced`` its disk also loses every write since its last ``ctx.fsync()``
+        (lazyfs's fault in Jepsen; needs ``track_fsync``, else ``ValueError``)."""
         s = self.states[nid]
         if not s.up:
             return
-        self._local_event(s, "crash", ())
+        if lose_unsynced:
+            if not self.track_fsync:
+                raise ValueError("crash(lose_unsynced=True) needs sim.track_fsync = True before the start")
+            s.durable.clear()
+            s.durable.update(disk_copy(s.synced))
+            self._local_event(s, "crash", {"lose_unsynced": True})
+        else:
+            self._local_event(s, "crash", ())
         s.up = False
         s.paused = False
         s.obj = None

@@ -7,6 +7,12 @@ Clients time operations with the observer's true clock, so the history can be ch
 linearizability. Written values are unique (the operation id; ``"x<id> "`` strings for put and
 append) unless ``cas`` is in the mix, in which case values come from ``0..value_range-1`` so that
 compare-and-set can succeed.
+
+Jepsen's *set* workload: with ``add`` in the mix each key is a set; an ``add`` puts a unique
+element (its operation id) and a ``read`` returns the whole set. It ends, as Jepsen's does, with
+final reads: from ``final_read_ms`` (default halfway between ``stop_ms`` and the end, after the
+nemesis's last fault has healed) every client reads every key, retrying one that does not succeed,
+so that :func:`metrics.sets.set_check` can tell which acknowledged adds were lost.
 """
 
 from __future__ import annotations
@@ -40,13 +46,34 @@ class Workload:
         # every operation has the same timeout; one pending sweep event instead of one per operation
         self.deadlines: collections.deque = collections.deque()
         self.sweep_at: float | None = None
+        self.sets = "add" in self.fs
+        end = duration_ms
+        self.final_at = (cfg.final_read_ms if cfg.final_read_ms is not None else (self.stop_ms + end) / 2) \
+            if self.sets else None
+        self.final: dict[int, list] = {}  # open final read id -> [client, keys left to read]
 
     def attach(self, sim) -> Workload:
         self.sim = sim
         sim.on_complete.append(self._completed)
         for c in range(self.cfg.clients):
             sim.call_at(self.cfg.start_ms + self.rng.expovariate(1.0 / max(self.cfg.think_ms, 1e-9)), self._invoke, c)
+        if self.sets:
+            for c in range(self.cfg.clients):
+                sim.call_at(self.final_at, self._final_read, c, list(range(self.keys)) if self.keys else [None])
         return self
+
+    def _final_read(self, client: int, keys: list) -> None:
+        """One of the set workload's final reads: ``keys[0]``, then the rest once it succeeds."""
+        sim = self.sim
+        node = client % sim.n if self.fixed else self.rng.randrange(sim.n)
+        op = Op(next(self.ids), client, "read", None, keys[0], node)
+        self.final[op.id] = [client, keys]
+        self.mine[op.id] = client
+        sim.submit(op)
+        if op.id in sim.open_ops:
+            self.deadlines.append((sim.now + self.cfg.timeout_ms, op.id))
+            if self.sweep_at is None:
+                self._schedule_sweep()
 
     def _op(self, client: int) -> Op:
         rng, fs = self.rng, self.fs
@@ -56,6 +83,8 @@ class Workload:
         key = rng.randrange(self.keys) if self.keys else None
         if f == "read" or f == "get":
             value = None
+        elif f == "add":
+            value = oid  # a unique element
         elif f == "write":
             value = rng.randrange(self.value_range) if self.small_values else oid
         elif f == "cas":
@@ -94,6 +123,13 @@ class Workload:
 
     def _completed(self, op: Op) -> None:
         client = self.mine.pop(op.id, None)
+        final = self.final.pop(op.id, None)
+        if final is not None:  # next key once this one is read; retry after a pause otherwise
+            keys = final[1][1:] if op.status == "ok" else final[1]
+            if keys:
+                pause = max(1.0, self.rng.expovariate(self.think_rate) if self.think_rate else 0.0)
+                self.sim.call_at(self.sim.now + pause, self._final_read, client, keys)
+            return
         if client is not None:
             pause = self.rng.expovariate(self.think_rate) if self.think_rate else 0.0
             self.sim.call_at(self.sim.now + pause, self._invoke, client)

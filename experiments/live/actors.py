@@ -34,7 +34,7 @@ from ray import cloudpickle
 from envs.world.node import ClientOp
 from envs.world.records import STATUSES
 from envs.world.rng import derive_rng
-from envs.world.sim import Ask
+from envs.world.sim import Ask, disk_copy
 
 from .clock import TrueClock
 from .transport import Links, NetState, Outbox
@@ -77,6 +77,10 @@ class LiveContext:
     @property
     def vclock(self) -> tuple:
         return tuple(self._rt.vc)
+
+    def fsync(self) -> None:
+        """Make everything written to ``ctx.durable`` so far survive a ``lose_unsynced`` crash."""
+        self._rt.synced = disk_copy(self._rt.durable)
 
     @property
     def n(self) -> int:
@@ -122,6 +126,7 @@ class NodeRuntime:
         self.true = true
         self.now = true.now  # true time in ms (the observer's; a node reads ctx.now())
         self.durable = durable
+        self.synced = disk_copy(durable)  # the disk as of the last fsync (what the node started with is synced)
         self.net = net
         self.nets: list = sorted(nets or [], key=lambda x: x[0])  # (true time, NetState) to come
         self.net_late = 0.0  # ms: the latest any network change arrived after it should have begun
@@ -353,7 +358,8 @@ class NodeRuntime:
         the durable dict (the disk), counters."""
         ev, self.events = self.events, []
         stats = dict(self.stats, net_late_ms=self.net_late)
-        return {"events": wire(ev), "durable": self.durable, "stats": stats, "error": self.error,
+        return {"events": wire(ev), "durable": self.durable, "synced": self.synced, "stats": stats,
+                "error": self.error,
                 "lamport": self.lamport, "vc": list(self.vc)}
 
 
@@ -462,12 +468,12 @@ class NodeActor:
     async def drain(self) -> dict:
         return self.rt.drain()
 
-    async def halt(self, crash: bool = True) -> dict:
+    async def halt(self, crash: bool = True, lose_unsynced: bool = False) -> dict:
         """Stop handling anything, at once (a crash, or the end of the run); the last drain."""
         rt = self.rt
         if not rt.halted:
             if crash:
-                rt.event("crash", ())
+                rt.event("crash", {"lose_unsynced": True} if lose_unsynced else ())
             rt.halted = True
             self.flush()
         return rt.drain()

@@ -122,6 +122,7 @@ class _NodeView:
         self.up = self.starting = self.paused = False
         self.incarnation = 0
         self.durable: dict = {}
+        self.synced: dict = {}  # the disk as of the node's last fsync (at its last drain)
         self.lamport, self.vc = 0, None
         self.drain_since: float | None = None  # true time of the outstanding drain
         self.stats_done = dict.fromkeys(STAT_KEYS, 0)
@@ -283,8 +284,9 @@ class LiveWorld(ClientSide):
     def is_up(self, nid: int) -> bool:
         return self.states[nid].up
 
-    def crash(self, nid: int, reason: str | None = None) -> None:
-        """Crash node ``nid``: its actor halts at once and is killed; its disk is kept."""
+    def crash(self, nid: int, reason: str | None = None, lose_unsynced: bool = False) -> None:
+        """Crash node ``nid``: its actor halts at once and is killed; its disk is kept, or with
+        ``lose_unsynced`` taken back to the node's last ``ctx.fsync()``."""
         st = self.states[nid]
         if not (st.up or st.starting):
             return
@@ -295,11 +297,14 @@ class LiveWorld(ClientSide):
         self._push_peers()
         if was_up and reason is None:
             try:
-                self._absorb(st, ray.get(actor.halt.remote(True), timeout=self.opt.halt_timeout_s), actor)
+                self._absorb(st, ray.get(actor.halt.remote(True, lose_unsynced), timeout=self.opt.halt_timeout_s),
+                             actor)
             except ray.exceptions.RayError:
-                self._record("crash", nid, {"reason": "no answer to halt"})
+                self._record("crash", nid, {"reason": "no answer to halt", "lose_unsynced": lose_unsynced})
         else:
             self._record("crash", nid, {"reason": reason} if reason else ())
+        if lose_unsynced:
+            st.durable = st.synced
         ray.kill(actor, no_restart=True)
         self._retire(st)
         self.crashes += 1
@@ -406,7 +411,7 @@ class LiveWorld(ClientSide):
     # --- collecting --------------------------------------------------------------------------------
     def _absorb(self, st: _NodeView, res: dict, actor) -> None:
         self.raw.extend(unwire(res["events"]))
-        st.durable = res["durable"]
+        st.durable, st.synced = res["durable"], res["synced"]
         st.lamport, st.vc = res["lamport"], res["vc"]
         st.stats_cur = res["stats"]
         if res["error"] and st.actor is actor and st.up:
@@ -626,10 +631,13 @@ class _Plan:
     def _fault(self, name: str, *args: Any) -> None:
         self.faults.append((self.now, name, args))
 
-    def crash(self, nid: int) -> None:
+    def crash(self, nid: int, lose_unsynced: bool = False) -> None:
         if self.up[nid]:
             self.up[nid] = False
-            self._fault("crash", nid)
+            if lose_unsynced:  # LiveWorld.crash(nid, reason, lose_unsynced)
+                self._fault("crash", nid, None, True)
+            else:
+                self._fault("crash", nid)
 
     def restart(self, nid: int) -> None:
         if not self.up[nid]:
