@@ -1,6 +1,7 @@
 """``capgym reproduce NAME --quick``: each reproduction runs real simulations, writes its folder
 (table.csv, results.json, summary.txt, the PNG) and shows the qualitative shape of its paper's
-claim; bad names and parameters are one line, exit 2, nothing written."""
+claim; every reproduction lists its claims (paper beside ours) and ``--check`` exits 1 when one
+fails; bad names and parameters are one line, exit 2, nothing written; a bug is exit 4."""
 
 from __future__ import annotations
 
@@ -14,6 +15,16 @@ import pytest
 from experiments.cli import main
 from experiments.reproduce_cmd import reproduce
 from experiments.reproductions import available, cdf, percentile
+from experiments.reproductions.claims import (
+    binomial_interval,
+    bootstrap_difference,
+    bootstrap_interval,
+    claim,
+    failing,
+    relative,
+)
+
+FIELDS = {"claim", "paper", "source", "ours", "tolerance", "basis", "holds"}
 
 
 def folder_ok(out: Path, name: str) -> dict:
@@ -21,8 +32,15 @@ def folder_ok(out: Path, name: str) -> dict:
     assert (out / f"{name}.png").stat().st_size > 5000
     with open(out / "table.csv") as f:
         assert len(list(csv.DictReader(f))) >= 2
-    assert (out / "summary.txt").read_text().strip()
-    return json.loads((out / "results.json").read_text())["findings"]
+    summary = (out / "summary.txt").read_text()
+    res = json.loads((out / "results.json").read_text())
+    claims = res["claims"]
+    assert claims and all(FIELDS <= set(c) for c in claims)
+    assert all(isinstance(c["holds"], bool) and c["source"] and c["basis"] for c in claims)
+    for c in claims:  # the paper-vs-ours table is in the summary
+        assert c["claim"] in summary
+    assert not failing(claims), failing(claims)  # the quick variants hold at their stated tolerances
+    return res["findings"]
 
 
 def test_all_four_are_registered():
@@ -105,3 +123,47 @@ def test_list(capsys):
     assert main(["reproduce", "--list"]) == 0
     out = capsys.readouterr().out
     assert all(n in out for n in ("raft-election", "cap", "pbs", "flp"))
+
+
+def test_check_exits_1_when_a_claim_fails(tmp_path, capsys):
+    """With 'available' meaning >= 50%, ABD counts as available and atomic while partitioned: the
+    theorem's claim fails, and --check says which claim, exit 1; without --check the run is 0."""
+    args = ["reproduce", "cap", "available_at=0.5", "--quick", "--root", str(tmp_path), "-q"]
+    assert main(args + ["--check"]) == 1
+    err = capsys.readouterr().err
+    assert "claim fails: no register is both available and atomic" in err
+    assert main(args) == 0
+    (run, _) = sorted((tmp_path / "reproduce-cap").iterdir())
+    res = json.loads((run / "results.json").read_text())
+    assert failing(res["claims"]) and "[FAILS]" in (run / "summary.txt").read_text()
+
+
+def test_internal_error_is_exit_4(tmp_path, monkeypatch, capsys):
+    from experiments.reproductions import cap
+
+    def boom(*a, **k):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(cap, "run", boom)
+    assert main(["reproduce", "cap", "--quick", "--check", "--root", str(tmp_path)]) == 4
+    assert "internal error: RuntimeError: bug" in capsys.readouterr().err
+
+
+def test_claim_helpers():
+    lo, hi = binomial_interval(0, 10, 0.99)  # exact: the upper end solves (1 - p)^10 = 0.005
+    assert lo == 0 and hi == pytest.approx(1 - 0.005 ** 0.1)
+    lo, hi = binomial_interval(50, 100, 0.95)
+    assert lo < 0.5 < hi and hi - lo == pytest.approx(0.2, abs=0.01)
+    with pytest.raises(ValueError):
+        binomial_interval(11, 10)
+    assert relative(300, 287, 0.25)[0] and not relative(1662, 287, 0.25)[0] and not relative(math.inf, 1, 0.5)[0]
+    xs = [float(i) for i in range(100)]
+    a = bootstrap_interval(xs, lambda v: sum(v) / len(v), 0.95, seed=1)
+    assert a == bootstrap_interval(xs, lambda v: sum(v) / len(v), 0.95, seed=1)  # seeded
+    assert a[0] < 49.5 < a[1]
+    d = bootstrap_difference([1.0, 2.0, 3.0] * 10, [5.0, 6.0, 7.0] * 10, 0.95)
+    assert 3 < d[0] <= d[1] < 5
+    rows = [claim("a", 1, "s", 1, True, "t", "b"), claim("b", 1, "s", 2, False, "t", "b"),
+            claim("c", 1, "s", 2, False, "t", "b", deviation="explained by the ablation in docs")]
+    assert [c["claim"] for c in failing(rows)] == ["b"]
+    assert claim("x", 1, "s", math.inf, False, "t", "b")["ours"] == "inf"  # JSON-friendly
