@@ -34,7 +34,7 @@ EXAMPLES = """examples:
   capgym reproduce raft-election                Ongaro & Ousterhout 2014, Fig. 16 (election time CDF)
   capgym reproduce pbs --check                  exit 1 if a claim of the paper fails (paper vs ours in summary.txt)
   capgym reproduce cap --quick                  availability and linearizability vs partition fraction
-  capgym reproduce pbs trials=3                 Bailis et al. 2012: t-visibility under several latencies
+  capgym reproduce pbs ps_reads=50000           Bailis et al. 2012 on the Dynamo store: p_s, k-staleness, WARS
   capgym reproduce flp                          duelling proposers, the FLP adversary, Ben-Or rounds vs n
   capgym reproduce --list
 """
