@@ -184,7 +184,7 @@ class Dynamo(Node):
             body = ("put", o.rid, o.op.key) + o.newest
         for r in dsts:
             self.reply_to(ctx, r, body)
-        if o.rid in self.ops:
+        if o.rid in self.ops and o.phase != "repair":  # (a local reply may have answered it already)
             ctx.set_timer(("retry", o.rid), self.params.retry_ms)
 
     def answered(self, ctx, o):
