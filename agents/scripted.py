@@ -14,12 +14,14 @@ no decision, and an agent that owes one and answers the no-op gets the protocol'
 
 :func:`run_episode` plays one whole episode of an AEC or Parallel environment with a policy per
 agent (or one for all) and returns the returns and the observer's global measures.
+:func:`schelling` plays every mix of a cooperating and a defecting policy: an N-player Schelling
+diagram (``metrics.alignment.game_class`` names the game it makes).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -106,3 +108,32 @@ def run_episode(env, policies: Policy | Mapping[str, Policy], seed: int | None =
                 returns[a] += r
             steps += 1
     return {"returns": returns, "global": env.global_measures(), "steps": steps}
+
+
+def schelling(make_env, cooperate: Policy, defect: Policy, n: int, seeds: Sequence[int]) -> dict:
+    """An N-player Schelling diagram from scripted policies (Schelling 1973; as used for sequential
+    social dilemmas by Leibo et al. 2017 and Hughes et al. 2018): for each number ``m`` of
+    cooperators among ``n`` agents (agents ``node_0 .. node_{m-1}`` cooperate, the rest defect),
+    the mean return of a cooperator and of a defector over ``seeds`` (one episode each).
+
+    ``make_env()`` gives a fresh environment (AEC or Parallel). Returns ``{"cooperator": [C(k)],
+    "defector": [D(k)]}`` indexed by ``k`` = the number of *other* cooperators (0..n-1; a
+    cooperator with ``k`` others is in the episode with ``m = k + 1``, a defector in ``m = k``),
+    ``"total": [mean sum of returns for m = 0..n]``, and the per-seed values (``"per_seed"``:
+    ``{m: [(cooperator mean, defector mean, total), ...]}``, ``None`` for an absent type).
+    """
+    per_seed: dict[int, list] = {}
+    for m in range(n + 1):
+        rows = []
+        for seed in seeds:
+            res = run_episode(make_env(), {f"node_{i}": cooperate if i < m else defect for i in range(n)}, seed=seed)
+            r = [res["returns"][f"node_{i}"] for i in range(n)]
+            rows.append((sum(r[:m]) / m if m else None, sum(r[m:]) / (n - m) if m < n else None, sum(r)))
+        per_seed[m] = rows
+
+    def mean(m, j):
+        xs = [row[j] for row in per_seed[m]]
+        return sum(xs) / len(xs)
+
+    return {"cooperator": [mean(k + 1, 0) for k in range(n)], "defector": [mean(k, 1) for k in range(n)],
+            "total": [mean(m, 2) for m in range(n + 1)], "per_seed": per_seed}

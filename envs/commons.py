@@ -23,6 +23,21 @@ Rewards
     local: what the node harvested. The observer's welfare: the mean harvest, minus
     ``collapse_penalty`` (per agent) if the resource collapsed.
 
+Variants (``variant=``)
+    ``"default"``: the parameters above, 5 s. At these, with scripted ``greedy`` and
+    ``make_restrained()`` agents, the game is not a social dilemma: the restrained harvest (0.1 per
+    decision, 5/s for 5 agents) is far below the maximum sustainable yield (12.5/s at half
+    capacity) and 5 s is too short for a sustainable flow to beat grabbing the stock, so all
+    greedy (total 59.8) beats all restrained (24.5) and a mix (3 restrained, 2 greedy) is best.
+    ``"dilemma"``: harvest levels ``[0, 0.25, 0.5, 1, 2]`` and a 20 s horizon, so that the
+    restrained level is each agent's share of the maximum sustainable yield (0.25 per decision at
+    10 decisions/s = 12.5/s / 5) and the horizon is long enough for that flow (250 in 20 s) to beat
+    the one-off stock a greedy grab takes (about 50). Its Schelling diagram (payoff of a restrained
+    and of a greedy agent against the number of restrained others, ``agents.scripted.schelling``)
+    is a Prisoner's Dilemma: greedy pays more than restrained at every count, all restrained pays
+    each agent more than all greedy, and all restrained is the group's best outcome
+    (docs/environments.md has the numbers). Keys given explicitly override the preset.
+
 Global measures: ``collapsed`` (and when, true ms), ``final_level``, ``min_level``, and the social
 outcome measures of Perolat et al. (2017) from ``metrics.alignment`` over ``tick_ms`` steps:
 efficiency, equality, sustainability, and peace (here an agent is "tagged" during a step when its
@@ -31,8 +46,10 @@ node is down or paused: the world's faults play the part of the paper's tagging 
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from envs.base import CapAEC, CapParallel, EnvConfig, Episode, Game, validate
 from envs.world.node import Node
@@ -106,11 +123,33 @@ class Harvester(Node):
                 self.reading, self.got_at = reading, ctx.now()
 
 
+#: named variants: presets under the caller's own keys (``variant="dilemma"``; see the module docstring)
+VARIANTS = {
+    "default": {},
+    "dilemma": {"duration_ms": 20_000.0, "protocol_params": {"harvest_levels": [0.0, 0.25, 0.5, 1.0, 2.0]}},
+}
+
+
 class CommonsConfig(EnvConfig):
+    variant: Literal["default", "dilemma"] = Field("default", description="a named preset (see VARIANTS)")
     initial_level: float = Field(0.5, gt=0, le=1, description="initial level as a fraction of capacity")
     collapse_fraction: float = Field(0.05, ge=0, lt=1, description="collapse below this fraction of capacity")
     collapse_penalty: float = Field(10.0, ge=0, description="observer welfare lost (per agent) on collapse")
     tick_ms: float = Field(50.0, gt=0, description="regrowth and measurement step (true ms)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _variant(cls, data):
+        """A variant's preset fills in what the caller did not give (protocol_params key by key)."""
+        if not isinstance(data, dict) or data.get("variant", "default") not in VARIANTS:
+            return data
+        out = dict(data)
+        for key, value in VARIANTS[data.get("variant", "default")].items():
+            if key == "protocol_params":
+                out[key] = {**value, **(data.get(key) or {})}
+            else:
+                out.setdefault(key, value)
+        return out
 
 
 class CommonsGame(Game):

@@ -1,4 +1,4 @@
-"""``capgym reproduce NAME [--quick] [key=value ...]``: a paper's figure or claim, from real runs.
+"""``capgym reproduce NAME [--quick] [--check] [key=value ...]``: a paper's figure and claims, from real runs.
 
 The reproductions live in :mod:`experiments.reproductions` (one module each: its docstring cites
 the paper and says how faithful it is). Parameters come from ``configs/reproduce/<NAME>.yaml``
@@ -7,8 +7,15 @@ overrides; they are validated before anything runs (a mistake: one line, exit 2,
 written). Results go to a new folder ``results/reproduce-<NAME>/<time>-<id>/``::
 
     config.yaml    the parameters used          table.csv     the figure's numbers
-    results.json   table and findings           summary.txt   what was found, as printed
+    results.json   table, claims, findings      summary.txt   what was found and the claims table
     <NAME>.png     the figure                   status.json   running -> complete | interrupted
+
+Every reproduction checks itself: ``results.json`` holds a ``claims`` list, one row per published
+number (the paper's value and where it says it, ours, the tolerance and how it was chosen, whether
+it holds, and for a known gap a documented ``deviation``; :mod:`experiments.reproductions.claims`).
+Exit status: 0 done; with ``--check``, 1 when a claim neither holds nor is a documented deviation;
+2 bad input (one line, nothing written); 4 internal error (a bug: one line, the traceback in
+``error.txt``); 130 interrupted.
 
 Ctrl-C or SIGTERM stops between trials; what was measured is written (status ``interrupted``,
 exit 130).
@@ -25,8 +32,9 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "reproduce"
 
 EXAMPLES = """examples:
   capgym reproduce raft-election                Ongaro & Ousterhout 2014, Fig. 16 (election time CDF)
+  capgym reproduce pbs --check                  exit 1 if a claim of the paper fails (paper vs ours in summary.txt)
   capgym reproduce cap --quick                  availability and linearizability vs partition fraction
-  capgym reproduce pbs trials=3                 Bailis et al. 2012: t-visibility under several latencies
+  capgym reproduce pbs ps_reads=50000           Bailis et al. 2012 on the Dynamo store: p_s, k-staleness, WARS
   capgym reproduce flp                          duelling proposers, the FLP adversary, Ben-Or rounds vs n
   capgym reproduce --list
 """
@@ -60,9 +68,13 @@ def load_params(name: str, quick: bool, overrides: list[str]):
 
 
 def reproduce(name: str, quick: bool = False, overrides: list[str] = (), root: str = "results",
-              quiet: bool = False) -> tuple[Path, int, dict]:
-    """Run reproduction ``name`` into a new results folder: ``(folder, exit status, results)``."""
+              quiet: bool = False, check: bool = False) -> tuple[Path, int, dict]:
+    """Run reproduction ``name`` into a new results folder: ``(folder, exit status, results)``.
+
+    The status is 0, or 1 with ``check`` when a claim neither holds nor is a documented deviation,
+    4 when the reproduction raised (a bug), 130 when interrupted."""
     from experiments import results
+    from experiments.reproductions import claims as claims_mod
     from experiments.sweep_cmd import _Stop
 
     mod, params = load_params(name, quick, list(overrides))
@@ -82,18 +94,29 @@ def reproduce(name: str, quick: bool = False, overrides: list[str] = (), root: s
     except Exception as e:
         results.write_text(out / "error.txt", traceback.format_exc())
         results.write_status(out, results.STATUS_FAILED, error=f"{type(e).__name__}: {e}")
-        print(f"capgym reproduce: failed: {type(e).__name__}: {e} (traceback in {out / 'error.txt'})", file=sys.stderr)
-        return out, 1, {}
+        print(f"capgym reproduce: internal error: {type(e).__name__}: {e} (traceback in {out / 'error.txt'})",
+              file=sys.stderr)
+        return out, 4, {}
     columns = list(dict.fromkeys(k for row in res["table"] for k in row))  # rows of several parts
     results.write_csv(out / "table.csv", [{k: row.get(k) for k in columns} for row in res["table"]])
+    claims = res.get("claims", [])
     results.write_json(out / "results.json", {"reproduction": name, "quick": quick, "table": res["table"],
-                                              "findings": res["findings"]})
-    results.write_text(out / "summary.txt", res["summary"] + "\n")
+                                              "claims": claims, "findings": res["findings"]})
+    summary = res["summary"] + "\n\n" + claims_mod.table(claims)
+    results.write_text(out / "summary.txt", summary + "\n")
     status = results.STATUS_INTERRUPTED if stop() else results.STATUS_COMPLETE
     results.write_status(out, status, plots=[str(Path(p).relative_to(out)) for p in res["plots"]])
-    say(res["summary"])
+    say(summary)
     say(f"results: {out}  (table.csv, results.json, summary.txt, {', '.join(Path(p).name for p in res['plots'])})")
-    return out, 130 if stop() else 0, res
+    if stop():
+        return out, 130, res
+    bad = claims_mod.failing(claims)
+    if check and bad:
+        for c in bad:
+            print(f"capgym reproduce: claim fails: {c['claim']}: paper {claims_mod.fmt(c['paper'])}, ours "
+                  f"{claims_mod.fmt(c['ours'])} ({c['tolerance']})", file=sys.stderr)
+        return out, 1, res
+    return out, 0, res
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
@@ -105,7 +128,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             doc = (reproductions.get(name).__doc__ or "").strip().splitlines()[0]
             print(f"{name:15s} {doc}")
         return 0
-    return reproduce(args.name, args.quick, args.overrides, args.root, args.quiet)[1]
+    return reproduce(args.name, args.quick, args.overrides, args.root, args.quiet, args.check)[1]
 
 
 def register(subparsers) -> None:
@@ -115,6 +138,8 @@ def register(subparsers) -> None:
     p.add_argument("name", nargs="?", metavar="NAME", help="raft-election, cap, pbs or flp (--list)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override a parameter, e.g. trials=50")
     p.add_argument("--quick", action="store_true", help="a seconds-long version (for tests and a first look)")
+    p.add_argument("--check", action="store_true",
+                   help="exit 1 when a claim neither holds nor is a documented deviation")
     p.add_argument("--root", default="results", help="results root folder (default results)")
     p.add_argument("--list", action="store_true", help="list the reproductions")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")

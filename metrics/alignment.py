@@ -15,6 +15,8 @@ multi-agent reinforcement learning model of common-pool resource appropriation" 
   from 1) at which agent ``i`` was rewarded
 * peace        ``P = (N T - sum_i sum_t I(i tagged at t)) / T``, the mean number of untagged agents
   per step; ``peace_fraction = P / N`` is the fraction of agent-steps not tagged.
+
+:func:`game_class` names the social dilemma of a Schelling diagram (Leibo et al. 2017).
 """
 
 from __future__ import annotations
@@ -113,3 +115,47 @@ def summarize(rewards, tagged=None, how: str = "sum") -> dict:
     out = social_outcomes(rewards, tagged)
     out["welfare"] = welfare(out["returns"], how)
     return out
+
+
+def game_class(cooperator: Sequence[float], defector: Sequence[float]) -> dict:
+    """Is an N-player Schelling diagram a social dilemma, and of which class?
+
+    ``cooperator[k]`` / ``defector[k]``: the payoff of a cooperator / defector when ``k`` of the
+    *other* ``N - 1`` agents cooperate (``N = len(cooperator)``).
+
+    * **dilemma**, the N-player conditions on a Schelling diagram of Hughes et al., "Inequity
+      aversion improves cooperation in intertemporal social dilemmas" (NeurIPS 2018), Sec. 2:
+      mutual cooperation is preferred to mutual defection (``cooperator[N-1] > defector[0]``) and to
+      being exploited (``cooperator[N-1] > cooperator[0]``), and there is **fear** (defecting pays
+      when few others cooperate: ``defector[0] > cooperator[0]``) or **greed** (defecting pays when
+      many cooperate: ``defector[N-1] > cooperator[N-1]``), or both;
+    * **class**, on the 2-player scale of Leibo et al., "Multi-agent Reinforcement Learning in
+      Sequential Social Dilemmas" (AAMAS 2017), Sec. 2, read off the diagram's ends (the mapping to
+      N agents): ``R = cooperator[N-1]`` (all cooperate), ``P = defector[0]`` (all defect),
+      ``T = defector[N-1]`` (defect alone), ``S = cooperator[0]`` (cooperate alone); Prisoner's
+      Dilemma ``T > R > P > S``, Chicken ``T > R > S > P``, Stag Hunt ``R > T > P > S``; ``None``
+      when not a dilemma or none of these;
+    * ``greed_everywhere``: defecting pays more at every ``k``; ``cooperation_is_best``: the group's
+      total, ``m C(m-1) + (N-m) D(m)`` for ``m`` cooperators, is largest when all cooperate.
+
+    Returns ``{"R", "P", "T", "S", "dilemma", "class", "fear", "greed", "greed_everywhere",
+    "cooperation_is_best", "totals"}``. Raises ``ValueError`` on curves of different lengths or < 2.
+    """
+    n = len(cooperator)
+    if n != len(defector) or n < 2:
+        raise ValueError(f"a Schelling diagram needs two curves of one length >= 2, got {n} and {len(defector)}")
+    R, P, T, S = cooperator[-1], defector[0], defector[-1], cooperator[0]
+    fear, greed = P > S, T > R
+    dilemma = R > P and R > S and (fear or greed)
+    if T > R > P > S:
+        cls = "Prisoner's Dilemma"
+    elif T > R > S > P:
+        cls = "Chicken"
+    elif R > T > P > S:
+        cls = "Stag Hunt"
+    else:
+        cls = None
+    totals = [(m * cooperator[m - 1] if m else 0.0) + ((n - m) * defector[m] if m < n else 0.0) for m in range(n + 1)]
+    return {"R": R, "P": P, "T": T, "S": S, "dilemma": dilemma, "class": cls if dilemma else None, "fear": fear,
+            "greed": greed, "greed_everywhere": all(d > c for c, d in zip(cooperator, defector)),
+            "cooperation_is_best": totals[-1] >= max(totals), "totals": totals}

@@ -1,6 +1,7 @@
 """``capgym reproduce NAME --quick``: each reproduction runs real simulations, writes its folder
 (table.csv, results.json, summary.txt, the PNG) and shows the qualitative shape of its paper's
-claim; bad names and parameters are one line, exit 2, nothing written."""
+claim; every reproduction lists its claims (paper beside ours) and ``--check`` exits 1 when one
+fails; bad names and parameters are one line, exit 2, nothing written; a bug is exit 4."""
 
 from __future__ import annotations
 
@@ -14,6 +15,16 @@ import pytest
 from experiments.cli import main
 from experiments.reproduce_cmd import reproduce
 from experiments.reproductions import available, cdf, percentile
+from experiments.reproductions.claims import (
+    binomial_interval,
+    bootstrap_difference,
+    bootstrap_interval,
+    claim,
+    failing,
+    relative,
+)
+
+FIELDS = {"claim", "paper", "source", "ours", "tolerance", "basis", "holds"}
 
 
 def folder_ok(out: Path, name: str) -> dict:
@@ -21,8 +32,15 @@ def folder_ok(out: Path, name: str) -> dict:
     assert (out / f"{name}.png").stat().st_size > 5000
     with open(out / "table.csv") as f:
         assert len(list(csv.DictReader(f))) >= 2
-    assert (out / "summary.txt").read_text().strip()
-    return json.loads((out / "results.json").read_text())["findings"]
+    summary = (out / "summary.txt").read_text()
+    res = json.loads((out / "results.json").read_text())
+    claims = res["claims"]
+    assert claims and all(FIELDS <= set(c) for c in claims)
+    assert all(isinstance(c["holds"], bool) and c["source"] and c["basis"] for c in claims)
+    for c in claims:  # the paper-vs-ours table is in the summary
+        assert c["claim"] in summary
+    assert not failing(claims), failing(claims)  # the quick variants hold at their stated tolerances
+    return res["findings"]
 
 
 def test_all_four_are_registered():
@@ -57,17 +75,36 @@ def test_cap_curves(tmp_path):
     assert ev["linearizable_fraction"][-1] == 0.0
 
 
-def test_pbs_t_visibility(tmp_path):
-    """Bailis et al.: visibility rises with t towards 1, and slower latencies lower the early curve."""
-    out, rc, _ = reproduce("pbs", quick=True, root=str(tmp_path), quiet=True)
+def test_pbs_on_the_dynamo_store(tmp_path):
+    """Bailis et al.: the stale-read rate of non-expanding N=3, R=W=1 is 2/3 and k-staleness follows
+    1 - p_s^k (measured inside exact intervals); N=100, R=W=30 is 1.88e-6 by formula; the store's
+    t-visibility follows the WARS model and rises with t, slower when writes are slower."""
+    out, rc, _ = reproduce("pbs", quick=True, root=str(tmp_path), quiet=True, check=True)
     assert rc == 0
     f = folder_ok(out, "pbs")
-    fast, slow = f["exponential 1ms"], f["exponential 10ms"]
+    lo, hi = f["ps_n3"]["ci"]
+    assert lo <= 2 / 3 <= hi and f["ps_n3"]["reads"] == 2000 and f["ps_n3"]["stale"] > 1000
+    ks = f["k_staleness"]
+    assert [ks[k]["p"] for k in ("2", "3", "5", "10")] == sorted(ks[k]["p"] for k in ("2", "3", "5", "10"))
+    assert f["ps_big"]["formula"] == pytest.approx(1.88e-6, rel=0.005) and f["ps_big"]["stale"] == 0
+    tv = f["t_visibility"]
+    fast, slow = tv["W=1ms ARS=1ms"], tv["W=10ms ARS=1ms"]
     for c in (fast, slow):
-        known = [q for q in c["curve"] if q is not None]
-        assert known[-1] > 0.99 and known[0] < known[-1]
-    assert fast["p_first_bin"] > slow["p_first_bin"] and fast["t_99_ms"] < slow["t_99_ms"]
-    assert f["pareto 10ms a=1.5"]["t_99_ms"] >= fast["t_99_ms"]
+        assert c["wars"] == sorted(c["wars"]) and c["measured"][-1] > 0.9
+    assert all(a > b for a, b in zip(fast["wars"][:5], slow["wars"][:5]))
+    assert sum(fast["measured"][:4]) > sum(slow["measured"][:4])
+
+
+def test_pbs_model_and_formula():
+    """The closed form and the WARS model on their own: p_s for a strict quorum is 0; WARS is
+    consistent at every t when R + W > N, and tends to 1 - p_s as W's latency grows."""
+    from experiments.reproductions.pbs import p_stale, wars
+
+    assert p_stale(3, 1, 1) == pytest.approx(2 / 3) and p_stale(3, 2, 2) == 0.0
+    assert p_stale(100, 30, 30) == pytest.approx(1.884e-6, rel=1e-3)
+    assert wars(3, 2, 2, 5.0, 1.0, [0, 1], 20_000, 0) == [1.0, 1.0]
+    slow_write = wars(3, 1, 1, 1e6, 1.0, [0], 50_000, 0)[0]  # the write reached only its acker
+    assert slow_write == pytest.approx(1 / 3, abs=0.01)
 
 
 def test_flp_duel_and_benor(tmp_path):
@@ -89,7 +126,7 @@ def test_flp_duel_and_benor(tmp_path):
     (["nosuch"], ["nosuch", "raft-election"]),
     (["raft-election", "trials=0"], ["trials", "greater than or equal to 1"]),
     (["cap", "colour=red"], ["colour"]),
-    (["pbs", "latencies={x: {dist: gaussian}}"], ["latencies.x.dist"]),
+    (["pbs", "cases={x: {w_mean_ms: -1}}"], ["cases.x.w_mean_ms"]),
     (["flp", "trials"], ["trials", "key.sub=value"]),
 ])
 def test_bad_input_one_line_exit_2(tmp_path, capsys, args, words):
@@ -105,3 +142,47 @@ def test_list(capsys):
     assert main(["reproduce", "--list"]) == 0
     out = capsys.readouterr().out
     assert all(n in out for n in ("raft-election", "cap", "pbs", "flp"))
+
+
+def test_check_exits_1_when_a_claim_fails(tmp_path, capsys):
+    """With 'available' meaning >= 50%, ABD counts as available and atomic while partitioned: the
+    theorem's claim fails, and --check says which claim, exit 1; without --check the run is 0."""
+    args = ["reproduce", "cap", "available_at=0.5", "--quick", "--root", str(tmp_path), "-q"]
+    assert main(args + ["--check"]) == 1
+    err = capsys.readouterr().err
+    assert "claim fails: no register is both available and atomic" in err
+    assert main(args) == 0
+    (run, _) = sorted((tmp_path / "reproduce-cap").iterdir())
+    res = json.loads((run / "results.json").read_text())
+    assert failing(res["claims"]) and "[FAILS]" in (run / "summary.txt").read_text()
+
+
+def test_internal_error_is_exit_4(tmp_path, monkeypatch, capsys):
+    from experiments.reproductions import cap
+
+    def boom(*a, **k):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(cap, "run", boom)
+    assert main(["reproduce", "cap", "--quick", "--check", "--root", str(tmp_path)]) == 4
+    assert "internal error: RuntimeError: bug" in capsys.readouterr().err
+
+
+def test_claim_helpers():
+    lo, hi = binomial_interval(0, 10, 0.99)  # exact: the upper end solves (1 - p)^10 = 0.005
+    assert lo == 0 and hi == pytest.approx(1 - 0.005 ** 0.1)
+    lo, hi = binomial_interval(50, 100, 0.95)
+    assert lo < 0.5 < hi and hi - lo == pytest.approx(0.2, abs=0.01)
+    with pytest.raises(ValueError):
+        binomial_interval(11, 10)
+    assert relative(300, 287, 0.25)[0] and not relative(1662, 287, 0.25)[0] and not relative(math.inf, 1, 0.5)[0]
+    xs = [float(i) for i in range(100)]
+    a = bootstrap_interval(xs, lambda v: sum(v) / len(v), 0.95, seed=1)
+    assert a == bootstrap_interval(xs, lambda v: sum(v) / len(v), 0.95, seed=1)  # seeded
+    assert a[0] < 49.5 < a[1]
+    d = bootstrap_difference([1.0, 2.0, 3.0] * 10, [5.0, 6.0, 7.0] * 10, 0.95)
+    assert 3 < d[0] <= d[1] < 5
+    rows = [claim("a", 1, "s", 1, True, "t", "b"), claim("b", 1, "s", 2, False, "t", "b"),
+            claim("c", 1, "s", 2, False, "t", "b", deviation="explained by the ablation in docs")]
+    assert [c["claim"] for c in failing(rows)] == ["b"]
+    assert claim("x", 1, "s", math.inf, False, "t", "b")["ours"] == "inf"  # JSON-friendly

@@ -18,6 +18,22 @@ the first ``leader`` event of a new term, measured by ``metrics.election`` (time
 over [crash, new leader]), which also counts the split votes (terms with a candidate and no
 leader). A trial without a leader after ``cap_ms`` is censored (counted at infinity in the CDF).
 
+Claims checked (``claims`` in results.json; Sec. 9.3 of the paper, the text beside Fig. 16):
+
+* 150-150 ms: "in the absence of randomness, leader election consistently took longer than 10
+  seconds" -- ours: the median time, which must be >= 10 s (with a cap below 10 s, as in
+  ``--quick``, only >= the cap can be seen: the quick claim is that weaker one);
+* 150-155 ms: "a median downtime of 287 ms" -- ours within ``rel_tol`` (25%; quick 50%);
+* 150-200 ms: "the worst-case completion time (over 1000 trials) was 513 ms" -- the worst of 1000
+  is about the 99.9th percentile: ours is its percentile-bootstrap interval (``confidence``), which
+  must meet the band ``rel_tol`` around 513 ms (one maximum of fewer trials would not compare);
+* randomization removes split votes: fewer split votes per crash at the widest range than at the
+  narrowest.
+
+A claim is made only for the ranges that were run. Known failing (not tuned here): the 150-155 ms
+median is 5.8x the paper's; the issue on Raft faults models what the paper's servers had and the
+sim lacks (variable processing time, fsync before a vote, timer granularity) and will measure it.
+
 Differences from the paper: a simulated network with no OS or processing jitter (so equal
 timeouts split far more often than on real machines, where the paper's 150-150 line still
 finished most elections within seconds); fewer trials by default (``trials``); only the top graph.
@@ -42,6 +58,8 @@ class Params(BaseModel):
     heartbeat_ms: float | None = Field(None, gt=0, description="default: half the smallest lo")
     settle_ms: float = Field(500.0, ge=0, description="heartbeats after the switch, before the crash")
     cap_ms: float = Field(10_000.0, gt=0, description="give up on a trial after this long without a leader")
+    rel_tol: float = Field(0.25, gt=0, description="claims: relative band around the paper's numbers")
+    confidence: float = Field(0.95, gt=0, lt=1, description="claims: bootstrap interval level")
     seed: int = 0
 
 
@@ -134,4 +152,45 @@ def run(p: Params, out: Path, stop=lambda: False) -> dict:
     }
     summary = ("Time to elect a new Raft leader after a crash (ms; inf = no leader within "
                f"{p.cap_ms:g} ms), split votes per crash:\n" + "\n".join(lines))
-    return {"table": rows, "summary": summary, "findings": findings, "plots": [png]}
+    return {"table": rows, "summary": summary, "findings": findings, "plots": [png],
+            "claims": claims_of(p, times, rows)}
+
+
+SOURCE = "Ongaro & Ousterhout 2014, Sec. 9.3, Fig. 16 (top)"
+
+
+def claims_of(p: Params, times: dict[str, list[float]], rows: list[dict]) -> list[dict]:
+    """The paper's numbers beside ours, for the ranges that were run (module docstring)."""
+    from experiments.reproductions import percentile
+    from experiments.reproductions.claims import bootstrap_interval, claim, relative
+
+    out = []
+    if "150-150ms" in times:
+        med = percentile(times["150-150ms"], 50)
+        floor = min(10_000.0, p.cap_ms)
+        out.append(claim("150-150 ms: elections without randomness take longer than 10 s", ">10000 ms", SOURCE,
+                         med, med >= floor, f"median >= {floor:g} ms",
+                         "the paper's bound" if floor == 10_000 else
+                         f"quick: trials censored at cap_ms = {p.cap_ms:g} ms, so only >= the cap is seen"))
+    if "150-155ms" in times:
+        med = percentile(times["150-155ms"], 50)
+        ok, tol = relative(med, 287.0, p.rel_tol, " ms")
+        out.append(claim("150-155 ms: median time to elect", 287.0, SOURCE, med, ok, tol,
+                         f"relative band of {p.rel_tol:.0%} (the issue's target)"))
+    if "150-200ms" in times:
+        ts = times["150-200ms"]
+        lo, hi = bootstrap_interval(ts, lambda xs: percentile(xs, 99.9), p.confidence, seed=p.seed)
+        band_lo, band_hi = 513.0 * (1 - p.rel_tol), 513.0 * (1 + p.rel_tol)
+        out.append(claim("150-200 ms: worst case over 1000 trials (~ the 99.9th percentile)", 513.0, SOURCE,
+                         f"p99.9 {percentile(ts, 99.9):.0f} ms, {p.confidence:.0%} CI [{lo:.0f}, {hi:.0f}] "
+                         f"({len(ts)} trials)", lo <= band_hi and hi >= band_lo,
+                         f"CI meets [{band_lo:.0f}, {band_hi:.0f}] ms",
+                         f"percentile-bootstrap interval vs a {p.rel_tol:.0%} band"))
+    if len(rows) >= 2:
+        first, last = rows[0], rows[-1]
+        out.append(claim(f"randomization removes split votes ({last['range']} vs {first['range']})",
+                         "fewer split votes", SOURCE,
+                         f"{last['mean_split_votes']:.2f} vs {first['mean_split_votes']:.2f} per crash",
+                         last["mean_split_votes"] < first["mean_split_votes"], "strictly fewer",
+                         "the paper's qualitative claim"))
+    return out
