@@ -6,7 +6,7 @@
     env = capgym.make("capgym/Register-v0", api="parallel", nodes=5, faults=True)
     run = capgym.run("configs/quickstart.yaml", {"seed": 3, "world.duration_ms": 2000})
     run.dir, run.summary["runs"]["abd"]["linearizable"]
-    capgym.check("history.edn", model="cas-register").ok    # True, False or "unknown"
+    capgym.check("history.edn", model="cas-register").ok is True   # ok: True, False or "unknown"
     policy = capgym.load_policy("results/train-register/<run>/")
 
 Importing ``capgym`` registers the PettingZoo games (``capgym.ENVIRONMENTS``), so
@@ -114,14 +114,16 @@ def check(history, model: str | None = None, timeout: float | None = None, indep
     """Linearizability of a history (``capgym check``): a :class:`metrics.linearizability.CheckResult`
     whose ``ok`` is True, False or ``"unknown"`` (the ``timeout``, in seconds, ran out).
 
-    ``history``: a file path (any format ``capgym check`` reads) or a list of
-    :class:`envs.world.records.Op` (or of their dicts); ``model``: ``register``, ``cas-register``,
+    ``history``: a file path (any format ``capgym check`` reads), a list of
+    :class:`envs.world.records.Op` or of their dicts (completed operations: ``f``, ``invoke``,
+    ``complete``, ``status``, ...), or a list of Jepsen history entries as dicts (``{"process": 0,
+    "type": "invoke", "f": "write", "value": 3}``, paired by process); ``model``: ``register``, ``cas-register``,
     ``etcd``, ``kv`` or a :class:`metrics.models.Model` (default: the smallest that fits);
     ``independent``: split ``[key value]`` values per key. Raises :class:`CapgymError` for a history
     that cannot be read or a model that does not fit.
     """
     from envs.world.records import Op
-    from metrics.history_io import HistoryError, read_history
+    from metrics.history_io import HistoryError, read_entries, read_history
     from metrics.history_io import independent as split
     from metrics.linearizability import check as _check
     from metrics.models import MODELS, Model, guess_model
@@ -129,6 +131,8 @@ def check(history, model: str | None = None, timeout: float | None = None, indep
     try:
         if isinstance(history, (str, Path)):
             ops = read_history(history)
+        elif history and isinstance(history[0], dict) and ("type" in history[0] or ":type" in history[0]):
+            ops = read_entries(history)
         else:
             ops = [op if isinstance(op, Op) else Op.from_dict(op) for op in history]
         if independent:
@@ -147,7 +151,8 @@ def check(history, model: str | None = None, timeout: float | None = None, indep
     except (ValueError, TypeError) as e:
         if isinstance(e, CapgymError):
             raise
-        raise CapgymError(str(e)) from None
+        at = ops.locate(str(e)) if "ops" in locals() and hasattr(ops, "locate") else None
+        raise CapgymError(f"{at}: {e}" if at else str(e)) from None
 
 
 def load_policy(path: str | Path, greedy: bool = True, seed: int = 0):

@@ -151,8 +151,7 @@ def _run(args) -> int:
             r = check(ops, model, timeout=args.timeout, every_key=args.independent, algorithm=args.algorithm)
         except ValueError as e:  # an operation the model does not have, or cannot apply
             msg = str(e)
-            op_id = msg.split(":", 1)[0].removeprefix("op ")
-            at = ops.lines.get(int(op_id)) if op_id.isdigit() and hasattr(ops, "lines") else None
+            at = ops.locate(msg) if hasattr(ops, "locate") else None
             raise UserError(f"{at}: {msg}" if at else f"{path}: {msg}") from None
         verdicts.append(r.ok)
         if args.json:

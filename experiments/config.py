@@ -217,8 +217,9 @@ def apply_override(data: dict, parts: list[str], value: Any) -> None:
 
 
 # --- validation -----------------------------------------------------------------------------------
-def _validate_entry(entry: ProtocolEntry, where: str) -> ProtocolEntry:
-    """Check the protocol exists and its params fit its ``Params`` model; fill in the defaults."""
+def _validate_entry(entry: ProtocolEntry, where: str, nodes: int | None = None) -> ProtocolEntry:
+    """Check the protocol exists and its params fit its ``Params`` model (and the world's ``nodes``,
+    where the params have ``check_nodes(nodes) -> reason or None``); fill in the defaults."""
     from agents import protocols
 
     try:
@@ -236,6 +237,10 @@ def _validate_entry(entry: ProtocolEntry, where: str) -> ProtocolEntry:
         line = error_line(e)
         loc = ".".join(str(x) for x in e.errors()[0].get("loc", ())) if e.errors() else ""
         raise UserError(f"{where}.params.{line}" if loc else f"{where}.params: {line}") from None
+    check_nodes = getattr(params, "check_nodes", None)
+    reason = check_nodes(nodes) if check_nodes is not None and nodes is not None else None
+    if reason:
+        raise UserError(f"{where}.params: {reason}")
     return entry.model_copy(update={"params": params.model_dump(mode="json")})
 
 
@@ -250,14 +255,14 @@ def validate(data: dict) -> RunConfig:
     except ValidationError as e:
         raise UserError(error_line(e)) from None
     if cfg.protocol is not None:
-        cfg.protocol = _validate_entry(cfg.protocol, "protocol")
+        cfg.protocol = _validate_entry(cfg.protocol, "protocol", cfg.world.nodes)
     if cfg.compare:
         seen: set[str] = set()
         for i, entry in enumerate(cfg.compare):
             if entry.tag in seen:
                 raise UserError(f"compare.{i}.label: two entries are called {entry.tag!r} (give each a label)")
             seen.add(entry.tag)
-            cfg.compare[i] = _validate_entry(entry, f"compare.{i}")
+            cfg.compare[i] = _validate_entry(entry, f"compare.{i}", cfg.world.nodes)
     if cfg.runtime == "live":
         if live_runner() is None:
             raise UserError("runtime: the live runtime is not available yet (no experiments.live.run_live)")

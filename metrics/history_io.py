@@ -48,6 +48,27 @@ FORMATS = ("jepsen-log", "jepsen-edn", "jsonl")
 _TYPES = ("invoke", "ok", "fail", "info")
 
 
+class Keyword(str):
+    """An EDN keyword, ``:name``: a string that is not equal to the string ``":name"``."""
+
+    __slots__ = ()
+
+    def __eq__(self, other):
+        return isinstance(other, Keyword) and str.__eq__(self, other)
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
+
+    def __hash__(self):
+        return hash((Keyword, str.__str__(self)))
+
+    def __repr__(self):
+        return str.__str__(self)
+
+
+TIMED_OUT = Keyword(":timed-out")
+
+
 class HistoryError(ValueError):
     """Input that is not a history in the expected format; the message names file and line."""
 
@@ -67,6 +88,11 @@ class History(list):
 
     def where(self, op: Op) -> str | None:
         return self.lines.get(op.id)
+
+    def locate(self, message: str) -> str | None:
+        """Where the operation named by an ``"op N: ..."`` message was read, if known."""
+        head = message.split(":", 1)[0]
+        return self.lines.get(int(head[3:])) if head.startswith("op ") and head[3:].isdigit() else None
 
 
 # --- EDN values ----------------------------------------------------------------------------------
@@ -98,7 +124,7 @@ def _edn_fast(text: str, pos: int):
             string = re.sub(r"\\(.)", lambda e: _ESCAPES[e.group(1)], string)
         return string, m.end()
     if keyword:
-        return keyword, m.end()
+        return Keyword(keyword), m.end()
     if integer:
         return int(integer), m.end()
     return {"nil": None, "true": True, "false": False}[word], m.end()
@@ -135,11 +161,11 @@ def _edn_loads_all(text: str) -> list:
 
 
 def _plain(v):
-    """An edn-format value as plain Python: keywords -> ":name", symbols -> str, vectors/lists ->
+    """An edn-format value as plain Python: keywords -> :class:`Keyword`, symbols -> str, vectors/lists ->
     list, maps -> dict, sets -> frozenset, characters -> str; numbers, strings, nil as they are."""
     edn = _edn_library()
     if isinstance(v, edn.Keyword):
-        return ":" + v.name
+        return Keyword(":" + v.name)
     if isinstance(v, edn.Symbol):
         return str(v)
     if isinstance(v, (str, int, float, type(None))):
@@ -197,7 +223,7 @@ def _edn_map_fast(line: str) -> dict:
         if string is not None:
             value = re.sub(r"\\(.)", lambda e: _ESCAPES[e.group(1)], string) if "\\" in string else string
         elif keyword:
-            value = keyword
+            value = Keyword(keyword)
         elif integer:
             value = int(integer)
         elif word:
@@ -257,7 +283,9 @@ class _Builder:
             raise HistoryError(f"{loc}: :f must be a keyword, got {f!r}")
         self.index += 1
         if type_ == "invoke":
-            # an earlier invocation left open by this process stays unknown (Jepsen's :info case)
+            if process in self.open:  # a process runs one operation at a time (Jepsen, Knossos)
+                before = self.ops.lines.get(self.open[process].id)
+                raise HistoryError(f"{loc}: process {process} invokes again before its :invoke at {before} completed")
             op = Op(id=len(self.ops), process=process, f=f, value=value, key=key, invoke=self.index)
             self.ops.append(op)
             self.ops.lines[op.id] = loc
@@ -272,7 +300,7 @@ class _Builder:
             op.status, op.complete = OK, self.index
             if f in ("read", "get"):
                 op.output = value
-        elif type_ == "fail" and value != ":timed-out":
+        elif type_ == "fail" and value != TIMED_OUT:
             op.status, op.complete = FAIL, self.index
         else:  # :info, or a read that timed out: may happen any time, or never
             op.status, op.complete = UNKNOWN, None
@@ -290,11 +318,12 @@ class _Builder:
             if k not in d:
                 raise HistoryError(f"{loc}: an entry without :{k}")
         type_, f = d["type"], d["f"]
-        if not (isinstance(type_, str) and type_.startswith(":")):
+        if not isinstance(type_, str):
             raise HistoryError(f"{loc}: :type must be a keyword, got {_short(type_)}")
+        type_ = type_[1:] if type_.startswith(":") else str(type_)  # (plain strings from Python dicts)
         if isinstance(f, str) and f.startswith(":"):
             f = f[1:]
-        self.event(loc, d["process"], type_[1:], f, d.get("value"), d.get("key"))
+        self.event(loc, d["process"], type_, f, d.get("value"), d.get("key"))
 
 
 def _short(v) -> str:
@@ -457,15 +486,32 @@ def detect_format(text: str, where: str = "<history>") -> str:
 def read_history(path: str | Path, fmt: str = "auto") -> History:
     """Read a history file in ``fmt`` (one of FORMATS, or ``"auto"`` to detect it). Raises HistoryError."""
     where = str(path)
+    if fmt != "auto" and fmt not in READERS:
+        raise HistoryError(f"unknown history format {fmt!r} (known: auto, {', '.join(FORMATS)})")
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8-sig")  # (a byte-order mark is dropped)
     except (OSError, UnicodeDecodeError) as e:
         raise HistoryError(f"{where}: cannot read: {getattr(e, 'strerror', None) or e}") from None
-    if fmt == "auto":
+    given = fmt != "auto"
+    if not given:
         fmt = detect_format(text, where)
-    if fmt not in READERS:
-        raise HistoryError(f"unknown history format {fmt!r} (known: auto, {', '.join(FORMATS)})")
-    return READERS[fmt](text, where)
+    ops = READERS[fmt](text, where)
+    if not ops:  # an empty file, or a format that is not the file's: nothing to judge is not a verdict
+        skipped = f" ({ops.skipped_ops} non-client entries skipped)" if ops.skipped_ops else ""
+        hint = f" read as {fmt}: is it another format?" if given and text.strip() else ""
+        raise HistoryError(f"{where}: no client operations{skipped}{hint}")
+    return ops
+
+
+def read_entries(entries: list[dict], where: str = "<history>") -> History:
+    """Jepsen history entries given as Python dicts (``{"process": 0, "type": "invoke", "f": "write",
+    "value": 3}``; keys and keywords with or without a colon), paired into operations."""
+    b = _Builder(where)
+    for i, d in enumerate(entries, 1):
+        if isinstance(d, dict):
+            d = {(k[1:] if isinstance(k, str) and k.startswith(":") else k): v for k, v in d.items()}
+        b.entry(f"{where}: entry {i}", d)
+    return b.ops
 
 
 # --- jepsen.independent --------------------------------------------------------------------------

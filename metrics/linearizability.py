@@ -118,6 +118,9 @@ def prepare(ops: list[Op], model: Model) -> list[Op]:
             raise ValueError(f"op {op.id}: unknown status {op.status!r}")
         if op.f not in model.ops:
             raise ValueError(f"op {op.id}: the {model.name} model has no operation {op.f!r}")
+        reason = model.validate(op)  # (before dropping: a malformed op is bad input even if it failed)
+        if reason:
+            raise ValueError(f"op {op.id}: {reason}")
         if (op.status == FAIL and op.f not in model.observes_fail) or (
                 op.status == UNKNOWN and op.f in model.readonly):
             continue
@@ -126,9 +129,6 @@ def prepare(ops: list[Op], model: Model) -> list[Op]:
         key, value, output = freeze(op.key), freeze(op.value), freeze(op.output)
         if key is not op.key or value is not op.value or output is not op.output:
             op = dataclasses.replace(op, key=key, value=value, output=output)
-        reason = model.validate(op)
-        if reason:
-            raise ValueError(f"op {op.id}: {reason}")
         kept.append(op)
     return kept
 
@@ -160,12 +160,13 @@ def check(ops: list[Op], model: Model, timeout: float | None = None, every_key: 
     parts = sorted(model.partition(kept), key=len)  # small parts first: cheap failures found early
     for part in parts:
         t1 = time.monotonic()
-        if deadline is not None and t1 >= deadline:
+        use_zones = algorithm != "wgl" and zones.applies(part, model)
+        if deadline is not None and t1 >= deadline and not use_zones:  # (the zone test always runs)
             result.ok = "unknown" if result.ok is True else result.ok  # out of time before every key
             break
         key = part[0].key
         conflict: list[Op] = []
-        if algorithm != "wgl" and zones.applies(part, model):
+        if use_zones:
             ok, conflict = zones.check_zones(part, model.init)
             states, prefix, failing, used = 0, [], (conflict[-1] if conflict else None), "zones"
             if ok is False:

@@ -34,12 +34,37 @@ class frozendict(dict):  # noqa: N801 (named like frozenset)
     __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _read_only
 
 
+class Typed:
+    """A value whose type matters to equality. Python says ``1 == 1.0 == True``; EDN and JSON say
+    these are three values, so :func:`freeze` wraps booleans and floats in this."""
+
+    __slots__ = ("kind", "value")
+
+    def __init__(self, kind: str, value):
+        self.kind, self.value = kind, value
+
+    def __eq__(self, other):
+        return isinstance(other, Typed) and self.kind == other.kind and self.value == other.value
+
+    def __hash__(self):
+        return hash((self.kind, self.value))
+
+    def __repr__(self):
+        return repr(self.value)
+
+
 def freeze(value):
     """``value`` made hashable, recursively: lists and tuples -> tuples, dicts -> :class:`frozendict`,
-    sets -> frozensets. Equal values stay equal (a list and a tuple of the same items are one value,
-    as Clojure's vectors and lists are). Models' states must be hashable: the checker freezes every
-    operation's key, value and output before the search."""
-    if isinstance(value, (str, int, float, type(None))):
+    sets -> frozensets, booleans and floats -> :class:`Typed` (so that ``true``, ``1`` and ``1.0`` stay
+    three values, as in EDN and JSON). Equal values stay equal (a list and a tuple of the same
+    items are one value, as Clojure's vectors and lists are). Models' states must be hashable: the
+    checker freezes every operation's key, value and output before the search."""
+    t = type(value)
+    if t is bool:
+        return Typed("bool", value)
+    if t is float:
+        return Typed("float", value)
+    if isinstance(value, (str, int, type(None), Typed)):
         return value
     if isinstance(value, (list, tuple)):
         return tuple(freeze(v) for v in value)

@@ -68,3 +68,20 @@ def test_run_with_overrides(tmp_path):
 def test_load_policy_missing():
     with pytest.raises(capgym.CapgymError, match="no such checkpoint"):
         capgym.load_policy("/nonexistent/final.pt")
+
+
+def test_check_jepsen_entries_as_dicts():
+    entries = [{"process": 0, "type": "invoke", "f": "write", "value": 1},
+               {"process": 0, "type": "ok", "f": "write", "value": 1},
+               {"process": 1, "type": "invoke", "f": "read", "value": None},
+               {"process": 1, "type": "ok", "f": "read", "value": 2}]
+    r = capgym.check(entries)
+    assert r.ok is False and r.failing_op.f == "read"
+    with pytest.raises(capgym.CapgymError, match="entry 2: :ok of process 3 without an :invoke"):
+        capgym.check([entries[0], {**entries[1], "process": 3}])
+
+
+def test_run_refuses_params_that_do_not_fit_the_world(tmp_path):
+    with pytest.raises(capgym.CapgymError, match="protocol.params: N=9 replicas per key but world.nodes=5"):
+        capgym.run(ROOT / "configs" / "dynamo.yaml", {"protocol.params.N": 9, "output.root": str(tmp_path)})
+    assert not any(tmp_path.iterdir())  # nothing written

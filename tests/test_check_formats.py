@@ -25,7 +25,14 @@ from hypothesis import strategies as st
 
 from envs.world.records import FAIL, OK, UNKNOWN, Op
 from experiments.cli import main
-from metrics.history_io import independent, parse_edn_value, read_history, read_jepsen_edn, read_jepsen_log
+from metrics.history_io import (
+    Keyword,
+    independent,
+    parse_edn_value,
+    read_history,
+    read_jepsen_edn,
+    read_jepsen_log,
+)
 from metrics.linearizability import check
 from metrics.models import CAS_REGISTER, ETCD, MODELS
 
@@ -100,8 +107,8 @@ def test_jepsen_log_line_forms():
 
 def test_edn_values_the_fast_path_does_not_take():
     assert parse_edn_value('"caf\\u00e9"') == "café"  # the fast subset once turned \u00e9 into u00e9
-    assert parse_edn_value(":jepsen.history/op") == ":jepsen.history/op"
-    assert parse_edn_value("[1 #{2} {:a [3]}]") == [1, frozenset({2}), {":a": [3]}]
+    assert parse_edn_value(":jepsen.history/op") == Keyword(":jepsen.history/op")
+    assert parse_edn_value("[1 #{2} {:a [3]}]") == [1, frozenset({2}), {Keyword(":a"): [3]}]
     assert parse_edn_value("1.5") == 1.5 and parse_edn_value("[1/2]")[0] * 2 == 1
     with pytest.raises(ValueError):
         parse_edn_value("[1 2")
@@ -276,3 +283,65 @@ def test_fuzz_mutated_histories(history, extra):
                  .map(str.encode)), OPTIONS)
 def test_fuzz_random_bytes(suffix, data, extra):
     _assert_clean_outcome(suffix, data, extra)
+
+
+# --- found by a review as a new user -----------------------------------------------------------------
+
+@pytest.mark.parametrize("text", [
+    "{:process 0, :type :invoke, :f :write, :value 1}\n{:process 0, :type :ok, :f :write, :value 1}\n"
+    "{:process 0, :type :invoke, :f :write, :value true}\n{:process 0, :type :ok, :f :write, :value true}\n"
+    "{:process 1, :type :invoke, :f :read, :value nil}\n{:process 1, :type :ok, :f :read, :value 1}\n",
+    "{:process 0, :type :invoke, :f :write, :value :a}\n{:process 0, :type :ok, :f :write, :value :a}\n"
+    "{:process 0, :type :invoke, :f :write, :value \":a\"}\n{:process 0, :type :ok, :f :write, :value \":a\"}\n"
+    "{:process 1, :type :invoke, :f :read, :value nil}\n{:process 1, :type :ok, :f :read, :value :a}\n",
+    "{:process 0, :type :invoke, :f :write, :value 1}\n{:process 0, :type :ok, :f :write, :value 1}\n"
+    "{:process 0, :type :invoke, :f :write, :value 1.0}\n{:process 0, :type :ok, :f :write, :value 1.0}\n"
+    "{:process 1, :type :invoke, :f :read, :value nil}\n{:process 1, :type :ok, :f :read, :value 1}\n",
+], ids=["true-is-not-1", "keyword-is-not-string", "float-is-not-int"])
+def test_values_of_other_types_are_other_values(tmp_path, text):
+    """A stale read of 1 after a write of true (or "a" after :a, 1 after 1.0) was called linearizable."""
+    path = tmp_path / "h.edn"
+    path.write_text(text)
+    for algorithm in ("zones", "wgl"):
+        rc, out, _ = run_cli(["check", str(path), "--algorithm", algorithm])
+        assert rc == 1 and ": NOT linearizable" in out
+
+
+def test_nothing_read_is_bad_input_not_a_verdict(tmp_path):
+    edn = tmp_path / "h.edn"
+    edn.write_text((CORPUS / "history.edn").read_text())
+    rc, out, err = run_cli(["check", str(edn), "--format", "jepsen-log"])
+    assert (rc, out) == (2, "") and "no client operations read as jepsen-log: is it another format?" in err
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    rc, _, err = run_cli(["check", str(empty), "--format", "jsonl"])
+    assert rc == 2 and "empty.jsonl: no client operations" in err
+    only_nemesis = tmp_path / "n.log"
+    only_nemesis.write_text("INFO  jepsen.util - :nemesis\t:info\t:start\tnil\n")
+    rc, _, err = run_cli(["check", str(only_nemesis)])
+    assert rc == 2 and "no client operations (1 non-client entries skipped)" in err
+
+
+def test_a_process_invoking_twice_is_malformed(tmp_path):
+    path = tmp_path / "dup.edn"
+    path.write_text("{:process 0, :type :invoke, :f :write, :value 1}\n"
+                    "{:process 0, :type :invoke, :f :write, :value 2}\n"
+                    "{:process 0, :type :ok, :f :write, :value 2}\n")
+    rc, _, err = run_cli(["check", str(path)])
+    assert rc == 2 and f"{path}:2: process 0 invokes again before its :invoke at {path}:1 completed" in err
+
+
+def test_a_malformed_failed_op_is_bad_input(tmp_path):
+    path = tmp_path / "nilcas.edn"
+    path.write_text("{:process 0, :type :invoke, :f :cas, :value nil}\n"
+                    "{:process 0, :type :fail, :f :cas, :value nil}\n")
+    for model in ("cas-register", "etcd"):
+        rc, _, err = run_cli(["check", str(path), "--model", model])
+        assert rc == 2 and "a cas needs [expected new], got None" in err
+
+
+def test_byte_order_mark_and_zero_timeout(tmp_path):
+    path = tmp_path / "bom.edn"
+    path.write_bytes(b"\xef\xbb\xbf" + (CORPUS / "history.edn").read_bytes())
+    rc, out, _ = run_cli(["check", str(path), "--timeout", "0"])  # the zone test runs whatever the budget
+    assert rc == 0 and "zones" in out

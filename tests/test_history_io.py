@@ -7,6 +7,7 @@ import pytest
 from envs.world.records import FAIL, OK, UNKNOWN, Op, history_to_jsonl
 from metrics.history_io import (
     HistoryError,
+    Keyword,
     detect_format,
     parse_edn_map,
     parse_edn_value,
@@ -80,7 +81,8 @@ def test_jepsen_edn_semantics():
 def test_edn_values():
     assert parse_edn_value("nil") is None
     assert parse_edn_value("[3 0]") == [3, 0]
-    assert parse_edn_value("[1 [2 :x] \"s\"]") == [1, [2, ":x"], "s"]
+    assert parse_edn_value("[1 [2 :x] \"s\"]") == [1, [2, Keyword(":x")], "s"]
+    assert parse_edn_value(":x") != ":x" and parse_edn_value('":x"') == ":x"  # a keyword is not a string
     assert parse_edn_map('{:a 1, :b "x y", :c [1 2]}') == {"a": 1, "b": "x y", "c": [1, 2]}
     with pytest.raises(ValueError):
         parse_edn_value("[1 2")

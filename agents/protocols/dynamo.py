@@ -78,6 +78,10 @@ class Params(BaseModel):
     give_up_ms: float = Field(1000.0, gt=0, description="stop an unfinished operation after this long")
     suspect_ms: float = Field(300.0, gt=0, description="obs: a replica not heard from for this long is unreachable")
 
+    def check_nodes(self, nodes: int) -> str | None:
+        """Why these params cannot run on ``nodes`` nodes (``experiments.config`` asks), or None."""
+        return f"N={self.N} replicas per key but world.nodes={nodes}" if self.N > nodes else None
+
     @model_validator(mode="after")
     def _quorums_within_n(self):
         if self.R > self.N or self.W > self.N:
