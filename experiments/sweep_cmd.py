@@ -238,7 +238,8 @@ def _tune(sweep, sweep_dir: Path, jobs: int, quiet: bool, resume: bool) -> bool:
                      "point": tune.grid_search([p.to_json() for p in sweep.points])}
             tuner = tune.Tuner(
                 trainable, param_space=space,
-                tune_config=tune.TuneConfig(max_concurrent_trials=jobs, trial_dirname_creator=trial_dirname),
+                tune_config=tune.TuneConfig(max_concurrent_trials=jobs, trial_dirname_creator=trial_dirname,
+                                            reuse_actors=True),
                 run_config=tune.RunConfig(name="tune", storage_path=str(sweep_dir), verbose=0,
                                           callbacks=[_progress_callback(sweep_dir, labels, quiet)]))
         grid = tuner.fit()
