@@ -12,6 +12,7 @@ A sweep file names a base config, the grid and the seeds::
     seeds: [0, 1, 2]                         # or a count: seeds: 3 means 0, 1, 2
     measure: availability                    # the measure plotted against the first grid axis (optional)
     seed: 0                                  # the sweep's own seed: the bootstrap's resampling (optional)
+    ray: {address: null}                     # a Ray cluster to run the trials on (optional; --address)
 
 The **kind** of the base is read from its keys: an ``align:`` section makes it an align config, an
 ``env:``/``ppo:``/``learner:`` section a training config, anything else a run config. Grid keys are
@@ -58,7 +59,7 @@ from experiments.config import RunConfig, apply_override, compose, parse_overrid
 
 #: the project root: base configs not found next to the sweep file are looked up here
 ROOT = Path(__file__).resolve().parent.parent
-SWEEP_KEYS = ("name", "base", "set", "grid", "seeds", "measure", "seed")
+SWEEP_KEYS = ("name", "base", "set", "grid", "seeds", "measure", "seed", "ray")
 RUN_KEYS = tuple(RunConfig.model_fields)
 KINDS = ("run", "train", "align")
 
@@ -120,6 +121,7 @@ class Sweep:
     kind: str = "run"
     seed: int = 0
     points: list[Point] = field(default_factory=list)
+    address: str | None = None
     root: str = "results"
 
     @property
@@ -128,7 +130,8 @@ class Sweep:
 
     def resolved(self) -> dict:
         return {"name": self.name, "base": str(self.base), "kind": self.kind, "grid": self.grid,
-                "seeds": self.seeds, "measure": self.measure, "seed": self.seed, "runs": len(self.points)}
+                "seeds": self.seeds, "measure": self.measure, "seed": self.seed, "ray": {"address": self.address},
+                "runs": len(self.points)}
 
 
 # --- loading and expanding ------------------------------------------------------------------------
@@ -232,6 +235,12 @@ def load_sweep(path: str | Path, overrides: list[str] = ()) -> Sweep:
     sseed = spec.get("seed", 0)
     if not isinstance(sseed, int) or isinstance(sseed, bool) or sseed < 0:
         raise UserError("seed: the sweep's seed must be an integer >= 0")
+    ray = spec.get("ray") or {}
+    if not isinstance(ray, dict) or set(ray) - {"address"}:
+        raise UserError("ray: must be {address: HOST:PORT} (or null for a local Ray instance)")
+    address = ray.get("address")
+    if address is not None and (not isinstance(address, str) or not address):
+        raise UserError("ray.address: must be HOST:PORT, auto, or null")
     common = spec.get("set") or {}
     if not isinstance(common, dict):
         raise UserError("set: must map override keys to values")
@@ -242,7 +251,7 @@ def load_sweep(path: str | Path, overrides: list[str] = ()) -> Sweep:
         apply_override(data, parts, copy.deepcopy(v))
     for parts, value in cfg_over:
         apply_override(data, parts, value)
-    sweep = Sweep(name, base, grid, seeds, measure, kind, sseed)
+    sweep = Sweep(name, base, grid, seeds, measure, kind, sseed, address=address)
     sweep.points = expand(data, grid, seeds, kind)
     sweep.root = sweep.points[0].cfg.output.root
     return sweep

@@ -98,27 +98,91 @@ def _evaluate_policy(cfg, point: dict, run_dir: Path) -> dict:
 
 def tune_trial(config: dict) -> None:
     """The Tune trainable: one trial. A trial whose record exists (finished before an interruption
-    whose Tune state did not see it) is not run again; its record is reported."""
+    whose Tune state did not see it) is not run again; its record is reported. On a cluster
+    (``collector`` set) the trial runs in a temporary folder on its own node and hands its folder
+    and record, by value, to the sweep's :class:`Collector` on the machine that started the sweep."""
     from ray import tune
 
     from experiments import results
 
     s, point = config["sweep"], config["point"]
-    record = Path(s["dir"]) / "trials" / f"{point['index']:04d}.json"
-    if record.is_file():
-        rec = json.loads(record.read_text())
-    else:
-        def report(row):
-            tune.report({k: row[k] for k in ("env_steps", "return_mean") if k in row})
+    kind, measure = s["kind"], s["measure"]
 
-        rec = run_point(s["kind"], point, s["measure"], report if s["kind"] != "run" else None)
-        record.parent.mkdir(exist_ok=True)
-        results.write_json(record, rec)
+    def report(row):
+        tune.report({k: row[k] for k in ("env_steps", "return_mean") if k in row})
+
+    hook = report if kind != "run" else None
+    if s.get("collector"):
+        rec = _trial_by_value(s["collector"], point, kind, measure, hook)
+    else:
+        record = Path(s["dir"]) / "trials" / f"{point['index']:04d}.json"
+        if record.is_file():
+            rec = json.loads(record.read_text())
+        else:
+            rec = run_point(kind, point, measure, hook)
+            record.parent.mkdir(exist_ok=True)
+            results.write_json(record, rec)
     final = {"rc": rec["rc"], "trial_done": 1}
     m = rec["measures"]
-    if s["kind"] != "run" and isinstance(m.get(s["measure"]), (int, float)):
-        final[s["measure"]] = m[s["measure"]]
+    if kind != "run" and isinstance(m.get(measure), (int, float)):
+        final[measure] = m[measure]
     tune.report(final)
+
+
+def _trial_by_value(name: str, point: dict, kind: str, measure: str, hook) -> dict:
+    import io
+    import shutil
+    import tarfile
+    import tempfile
+
+    import ray
+
+    collector = ray.get_actor(name)
+    rec = ray.get(collector.record.remote(point["index"]))
+    if rec is not None:
+        return rec
+    tmp = tempfile.mkdtemp(prefix="capgym-trial-")
+    try:
+        cfg = dict(point["config"], output={**point["config"].get("output", {}), "root": tmp})
+        rec = run_point(kind, {**point, "config": cfg}, measure, hook)
+        rec["node"] = ray.get_runtime_context().get_node_id()
+        data, folder = b"", None
+        if rec["run_dir"]:
+            folder = Path(rec["run_dir"]).name
+            buf = io.BytesIO()
+            with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+                tar.add(rec["run_dir"], arcname=folder)
+            data = buf.getvalue()
+        return ray.get(collector.put.remote(rec, folder, data))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class Collector:
+    """Runs on the machine that started the sweep (a Ray actor pinned to its node): receives each
+    trial's results folder (a tar.gz, by value) and record, unpacks the folder into the sweep's
+    ``runs/`` and writes the record to ``trials/``."""
+
+    def __init__(self, sweep_dir: str):
+        self.dir = Path(sweep_dir)
+
+    def record(self, index: int) -> dict | None:
+        p = self.dir / "trials" / f"{index:04d}.json"
+        return json.loads(p.read_text()) if p.is_file() else None
+
+    def put(self, rec: dict, folder: str | None, data: bytes) -> dict:
+        import io
+        import tarfile
+
+        from experiments import results
+
+        if folder:
+            with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+                tar.extractall(self.dir / "runs", filter="data")
+            rec = dict(rec, run_dir=str(self.dir / "runs" / folder))
+        (self.dir / "trials").mkdir(exist_ok=True)
+        results.write_json(self.dir / "trials" / f"{rec['index']:04d}.json", rec)
+        return rec
 
 
 def trial_dirname(trial) -> str:
@@ -156,11 +220,25 @@ def run_sweep(sweep, jobs: int = 1, quiet: bool = False, sweep_dir: Path | None 
     return the sweep folder and the exit status (0; 1 when a trial failed; 130 when interrupted).
     With ``sweep_dir`` (a folder this function made before) the Tune experiment there is restored
     and continued instead of starting a new one."""
-    from experiments import results
+    from experiments.live import ensure_ray
 
     say = (lambda *a, **k: None) if quiet else print
     resume = sweep_dir is not None
     total = len(sweep.points)
+    # before anything is written: a cluster that cannot be reached is one line, exit 2
+    started = ensure_ray(sweep.address, num_cpus=None if sweep.address else max(jobs, os.cpu_count() or 1))
+    try:
+        return _run_sweep(sweep, jobs, quiet, sweep_dir, say, resume, total)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+
+
+def _run_sweep(sweep, jobs, quiet, sweep_dir, say, resume, total) -> tuple[Path, int]:
+    from experiments import results
+
     if not resume:
         sweep_dir = results.new_run_dir(sweep.root, sweep.name).resolve()
         for p in sweep.points:  # every trial's folder goes under <sweep>/runs/
@@ -169,7 +247,8 @@ def run_sweep(sweep, jobs: int = 1, quiet: bool = False, sweep_dir: Path | None 
         results.write_yaml(sweep_dir / "sweep.yaml", {**sweep.resolved(), "jobs": jobs})
         results.write_json(sweep_dir / "points.json", [p.to_json() for p in sweep.points])
     results.write_status(sweep_dir, results.STATUS_RUNNING, runs=total, done=len(_records(sweep_dir)))
-    say(f"capgym sweep: {sweep.name}: {total} trials ({sweep.kind} configs), {jobs} at a time on Ray Tune"
+    where = f"the Ray cluster at {sweep.address}" if sweep.address else "Ray Tune"
+    say(f"capgym sweep: {sweep.name}: {total} trials ({sweep.kind} configs), {jobs} at a time on {where}"
         f"{' (resumed)' if resume else ''} -> {sweep_dir}")
 
     interrupted = False
@@ -211,20 +290,26 @@ def _tune(sweep, sweep_dir: Path, jobs: int, quiet: bool, resume: bool) -> bool:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic reporter, which verbose=0 silences
     from ray import tune
 
-    from experiments.live import ensure_ray
-
     stopped = {"set": False}
 
     def on_term(signum, frame):
         stopped["set"] = True
         os.kill(os.getpid(), signal.SIGUSR1)  # Tune's handler while it runs; ours (below) before
 
-    started, old = False, {}
+    # after ray.init, which installs a SIGTERM handler of its own (exit at once)
+    old = {s: signal.signal(s, h) for s, h in ((signal.SIGTERM, on_term),
+                                                (signal.SIGUSR1, lambda *a: stopped.update(set=True)))}
+    collector = None
     try:
-        started = ensure_ray(None, num_cpus=max(jobs, os.cpu_count() or 1))
-        # after ray.init, which installs a SIGTERM handler of its own (exit at once)
-        old = {s: signal.signal(s, h) for s, h in ((signal.SIGTERM, on_term),
-                                                    (signal.SIGUSR1, lambda *a: stopped.update(set=True)))}
+        name = None
+        if sweep.address:  # trials hand their folders back by value to this machine
+            import ray
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            name = f"capgym-sweep-{sweep_dir.name}"
+            here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+            collector = ray.remote(Collector).options(name=name, num_cpus=0, scheduling_strategy=here,
+                                                      get_if_exists=True).remote(str(sweep_dir))
         logging.getLogger("ray.tune").setLevel(logging.ERROR)
         trainable = tune.with_resources(tune_trial, {"cpu": 1})
         if stopped["set"]:
@@ -234,7 +319,8 @@ def _tune(sweep, sweep_dir: Path, jobs: int, quiet: bool, resume: bool) -> bool:
                                        restart_errored=True)
         else:
             labels = [p.label() for p in sweep.points]
-            space = {"sweep": {"dir": str(sweep_dir), "kind": sweep.kind, "measure": sweep.measure},
+            space = {"sweep": {"dir": str(sweep_dir), "kind": sweep.kind, "measure": sweep.measure,
+                               "collector": name},
                      "point": tune.grid_search([p.to_json() for p in sweep.points])}
             tuner = tune.Tuner(
                 trainable, param_space=space,
@@ -248,10 +334,10 @@ def _tune(sweep, sweep_dir: Path, jobs: int, quiet: bool, resume: bool) -> bool:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-        if started:
+        if collector is not None:
             import ray
 
-            ray.shutdown()
+            ray.kill(collector)
 
 
 def _aggregate(sweep_dir: Path, sweep, records: dict[int, dict], say) -> int:
@@ -319,7 +405,7 @@ def load_resumable(folder: str | Path):
         raise UserError(f"--resume: {folder} has no Ray Tune state to restore (tune/tuner.pkl)")
     try:
         s = sw.Sweep(spec["name"], Path(spec["base"]), spec["grid"], spec["seeds"], spec["measure"], spec["kind"],
-                     spec.get("seed", 0))
+                     spec.get("seed", 0), address=(spec.get("ray") or {}).get("address"))
         s.points = [sw.point_from_json(s.kind, p) for p in points]
     except (KeyError, TypeError) as e:
         raise UserError(f"--resume: {folder}: sweep.yaml or points.json is damaged ({e})") from None
@@ -334,7 +420,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise UserError(f"--jobs: must be >= 1, not {args.jobs}")
     if args.resume:
-        if args.sweep or args.overrides or args.measure:
+        if args.sweep or args.overrides or args.measure or args.address:
             raise UserError("--resume: takes the sweep folder only (no sweep file, overrides or --measure)")
         sweep, jobs = load_resumable(args.resume)
         if args.jobs is not None and args.jobs != jobs:
@@ -343,6 +429,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if not args.sweep:
         raise UserError("SWEEP: give a sweep file (or --resume SWEEP_DIR)")
     overrides = list(args.overrides)
+    if args.address:
+        overrides.append(f"ray.address={args.address}")
     if args.measure:
         overrides.append(f"measure={args.measure}")
     sweep = load_sweep(args.sweep, overrides)
@@ -363,6 +451,7 @@ def register(subparsers) -> None:
                    help="a sweep key (seeds=3, measure=...) or a key of the base config applied to every trial")
     p.add_argument("-j", "--jobs", type=int, default=None, help="trials at a time (default 1)")
     p.add_argument("--measure", help="the measure to plot against the first grid axis")
+    p.add_argument("--address", metavar="HOST:PORT", help="run the trials on this Ray cluster (or auto)")
     p.add_argument("--resume", metavar="SWEEP_DIR", help="continue an interrupted sweep in this folder")
     p.add_argument("--dry-run", action="store_true", help="validate and list the trials, run nothing")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
