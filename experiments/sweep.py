@@ -13,6 +13,7 @@ A sweep file names a base config, the grid and the seeds::
     measure: availability                    # the measure plotted against the first grid axis (optional)
     seed: 0                                  # the sweep's own seed: the bootstrap's resampling (optional)
     ray: {address: null}                     # a Ray cluster to run the trials on (optional; --address)
+    resources: {cpu: 1, gpu: 0}              # what Tune reserves for each trial (optional)
 
 The **kind** of the base is read from its keys: an ``align:`` section makes it an align config, an
 ``env:``/``ppo:``/``learner:`` section a training config, anything else a run config. Grid keys are
@@ -59,7 +60,7 @@ from experiments.config import RunConfig, apply_override, compose, parse_overrid
 
 #: the project root: base configs not found next to the sweep file are looked up here
 ROOT = Path(__file__).resolve().parent.parent
-SWEEP_KEYS = ("name", "base", "set", "grid", "seeds", "measure", "seed", "ray")
+SWEEP_KEYS = ("name", "base", "set", "grid", "seeds", "measure", "seed", "ray", "resources")
 RUN_KEYS = tuple(RunConfig.model_fields)
 KINDS = ("run", "train", "align")
 
@@ -122,6 +123,7 @@ class Sweep:
     seed: int = 0
     points: list[Point] = field(default_factory=list)
     address: str | None = None
+    resources: dict = field(default_factory=lambda: {"cpu": 1.0, "gpu": 0.0})
     root: str = "results"
 
     @property
@@ -131,7 +133,7 @@ class Sweep:
     def resolved(self) -> dict:
         return {"name": self.name, "base": str(self.base), "kind": self.kind, "grid": self.grid,
                 "seeds": self.seeds, "measure": self.measure, "seed": self.seed, "ray": {"address": self.address},
-                "runs": len(self.points)}
+                "resources": self.resources, "runs": len(self.points)}
 
 
 # --- loading and expanding ------------------------------------------------------------------------
@@ -195,6 +197,18 @@ def _grid(v: Any, kind: str) -> dict[str, list]:
     return out
 
 
+def _resources(v: Any) -> dict:
+    """``{cpu, gpu}`` reserved per trial (defaults 1 and 0); a one-line UserError otherwise."""
+    v = {} if v is None else v
+    if not isinstance(v, dict) or set(v) - {"cpu", "gpu"}:
+        raise UserError("resources: must be {cpu: N, gpu: N} (what each trial reserves)")
+    out = {"cpu": v.get("cpu", 1), "gpu": v.get("gpu", 0)}
+    for k, x in out.items():
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or x < 0 or (k == "cpu" and x == 0):
+            raise UserError(f"resources.{k}: must be a number {'> 0' if k == 'cpu' else '>= 0'}, not {x!r}")
+    return {k: float(x) for k, x in out.items()}
+
+
 def load_sweep(path: str | Path, overrides: list[str] = ()) -> Sweep:
     """Read a sweep file, apply overrides (sweep keys like ``seeds=2`` go to the sweep, the base
     kind's keys like ``world.duration_ms=500`` or ``ppo.total_steps=2048`` to every trial), expand
@@ -241,6 +255,7 @@ def load_sweep(path: str | Path, overrides: list[str] = ()) -> Sweep:
     address = ray.get("address")
     if address is not None and (not isinstance(address, str) or not address):
         raise UserError("ray.address: must be HOST:PORT, auto, or null")
+    resources = _resources(spec.get("resources"))
     common = spec.get("set") or {}
     if not isinstance(common, dict):
         raise UserError("set: must map override keys to values")
@@ -251,7 +266,7 @@ def load_sweep(path: str | Path, overrides: list[str] = ()) -> Sweep:
         apply_override(data, parts, copy.deepcopy(v))
     for parts, value in cfg_over:
         apply_override(data, parts, value)
-    sweep = Sweep(name, base, grid, seeds, measure, kind, sseed, address=address)
+    sweep = Sweep(name, base, grid, seeds, measure, kind, sseed, address=address, resources=resources)
     sweep.points = expand(data, grid, seeds, kind)
     sweep.root = sweep.points[0].cfg.output.root
     return sweep

@@ -7,9 +7,10 @@ Ray Tune experiment (``Tuner`` over a ``grid_search`` of the trials, on a local 
 dashboard off, or the instance this process already has): each trial runs the ordinary command
 (:func:`experiments.run_cmd.execute`, :func:`experiments.train_cmd.execute`) in its Tune worker and
 leaves its ordinary results folder under ``results/<name>/<time>-<id>/runs/``; ``--jobs N`` caps the
-trials running at once (one CPU each). Training trials report each iteration's ``return_mean`` and
-``env_steps`` to Tune. At the end: ``sweep.csv``, the aggregate (mean, std and 95% bootstrap CI
-over seeds, printed and saved) and a plot of the chosen measure against the first grid axis.
+trials running at once (each reserves ``resources:``, one CPU by default). Training trials report
+each iteration's ``return_mean`` and ``env_steps`` to Tune. At the end: ``sweep.csv``, the
+aggregate (mean, std and 95% bootstrap CI over seeds, printed and saved) and a plot of the chosen
+measure against the first grid axis.
 
 Ctrl-C or SIGTERM stops the sweep: Tune stops the trials in progress (their folders stay, marked
 ``running``; they count as unfinished) and saves its state; the finished trials are aggregated,
@@ -311,7 +312,7 @@ def _tune(sweep, sweep_dir: Path, jobs: int, quiet: bool, resume: bool) -> bool:
             collector = ray.remote(Collector).options(name=name, num_cpus=0, scheduling_strategy=here,
                                                       get_if_exists=True).remote(str(sweep_dir))
         logging.getLogger("ray.tune").setLevel(logging.ERROR)
-        trainable = tune.with_resources(tune_trial, {"cpu": 1})
+        trainable = tune.with_resources(tune_trial, dict(sweep.resources))
         if stopped["set"]:
             return True
         if resume:
@@ -405,7 +406,8 @@ def load_resumable(folder: str | Path):
         raise UserError(f"--resume: {folder} has no Ray Tune state to restore (tune/tuner.pkl)")
     try:
         s = sw.Sweep(spec["name"], Path(spec["base"]), spec["grid"], spec["seeds"], spec["measure"], spec["kind"],
-                     spec.get("seed", 0), address=(spec.get("ray") or {}).get("address"))
+                     spec.get("seed", 0), address=(spec.get("ray") or {}).get("address"),
+                     resources=spec.get("resources") or {"cpu": 1.0, "gpu": 0.0})
         s.points = [sw.point_from_json(s.kind, p) for p in points]
     except (KeyError, TypeError) as e:
         raise UserError(f"--resume: {folder}: sweep.yaml or points.json is damaged ({e})") from None
