@@ -104,7 +104,7 @@ class Point:
 
     def label(self) -> str:
         pol = f" policy={self.policy[0]}" if self.policy else ""
-        return " ".join(f"{k}={v}" for k, v in self.values.items()) + pol + f" seed={self.seed}"
+        return (" ".join(f"{k}={v}" for k, v in self.values.items()) + pol + f" seed={self.seed}").strip()
 
     def to_json(self) -> dict:
         return {"index": self.index, "values": self.values, "seed": self.seed,

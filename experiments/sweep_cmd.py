@@ -356,13 +356,16 @@ def _aggregate(sweep_dir: Path, sweep, records: dict[int, dict], say) -> int:
     table = sw.format_aggregate(agg, keys, sweep.measure, sweep.entity, sw.TABLE_MEASURES[sweep.kind])
     results.write_text(sweep_dir / "aggregate.txt", table + "\n")
     results.write_json(sweep_dir / "aggregate.json", {"sweep": sweep.resolved(), "aggregate": agg})
-    (sweep_dir / "plots").mkdir(exist_ok=True)
-    png = sw.plot(sweep_dir / "plots" / f"{sweep.measure.replace('/', '_')}.png", agg, keys, sweep.measure,
-                  sweep.entity)
-    if sweep.kind == "run":
-        _log_wandb(sweep_dir, sweep, agg, png)
+    made = "sweep.csv, aggregate.csv"
+    if keys:  # (capgym align's sweep has no grid axis: it draws its own plot)
+        (sweep_dir / "plots").mkdir(exist_ok=True)
+        png = sw.plot(sweep_dir / "plots" / f"{sweep.measure.replace('/', '_')}.png", agg, keys, sweep.measure,
+                      sweep.entity)
+        made += f", plots/{png.name}"
+        if sweep.kind == "run":
+            _log_wandb(sweep_dir, sweep, agg, png)
     say(table)
-    say(f"results: {sweep_dir}  (sweep.csv, aggregate.csv, plots/{png.name})")
+    say(f"results: {sweep_dir}  ({made})")
     failed = [r for r in records.values() if r["rc"] != 0 or r.get("error")]
     for r in failed:
         print(f"capgym sweep: trial {sweep.points[r['index']].label()} failed: "
