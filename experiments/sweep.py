@@ -14,6 +14,7 @@ A sweep file names a base config, the grid and the seeds::
     seed: 0                                  # the sweep's own seed: the bootstrap's resampling (optional)
     ray: {address: null}                     # a Ray cluster to run the trials on (optional; --address)
     resources: {cpu: 1, gpu: 0}              # what Tune reserves for each trial (optional)
+    scheduler: asha                          # training bases: stop poor trials early (optional)
 
 The **kind** of the base is read from its keys: an ``align:`` section makes it an align config, an
 ``env:``/``ppo:``/``learner:`` section a training config, anything else a run config. Grid keys are
@@ -60,7 +61,7 @@ from experiments.config import RunConfig, apply_override, compose, parse_overrid
 
 #: the project root: base configs not found next to the sweep file are looked up here
 ROOT = Path(__file__).resolve().parent.parent
-SWEEP_KEYS = ("name", "base", "set", "grid", "seeds", "measure", "seed", "ray", "resources")
+SWEEP_KEYS = ("name", "base", "set", "grid", "seeds", "measure", "seed", "ray", "resources", "scheduler")
 RUN_KEYS = tuple(RunConfig.model_fields)
 KINDS = ("run", "train", "align")
 
@@ -124,6 +125,7 @@ class Sweep:
     points: list[Point] = field(default_factory=list)
     address: str | None = None
     resources: dict = field(default_factory=lambda: {"cpu": 1.0, "gpu": 0.0})
+    scheduler: str | None = None
     root: str = "results"
 
     @property
@@ -133,7 +135,7 @@ class Sweep:
     def resolved(self) -> dict:
         return {"name": self.name, "base": str(self.base), "kind": self.kind, "grid": self.grid,
                 "seeds": self.seeds, "measure": self.measure, "seed": self.seed, "ray": {"address": self.address},
-                "resources": self.resources, "runs": len(self.points)}
+                "resources": self.resources, "scheduler": self.scheduler, "runs": len(self.points)}
 
 
 # --- loading and expanding ------------------------------------------------------------------------
@@ -256,6 +258,12 @@ def load_sweep(path: str | Path, overrides: list[str] = ()) -> Sweep:
     if address is not None and (not isinstance(address, str) or not address):
         raise UserError("ray.address: must be HOST:PORT, auto, or null")
     resources = _resources(spec.get("resources"))
+    scheduler = spec.get("scheduler")
+    if scheduler not in (None, "asha"):
+        raise UserError(f"scheduler: {scheduler!r} is not a scheduler (asha, or leave it out)")
+    if scheduler and kind != "train":
+        raise UserError(f"scheduler: asha needs trials that report a training return each iteration "
+                        f"(a train base; this base is a {kind} config)")
     common = spec.get("set") or {}
     if not isinstance(common, dict):
         raise UserError("set: must map override keys to values")
@@ -266,7 +274,8 @@ def load_sweep(path: str | Path, overrides: list[str] = ()) -> Sweep:
         apply_override(data, parts, copy.deepcopy(v))
     for parts, value in cfg_over:
         apply_override(data, parts, value)
-    sweep = Sweep(name, base, grid, seeds, measure, kind, sseed, address=address, resources=resources)
+    sweep = Sweep(name, base, grid, seeds, measure, kind, sseed, address=address, resources=resources,
+                  scheduler=scheduler)
     sweep.points = expand(data, grid, seeds, kind)
     sweep.root = sweep.points[0].cfg.output.root
     return sweep

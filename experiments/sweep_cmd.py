@@ -45,7 +45,7 @@ def run_point(kind: str, point: dict, measure: str, report=None) -> dict:
 
     Returns its record: ``index``, ``run_dir``, ``rc`` (the command's exit status), ``status`` (the
     run folder's), ``measures`` (per protocol for runs; else one dict) and ``error``. ``report`` is
-    called with each training iteration's row."""
+    called with each training iteration's row (with ``run_dir``)."""
     import copy
 
     from experiments import results
@@ -109,8 +109,8 @@ def tune_trial(config: dict) -> None:
     s, point = config["sweep"], config["point"]
     kind, measure = s["kind"], s["measure"]
 
-    def report(row):
-        tune.report({k: row[k] for k in ("env_steps", "return_mean") if k in row})
+    def report(row):  # each training iteration (a scheduler decides from these; see _StoppedEarly)
+        tune.report({k: row[k] for k in ("env_steps", "return_mean", "run_dir") if k in row})
 
     hook = report if kind != "run" else None
     if s.get("collector"):
@@ -201,8 +201,9 @@ def _progress_callback(sweep_dir: Path, labels: list[str], quiet: bool):
                 return
             i = trial.config["point"]["index"]
             done = len(list((sweep_dir / "trials").glob("*.json")))
-            rc = (trial.last_result or {}).get("rc", 1)
-            print(f"[{done}/{len(labels)}] {labels[i]}: {'ok' if rc == 0 else 'FAILED'}", flush=True)
+            last = trial.last_result or {}
+            state = ("ok" if last.get("rc") == 0 else "FAILED") if "trial_done" in last else "stopped early"
+            print(f"[{done}/{len(labels)}] {labels[i]}: {state}", flush=True)
 
     return Progress()
 
@@ -289,6 +290,8 @@ def _tune(sweep, sweep_dir: Path, jobs: int, quiet: bool, resume: bool) -> bool:
     import logging
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic reporter, which verbose=0 silences
+    # a scheduler's metric is missing from iterations where no episode ended (ASHA skips those)
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     from ray import tune
 
     stopped = {"set": False}
@@ -326,12 +329,12 @@ def _tune(sweep, sweep_dir: Path, jobs: int, quiet: bool, resume: bool) -> bool:
             tuner = tune.Tuner(
                 trainable, param_space=space,
                 tune_config=tune.TuneConfig(max_concurrent_trials=jobs, trial_dirname_creator=trial_dirname,
-                                            reuse_actors=True),
+                                            reuse_actors=sweep.scheduler is None,
+                                            scheduler=_scheduler(sweep, sweep_dir)),
                 run_config=tune.RunConfig(name="tune", storage_path=str(sweep_dir), verbose=0,
                                           callbacks=[_progress_callback(sweep_dir, labels, quiet)]))
-        grid = tuner.fit()
-        return stopped["set"] or any(r.metrics is None or "trial_done" not in r.metrics for r in grid
-                                     if r.error is None)
+        tuner.fit()
+        return stopped["set"]  # (a Ctrl-C, which Tune handles itself, shows as trials without records)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
@@ -339,6 +342,39 @@ def _tune(sweep, sweep_dir: Path, jobs: int, quiet: bool, resume: bool) -> bool:
             import ray
 
             ray.kill(collector)
+
+
+def _scheduler(sweep, sweep_dir: Path):
+    """ASHA on the training return (``scheduler: asha``): rungs from a quarter of the longest
+    training, doubling, half the trials stopped at each. A trial it stops is killed with its actor
+    (a function trainable stopped mid-training cannot end cleanly), so the scheduler itself, in the
+    driver, writes the trial's record: status ``stopped``, the last reported return and env steps,
+    and its folder (left as it was, ``running``)."""
+    if sweep.scheduler != "asha":
+        return None
+    import math
+
+    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+    from experiments import results
+
+    by_value = bool(sweep.address)
+
+    class StoppingASHA(ASHAScheduler):
+        def on_trial_result(self, tune_controller, trial, result):
+            action = super().on_trial_result(tune_controller, trial, result)
+            record = sweep_dir / "trials" / f"{trial.config['point']['index']:04d}.json"
+            if action == TrialScheduler.STOP and "trial_done" not in result and not record.is_file():
+                record.parent.mkdir(exist_ok=True)
+                results.write_json(record, {
+                    "index": trial.config["point"]["index"], "run_dir": None if by_value else result.get("run_dir"),
+                    "rc": 0, "status": "stopped", "error": None, "stopped_early": True,
+                    "measures": {k: result.get(k) for k in ("return_mean", "env_steps")}})
+            return action
+
+    iters = max(math.ceil(p.cfg.ppo.total_steps / p.cfg.ppo.batch_steps) for p in sweep.points)
+    return StoppingASHA(time_attr="training_iteration", metric="return_mean", mode="max", max_t=iters,
+                        grace_period=max(1, iters // 4), reduction_factor=2, stop_last_trials=False)
 
 
 def _aggregate(sweep_dir: Path, sweep, records: dict[int, dict], say) -> int:
@@ -410,7 +446,7 @@ def load_resumable(folder: str | Path):
     try:
         s = sw.Sweep(spec["name"], Path(spec["base"]), spec["grid"], spec["seeds"], spec["measure"], spec["kind"],
                      spec.get("seed", 0), address=(spec.get("ray") or {}).get("address"),
-                     resources=spec.get("resources") or {"cpu": 1.0, "gpu": 0.0})
+                     resources=spec.get("resources") or {"cpu": 1.0, "gpu": 0.0}, scheduler=spec.get("scheduler"))
         s.points = [sw.point_from_json(s.kind, p) for p in points]
     except (KeyError, TypeError) as e:
         raise UserError(f"--resume: {folder}: sweep.yaml or points.json is damaged ({e})") from None
