@@ -109,7 +109,7 @@ def tune_trial(config: dict) -> None:
     s, point = config["sweep"], config["point"]
     kind, measure = s["kind"], s["measure"]
 
-    def report(row):  # each training iteration (a scheduler decides from these; see _StoppedEarly)
+    def report(row):  # each training iteration (a scheduler decides from these; see _scheduler)
         tune.report({k: row[k] for k in ("env_steps", "return_mean", "run_dir") if k in row})
 
     hook = report if kind != "run" else None
@@ -131,6 +131,9 @@ def tune_trial(config: dict) -> None:
 
 
 def _trial_by_value(name: str, point: dict, kind: str, measure: str, hook) -> dict:
+    """One trial on a cluster node: its record from the collector if it has one; else the trial
+    runs in a temporary folder here, and the folder (tar.gz) and record go to the collector, which
+    returns the record with the folder's path on the sweep's machine."""
     import io
     import shutil
     import tarfile
