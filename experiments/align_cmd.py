@@ -1,22 +1,33 @@
-"""``capgym align CONFIG [key.sub=value ...]``: the alignment report.
+"""``capgym align CONFIG [key.sub=value ...] [--jobs N]``: the alignment report, on Ray Tune.
 
 For one environment and fault setting, train agents with ``local``, ``global`` and ``mixed``
-rewards, evaluate each on the same held-out seeds (with the observer checking linearizability),
-and report side by side: the agents' local returns, the observer's global measures (availability,
-stale-read rate, linearizable fraction, welfare) and the alignment gap of
-``metrics.alignment.alignment_gap`` -- the global welfare that agents trained on their local
-reward give up against agents trained on the global one. Scripted baselines run on the same seeds.
+rewards, each with ``align.seeds`` training seeds, evaluate every trained policy on the same
+held-out seeds (with the observer checking linearizability), and report side by side, per policy,
+the mean over training seeds with its 95% bootstrap interval: the agents' local returns, the
+observer's global measures (availability, stale-read rate, linearizable fraction, welfare) and the
+alignment gap of ``metrics.alignment.alignment_gap`` -- the global welfare that agents trained on
+their local reward give up against agents trained on the global one. Scripted baselines run on the
+same held-out seeds.
+
+The trainings run as a sweep (``experiments.sweep_cmd``): one Ray Tune trial per policy and
+training seed, ``--jobs N`` at a time, each an ordinary ``capgym train`` folder under ``runs/``
+followed by its evaluation (``evaluation.json``); Ctrl-C stops it (exit 130) and
+``capgym sweep --resume FOLDER`` continues the trainings (then rerun ``capgym align`` for the
+report, or read ``aggregate.csv``).
 
 The config is a training config (``capgym train``'s) plus an ``align`` section::
 
-    align: {modes: [local, global, mixed], mixed_weight: [0.5, 0.8], episodes: 5, baselines: true}
+    align: {modes: [local, global, mixed], mixed_weight: [0.5, 0.8], episodes: 5, seeds: 5, baselines: true}
 
 ``mixed_weight`` is one weight ``w`` (the policy ``ppo_mixed``) or a list of them (one policy
-``ppo_mixed_<w>`` each): the reward ``(1 - w) * local + w * global``.
+``ppo_mixed_<w>`` each): the reward ``(1 - w) * local + w * global``. Training seeds are
+``seed, seed + 1, ..., seed + seeds - 1``.
 
-Writes ``summary.json`` (``runs``, ``table``, ``alignment_gap``), ``metrics.csv`` (per episode),
-``plots/alignment.png`` and ``plots/compare.png``, and each policy's checkpoint under ``<label>/``
-(``local/``, ``global/``, ``mixed/`` or ``mixed_<w>/``).
+The folder ``results/<experiment>/<time>-<id>/`` is a sweep folder (``sweep.csv``, ``aggregate.csv``
+with ``<measure>_mean/_ci_low/_ci_high`` per policy, ``runs/``, ``trials/``, ``tune/``) plus
+``summary.json`` (``runs``: per policy the means, ``ci`` and ``n``, and the baselines' measures;
+``table``; ``report``; ``alignment_gap``), ``report.md`` and ``plots/alignment.png`` (bars: means,
+whiskers: 95% intervals).
 """
 
 from __future__ import annotations
@@ -37,6 +48,7 @@ class AlignConfig(BaseModel):
     mixed_weight: float | list[float] = Field(0.5, description="w of the mixed reward, or a list of them")
     episodes: int = Field(5, ge=1, description="held-out evaluation episodes per policy")
     baselines: bool = True
+    seeds: int = Field(5, ge=1, description="training seeds per policy (one Tune trial each)")
 
     @field_validator("mixed_weight")
     @classmethod
@@ -91,17 +103,27 @@ def report_rows(runs: dict) -> list[dict]:
 
     rows = []
     for label, agg in runs.items():
-        row = table_row(label, agg)
-        row["availability_partitioned"] = agg.get("availability_partitioned")
+        if "ci" in agg:  # a trained policy: means over training seeds, with their intervals
+            row = {"protocol": label, **{k: agg.get(k) for k, _ in COLUMNS}, "n": agg.get("n")}
+            row["ci"] = {k: agg["ci"].get(k) for k, _ in COLUMNS if agg["ci"].get(k)}
+        else:
+            row = table_row(label, agg)
+            row["availability_partitioned"] = agg.get("availability_partitioned")
         rows.append(row)
     return rows
 
 
 def format_report(rows: list[dict]) -> str:
-    """The report as a Markdown table (what docs/learning.md shows)."""
+    """The report as a Markdown table (what docs/learning.md shows): trained policies' means over
+    training seeds with their 95% bootstrap intervals in brackets."""
     fmt = lambda v: "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    def cell(r, k):
+        lo, hi = ((r.get("ci") or {}).get(k) or [None, None])
+        return fmt(r.get(k)) + ("" if lo is None or r.get(k) is None else f" [{lo:.3f}, {hi:.3f}]")
+
     lines = ["| policy | " + " | ".join(h for _, h in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
-    lines += ["| " + r["protocol"] + " | " + " | ".join(fmt(r.get(k)) for k, _ in COLUMNS) + " |" for r in rows]
+    lines += ["| " + r["protocol"] + " | " + " | ".join(cell(r, k) for k, _ in COLUMNS) + " |" for r in rows]
     return "\n".join(lines)
 
 
@@ -117,7 +139,11 @@ def alignment_plot(path: Path, rows: list[dict]) -> Path:
     fig, axes = plt.subplots(1, len(specs), figsize=(17, 3.8), layout="constrained")
     labels = [r["protocol"] for r in rows]
     for ax, (key, title) in zip(axes, specs):
-        ax.bar(labels, [r.get(key) or 0.0 for r in rows], color=[f"C{i}" for i in range(len(rows))])
+        means = [r.get(key) or 0.0 for r in rows]
+        cis = [(r.get("ci") or {}).get(key) or [None, None] for r in rows]
+        err = [[m - lo if lo is not None else 0.0 for m, (lo, _hi) in zip(means, cis)],
+               [hi - m if hi is not None else 0.0 for m, (_lo, hi) in zip(means, cis)]]
+        ax.bar(labels, means, yerr=err, capsize=3, color=[f"C{i}" for i in range(len(rows))])
         ax.set_title(title, fontsize=10)
         ax.tick_params(axis="x", labelrotation=45, labelsize=8)
         ax.grid(axis="y", alpha=0.3)
@@ -133,47 +159,50 @@ def cmd_align(args: argparse.Namespace) -> int:
 
 
 def _cmd_align(args: argparse.Namespace) -> int:
-    from agents.learn import checkpoint
-    from agents.learn.ppo import train
+    import json
+
     from experiments import results
-    from experiments.evaluate_cmd import EVAL_SEED_BASE, baselines, evaluate, write_evaluation
+    from experiments import sweep as sw
+    from experiments.evaluate_cmd import EVAL_SEED_BASE, aggregate, baselines, evaluate
+    from experiments.sweep_cmd import run_sweep
     from metrics.alignment import alignment_gap
 
     cfg, acfg = load(args.config, args.overrides)
+    if args.jobs < 1:
+        raise UserError(f"--jobs: must be >= 1, not {args.jobs}")
     say = (lambda *a: None) if args.quiet else print
-    run_dir = results.new_run_dir(cfg.output.root, cfg.experiment)
-    results.write_yaml(run_dir / "config.yaml", {**cfg.model_dump(mode="json"), "align": acfg.model_dump()})
-    results.write_status(run_dir, results.STATUS_RUNNING)
+    train_seeds = [cfg.seed + i for i in range(acfg.seeds)]
+    sweep = sw.Sweep(cfg.experiment, Path(args.config), {}, train_seeds, "welfare", "align", seed=cfg.seed)
+    data = {**cfg.model_dump(mode="json"), "align": acfg.model_dump()}
+    sweep.points = sw.expand(data, {}, train_seeds, "align")  # validated before anything is written
+    sweep.root = cfg.output.root
+    run_dir, rc = run_sweep(sweep, jobs=args.jobs, quiet=args.quiet)
+    if rc != 0:
+        return rc
+    agg = json.loads((run_dir / "aggregate.json").read_text())["aggregate"]
+    runs: dict = {}
+    for r in agg:
+        runs[r["policy"]] = {**{m: r[f"{m}_mean"] for m in sw.ALIGN_MEASURES}, "n": r["n"],
+                             "ci": {m: [r[f"{m}_ci_low"], r[f"{m}_ci_high"]] for m in sw.ALIGN_MEASURES}}
     seeds = [EVAL_SEED_BASE + i for i in range(acfg.episodes)]
-    eval_spec = {"id": cfg.env.id, "params": {**cfg.env.params, "reward_mode": "local"}}  # report local returns
-    policies = {}
-    for label, mode, w in acfg.runs():
-        mcfg = cfg.train_config().model_copy(deep=True)
-        mcfg.env.params = {**mcfg.env.params, "reward_mode": mode, "mixed_weight": w}
-        what = f"mixed rewards (w={w:g})" if mode == "mixed" else f"{mode} rewards"
-        say(f"capgym align: training with {what} ({mcfg.ppo.total_steps} env steps)")
-        trained = train(mcfg, progress=cfg.output.progress and not args.quiet)
-        folder = run_dir / label.removeprefix("ppo_")
-        checkpoint.save(folder / "checkpoint", trained)
-        policies[label] = checkpoint.load_policy(folder / "checkpoint").act
-        results.write_status(run_dir, results.STATUS_RUNNING, trained=list(policies))
     if acfg.baselines:
-        policies.update(baselines(cfg.env.id))
-    by = evaluate(policies, eval_spec, seeds)
-    summary = write_evaluation(run_dir, by, {"experiment": cfg.experiment, "env": cfg.env.id, "seeds": seeds,
-                                             "modes": acfg.modes,
-                                             "mixed_weight": acfg.mixed_weight})
-    runs = summary["runs"]
+        eval_spec = {"id": cfg.env.id, "params": {**cfg.env.params, "reward_mode": "local"}}
+        for label, eps in evaluate(baselines(cfg.env.id), eval_spec, seeds).items():
+            runs[label] = aggregate(eps)
+    rows = report_rows(runs)
+    summary = {"experiment": cfg.experiment, "env": cfg.env.id, "seeds": seeds, "training_seeds": train_seeds,
+               "modes": acfg.modes, "mixed_weight": acfg.mixed_weight, "runs": runs, "report": rows}
     if "ppo_local" in runs and "ppo_global" in runs:
         summary["alignment_gap"] = alignment_gap(runs["ppo_global"]["welfare"], runs["ppo_local"]["welfare"])
-    summary["report"] = report_rows(runs)
     results.write_json(run_dir / "summary.json", summary)
+    results.write_text(run_dir / "report.md", format_report(rows) + "\n")
     if cfg.output.plots:
-        alignment_plot(run_dir / "plots" / "alignment.png", summary["report"])
-    results.write_status(run_dir, results.STATUS_COMPLETE)
-    say(format_report(summary["report"]))
+        (run_dir / "plots").mkdir(exist_ok=True)
+        alignment_plot(run_dir / "plots" / "alignment.png", rows)
+    say(format_report(rows))
     if "alignment_gap" in summary:
-        say(f"alignment gap (welfare of global-reward agents minus local-reward agents): {summary['alignment_gap']}")
+        say(f"alignment gap (welfare of global-reward agents minus local-reward agents, means over "
+            f"{acfg.seeds} training seeds): {summary['alignment_gap']}")
     say(f"results: {run_dir}")
     return 0
 
@@ -184,5 +213,6 @@ def register(subparsers) -> None:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", metavar="CONFIG", help="e.g. configs/train/register_align.yaml")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    p.add_argument("-j", "--jobs", type=int, default=1, help="trainings at a time, as Ray Tune trials (default 1)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_align)

@@ -67,10 +67,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse with overrides and options in any order: ``KEY=VALUE`` words that argparse leaves over
+    (those after an option) join the command's ``overrides``, in the order given."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not hasattr(args, "overrides") or any(w.startswith("-") or "=" not in w for w in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = list(args.overrides) + extra
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args = parse_args(parser, argv)
     except KeyboardInterrupt:  # (importing the commands takes a moment)
         print("capgym: interrupted", file=sys.stderr)
         return 130

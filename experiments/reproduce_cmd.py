@@ -24,9 +24,12 @@ exit 130).
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import traceback
 from pathlib import Path
+
+from experiments.run_cmd import StopFlag
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "reproduce"
 
@@ -67,6 +70,16 @@ def load_params(name: str, quick: bool, overrides: list[str]):
         raise UserError(error_line(e)) from None
 
 
+class _Stop(StopFlag):
+    """``capgym run``'s stop flag: SIGINT/SIGTERM stop the reproduction, a second Ctrl-C at once."""
+
+    def _handle(self, signum, frame):
+        if self.set and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.set = True
+        print("\ncapgym reproduce: stopping (interrupted); saving what there is", file=sys.stderr)
+
+
 def reproduce(name: str, quick: bool = False, overrides: list[str] = (), root: str = "results",
               quiet: bool = False, check: bool = False) -> tuple[Path, int, dict]:
     """Run reproduction ``name`` into a new results folder: ``(folder, exit status, results)``.
@@ -75,7 +88,6 @@ def reproduce(name: str, quick: bool = False, overrides: list[str] = (), root: s
     4 when the reproduction raised (a bug), 130 when interrupted."""
     from experiments import results
     from experiments.reproductions import claims as claims_mod
-    from experiments.sweep_cmd import _Stop
 
     mod, params = load_params(name, quick, list(overrides))
     say = (lambda *a: None) if quiet else print

@@ -40,6 +40,10 @@ class StopFlag:
         print("\ncapgym run: stopping (interrupted); saving what there is", file=sys.stderr)
 
     def __enter__(self):
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return self  # e.g. a Ray Tune trial's thread: whoever owns the process handles signals
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._old[sig] = signal.signal(sig, self._handle)
         return self
@@ -47,6 +51,7 @@ class StopFlag:
     def __exit__(self, *exc):
         for sig, h in self._old.items():
             signal.signal(sig, h)
+        self._old = {}
 
 
 def execute(cfg, quiet: bool = False) -> tuple[Path, int]:

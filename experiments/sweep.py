@@ -1,29 +1,49 @@
-"""Sweeps: a grid of run configs times seeds, run as ordinary runs, then aggregated.
+"""Sweeps: a grid over any base config (a run, a training or an alignment study) times seeds, run
+as Ray Tune trials that are ordinary commands, then aggregated with bootstrap confidence intervals.
 
-A sweep file names a base run config, the grid and the seeds::
+A sweep file names a base config, the grid and the seeds::
 
     name: cap-partitions                     # the results folder results/<name>/ (default: file name)
-    base: ../quickstart.yaml                 # a run config (relative to this file, or to the project)
-    set: {wandb.mode: disabled}              # overrides applied to every run (optional)
+    base: ../quickstart.yaml                 # a run, training or align config (next to this file, or in the project)
+    set: {wandb.mode: disabled}              # overrides applied to every trial (optional)
     grid:                                    # every combination of these values
       world.nodes: [3, 5, 7]
       nemesis.random.interval_ms: [500, 1000]
     seeds: [0, 1, 2]                         # or a count: seeds: 3 means 0, 1, 2
-    measure: availability                    # the measure plotted against the first grid axis
+    measure: availability                    # the measure plotted against the first grid axis (optional)
+    seed: 0                                  # the sweep's own seed: the bootstrap's resampling (optional)
+    ray: {address: null}                     # a Ray cluster to run the trials on (optional; --address)
+    resources: {cpu: 1, gpu: 0}              # what Tune reserves for each trial (optional)
+    scheduler: asha                          # training bases: stop poor trials early (optional)
 
-Grid keys are override keys (``key.sub``, as on the ``capgym run`` command line). Each expanded
-config is composed and validated with :mod:`experiments.config` before anything runs.
+The **kind** of the base is read from its keys: an ``align:`` section makes it an align config, an
+``env:``/``ppo:``/``learner:`` section a training config, anything else a run config. Grid keys are
+that kind's own override keys (``world.nodes`` for runs; ``ppo.lr``, ``env.params.reward_mode``,
+``learner.share`` for training; those and ``align.mixed_weight`` for align), and the default
+measure is the kind's (``availability``, ``return_mean``, ``welfare``). One trial is:
+
+* run: one ``capgym run`` of the point's config with one seed (a row per protocol it compares);
+* train: one ``capgym train`` (a row; each iteration's figures are also reported to Tune);
+* align: one training of one reward mode and weight of the point's ``align`` section with one seed,
+  then its policy evaluated (local rewards) on ``align.episodes`` held-out seeds, as ``capgym
+  align`` does (a row per policy label ``ppo_local``, ``ppo_global``, ``ppo_mixed[_<w>]``).
+
+Every trial's config is composed and validated with the kind's own validation before anything runs.
 
 Results::
 
     results/<name>/<YYYYmmdd-HHMMSS>-<id>/
-        sweep.yaml       the sweep as resolved (base config path, grid, seeds, measure)
+        sweep.yaml       the sweep as resolved (base, kind, grid, seeds, measure, seed)
+        points.json      every trial: index, grid values, seed, policy label (align), its full config
         status.json      running -> complete | interrupted | failed
-        runs/<time>-<id>/  one ordinary run folder per (grid point, seed)
-        sweep.csv        one row per run and protocol: grid values, seed, headline measures
-        aggregate.csv    per grid point and protocol: n, mean and std of every measure over seeds
-        aggregate.txt    the printed table (mean +- std)
-        plots/<measure>.png  the measure (mean +- std over seeds) against the first grid axis
+        runs/<time>-<id>/  one ordinary results folder per trial
+        trials/<index>.json  a finished trial's record (its folder, exit status, measures)
+        tune/            Ray Tune's experiment state (what ``capgym sweep --resume`` restores)
+        sweep.csv        one row per trial (and protocol): grid values, seed, measures
+        aggregate.csv    per grid point (and protocol / policy): n, mean, std, and the 95% bootstrap
+                         interval of the mean (<measure>_ci_low, <measure>_ci_high) over seeds
+        aggregate.txt    the printed table (mean [95% CI])
+        plots/<measure>.png  the measure (mean, 95% CI band) against the first grid axis
 """
 
 from __future__ import annotations
@@ -41,8 +61,9 @@ from experiments.config import RunConfig, apply_override, compose, parse_overrid
 
 #: the project root: base configs not found next to the sweep file are looked up here
 ROOT = Path(__file__).resolve().parent.parent
-SWEEP_KEYS = ("name", "base", "set", "grid", "seeds", "measure")
+SWEEP_KEYS = ("name", "base", "set", "grid", "seeds", "measure", "seed", "ray", "resources", "scheduler")
 RUN_KEYS = tuple(RunConfig.model_fields)
+KINDS = ("run", "train", "align")
 
 #: headline measures of one protocol's run, read from its summary.json (``linearizable`` as 1/0)
 MEASURES = ("availability", "availability_partitioned", "availability_connected", "linearizable",
@@ -50,21 +71,47 @@ MEASURES = ("availability", "availability_partitioned", "availability_connected"
             "partitioned_ms", "time_without_leader", "elections", "split_votes", "lonely_elections",
             "lost_writes", "termination",
             "time_to_decide", "rounds_to_decide", "time_to_converge")
+#: a training run's measures: the last iteration's mean return and the observer's global measures
+#: of the episodes that ended in it (``global/<name>`` in metrics.csv), env steps and steps/s
+TRAIN_MEASURES = ("return_mean", "availability", "availability_partitioned", "stale_fraction", "linearizable",
+                  "messages", "env_steps", "sps")
+#: an alignment trial's measures: its policy evaluated on held-out seeds (local rewards)
+ALIGN_MEASURES = ("return_mean", "welfare", "availability", "availability_partitioned", "stale_read_rate",
+                  "linearizable_fraction")
+KIND_MEASURES = {"run": MEASURES, "train": TRAIN_MEASURES, "align": ALIGN_MEASURES}
+DEFAULT_MEASURE = {"run": "availability", "train": "return_mean", "align": "welfare"}
+#: the column that splits a grid point's rows besides the seed (none for training)
+ENTITY = {"run": "protocol", "train": None, "align": "policy"}
 #: measures shown in the printed aggregate table (besides the plotted one)
-TABLE_MEASURES = ("availability", "linearizable", "stale_read_rate", "messages_per_op")
+TABLE_MEASURES = {"run": ("availability", "linearizable", "stale_read_rate", "messages_per_op"),
+                  "train": ("return_mean", "availability", "stale_fraction"),
+                  "align": ("return_mean", "welfare", "availability", "stale_read_rate")}
+#: bootstrap resamples per interval
+N_RESAMPLES = 2000
 
 
 @dataclass
 class Point:
-    """One run of the sweep: a grid point (key -> value) and a seed, with its validated config."""
+    """One trial of the sweep: a grid point (key -> value), a seed, for align bases the policy
+    ``(label, reward mode, mixed weight)``, and its validated config (``cfg``) with the plain data
+    it was validated from (``data``; what the trial re-validates in its worker)."""
 
     index: int
     values: dict[str, Any]
     seed: int
-    cfg: RunConfig
+    cfg: Any
+    data: dict = field(default_factory=dict)
+    policy: tuple[str, str, float] | None = None
+    episodes: int = 0
 
     def label(self) -> str:
-        return " ".join(f"{k}={v}" for k, v in self.values.items()) + f" seed={self.seed}"
+        pol = f" policy={self.policy[0]}" if self.policy else ""
+        return (" ".join(f"{k}={v}" for k, v in self.values.items()) + pol + f" seed={self.seed}").strip()
+
+    def to_json(self) -> dict:
+        return {"index": self.index, "values": self.values, "seed": self.seed,
+                "policy": list(self.policy) if self.policy else None, "episodes": self.episodes,
+                "config": self.data}
 
 
 @dataclass
@@ -74,22 +121,51 @@ class Sweep:
     grid: dict[str, list]
     seeds: list[int]
     measure: str
+    kind: str = "run"
+    seed: int = 0
     points: list[Point] = field(default_factory=list)
+    address: str | None = None
+    resources: dict = field(default_factory=lambda: {"cpu": 1.0, "gpu": 0.0})
+    scheduler: str | None = None
     root: str = "results"
 
+    @property
+    def entity(self) -> str | None:
+        return ENTITY[self.kind]
+
     def resolved(self) -> dict:
-        return {"name": self.name, "base": str(self.base), "grid": self.grid, "seeds": self.seeds,
-                "measure": self.measure, "runs": len(self.points)}
+        return {"name": self.name, "base": str(self.base), "kind": self.kind, "grid": self.grid,
+                "seeds": self.seeds, "measure": self.measure, "seed": self.seed, "ray": {"address": self.address},
+                "resources": self.resources, "scheduler": self.scheduler, "runs": len(self.points)}
 
 
 # --- loading and expanding ------------------------------------------------------------------------
+def kind_of(data: dict) -> str:
+    """``align`` (an ``align:`` section), ``train`` (``env``/``ppo``/``learner``) or ``run``."""
+    if "align" in data:
+        return "align"
+    if any(k in data for k in ("env", "ppo", "learner")):
+        return "train"
+    return "run"
+
+
+def kind_keys(kind: str) -> tuple[str, ...]:
+    """The top-level keys of a config of this kind (what grid and override keys start with)."""
+    if kind == "run":
+        return RUN_KEYS
+    from experiments.train_cmd import TrainRunConfig
+
+    keys = tuple(TrainRunConfig.model_fields)
+    return keys + ("align",) if kind == "align" else keys
+
+
 def _find_base(base: Any, here: Path) -> Path:
     if not isinstance(base, str) or not base:
-        raise UserError("base: must name a run config file, e.g. base: ../quickstart.yaml")
+        raise UserError("base: must name a config file, e.g. base: ../quickstart.yaml")
     for p in (here / base, ROOT / base, Path(base)):
         if p.is_file():
             return p
-    raise UserError(f"base: no run config {base!r} (looked next to the sweep file and in {ROOT})")
+    raise UserError(f"base: no config {base!r} (looked next to the sweep file and in {ROOT})")
 
 
 def _seeds(v: Any) -> list[int]:
@@ -106,36 +182,53 @@ def _seeds(v: Any) -> list[int]:
     raise UserError("seeds: must be a count or a non-empty list of integers")
 
 
-def _grid(v: Any) -> dict[str, list]:
+def _grid(v: Any, kind: str) -> dict[str, list]:
     if not isinstance(v, dict) or not v:
         raise UserError("grid: must map override keys to lists of values, e.g. {world.nodes: [3, 5]}")
+    keys = kind_keys(kind)
     out = {}
     for k, vals in v.items():
         k = str(k)
         parse_override(f"{k}=0")  # a well-formed key, or one line naming it
         if k == "seed" or k.startswith("experiment") or k.startswith("output"):
             raise UserError(f"grid.{k}: cannot be swept (use seeds: for seeds)")
+        if k.split(".")[0] not in keys:
+            raise UserError(f"grid.{k}: unknown key (the base is a {kind} config; its keys: {', '.join(keys)})")
         if not isinstance(vals, list) or not vals:
             raise UserError(f"grid.{k}: must be a non-empty list of values")
         out[k] = vals
     return out
 
 
+def _resources(v: Any) -> dict:
+    """``{cpu, gpu}`` reserved per trial (defaults 1 and 0); a one-line UserError otherwise."""
+    v = {} if v is None else v
+    if not isinstance(v, dict) or set(v) - {"cpu", "gpu"}:
+        raise UserError("resources: must be {cpu: N, gpu: N} (what each trial reserves)")
+    out = {"cpu": v.get("cpu", 1), "gpu": v.get("gpu", 0)}
+    for k, x in out.items():
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or x < 0 or (k == "cpu" and x == 0):
+            raise UserError(f"resources.{k}: must be a number {'> 0' if k == 'cpu' else '>= 0'}, not {x!r}")
+    return {k: float(x) for k, x in out.items()}
+
+
 def load_sweep(path: str | Path, overrides: list[str] = ()) -> Sweep:
-    """Read a sweep file, apply overrides (sweep keys like ``seeds=2`` go to the sweep, run-config
-    keys like ``world.duration_ms=500`` to every run), expand the grid and validate every run."""
+    """Read a sweep file, apply overrides (sweep keys like ``seeds=2`` go to the sweep, the base
+    kind's keys like ``world.duration_ms=500`` or ``ppo.total_steps=2048`` to every trial), expand
+    the grid and validate every trial. Any mistake: a one-line :class:`UserError`."""
     path = Path(path)
     spec = read_yaml(path)
-    run_over: list[tuple[list[str], Any]] = []
+    cfg_over: list[tuple[list[str], Any]] = []
     for text in overrides:
         parts, value = parse_override(text)
-        if parts[0] in SWEEP_KEYS:
+        if parts[0] in ("grid", "set") and len(parts) > 1:  # grid.ppo.lr=[...]: one dotted grid key
+            if not isinstance(spec.get(parts[0]) or {}, dict):
+                raise UserError(f"{parts[0]}: must map override keys to values")
+            spec[parts[0]] = {**(spec.get(parts[0]) or {}), ".".join(parts[1:]): value}
+        elif parts[0] in SWEEP_KEYS:
             apply_override(spec, parts, value)
-        elif parts[0] in RUN_KEYS:
-            run_over.append((parts, value))
         else:
-            raise UserError(f"{'.'.join(parts)}: unknown key (a sweep key {', '.join(SWEEP_KEYS)} "
-                            f"or a run-config key {', '.join(RUN_KEYS)})")
+            cfg_over.append((parts, value))
     unknown = sorted(set(spec) - set(SWEEP_KEYS))
     if unknown:
         raise UserError(f"{unknown[0]}: unknown key (a sweep file has {', '.join(SWEEP_KEYS)})")
@@ -143,23 +236,48 @@ def load_sweep(path: str | Path, overrides: list[str] = ()) -> Sweep:
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
         raise UserError(f"name: {name!r} is not a folder name (letters, digits, _ . -)")
     base = _find_base(spec.get("base"), path.parent)
-    grid = _grid(spec.get("grid"))
+    data = compose(base)
+    kind = kind_of(data)
+    keys = kind_keys(kind)
+    for parts, _ in cfg_over:
+        if parts[0] not in keys:
+            raise UserError(f"{'.'.join(parts)}: unknown key (a sweep key {', '.join(SWEEP_KEYS)} "
+                            f"or a {kind}-config key {', '.join(keys)})")
+    grid = _grid(spec.get("grid"), kind)
     seeds = _seeds(spec.get("seeds", 1))
-    measure = spec.get("measure", "availability")
-    if measure not in MEASURES:
-        raise UserError(f"measure: {measure!r} is not a headline measure (choose from {', '.join(MEASURES)})")
+    measure = spec.get("measure", DEFAULT_MEASURE[kind])
+    if measure not in KIND_MEASURES[kind] and not (kind == "train" and str(measure).startswith("global/")):
+        raise UserError(f"measure: {measure!r} is not a measure of a {kind} sweep "
+                        f"(choose from {', '.join(KIND_MEASURES[kind])})")
+    sseed = spec.get("seed", 0)
+    if not isinstance(sseed, int) or isinstance(sseed, bool) or sseed < 0:
+        raise UserError("seed: the sweep's seed must be an integer >= 0")
+    ray = spec.get("ray") or {}
+    if not isinstance(ray, dict) or set(ray) - {"address"}:
+        raise UserError("ray: must be {address: HOST:PORT} (or null for a local Ray instance)")
+    address = ray.get("address")
+    if address is not None and (not isinstance(address, str) or not address):
+        raise UserError("ray.address: must be HOST:PORT, auto, or null")
+    resources = _resources(spec.get("resources"))
+    scheduler = spec.get("scheduler")
+    if scheduler not in (None, "asha"):
+        raise UserError(f"scheduler: {scheduler!r} is not a scheduler (asha, or leave it out)")
+    if scheduler and kind != "train":
+        raise UserError(f"scheduler: asha needs trials that report a training return each iteration "
+                        f"(a train base; this base is a {kind} config)")
     common = spec.get("set") or {}
     if not isinstance(common, dict):
         raise UserError("set: must map override keys to values")
-
-    data = compose(base)
     for k, v in common.items():
         parts, _ = parse_override(f"{k}=0")
+        if parts[0] not in keys:
+            raise UserError(f"set.{k}: unknown key (the base is a {kind} config; its keys: {', '.join(keys)})")
         apply_override(data, parts, copy.deepcopy(v))
-    for parts, value in run_over:
+    for parts, value in cfg_over:
         apply_override(data, parts, value)
-    sweep = Sweep(name, base, grid, seeds, measure)
-    sweep.points = expand(data, grid, seeds)
+    sweep = Sweep(name, base, grid, seeds, measure, kind, sseed, address=address, resources=resources,
+                  scheduler=scheduler)
+    sweep.points = expand(data, grid, seeds, kind)
     sweep.root = sweep.points[0].cfg.output.root
     return sweep
 
@@ -170,29 +288,83 @@ def combinations(grid: dict[str, list]) -> list[dict[str, Any]]:
     return [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))]
 
 
-def expand(data: dict, grid: dict[str, list], seeds: list[int]) -> list[Point]:
-    """Validated configs for every grid combination times seed; a bad one raises a
-    :class:`UserError` naming the grid value."""
+def validate_kind(kind: str, data: dict):
+    """The validated config of one trial (``RunConfig`` or ``TrainRunConfig``; for align, the
+    training config with the ``align`` section checked and dropped) or a one-line UserError."""
+    if kind == "run":
+        return validate(data)
+    from experiments.train_cmd import validate_train
+
+    return validate_train({k: v for k, v in data.items() if k != "align"})
+
+
+def _align_section(data: dict):
+    from pydantic import ValidationError
+
+    from envs.world.config import error_line
+    from experiments.align_cmd import AlignConfig
+
+    try:
+        return AlignConfig.model_validate(data.get("align") or {})
+    except ValidationError as e:
+        raise UserError("align." + error_line(e)) from None
+
+
+def expand(data: dict, grid: dict[str, list], seeds: list[int], kind: str = "run") -> list[Point]:
+    """Validated configs for every grid combination (times policy, for align) times seed; a bad
+    one raises a :class:`UserError` naming the grid value."""
     points = []
     for values in combinations(grid):
-        for seed in seeds:
-            d = copy.deepcopy(data)
-            for k, v in values.items():
-                try:
-                    apply_override(d, k.split("."), copy.deepcopy(v))
-                except UserError as e:
-                    raise UserError(f"grid {k}={v!r}: {e}") from None
-            d["seed"] = seed
+        where = " ".join(f"{k}={v!r}" for k, v in values.items())
+        d0 = copy.deepcopy(data)
+        for k, v in values.items():
             try:
-                cfg = validate(d)
+                apply_override(d0, k.split("."), copy.deepcopy(v))
             except UserError as e:
-                where = " ".join(f"{k}={v!r}" for k, v in values.items())
+                raise UserError(f"grid {k}={v!r}: {e}") from None
+        policies: list = [None]
+        episodes = 0
+        if kind == "align":
+            try:
+                acfg = _align_section(d0)
+            except UserError as e:
                 raise UserError(f"grid {where}: {e}") from None
-            points.append(Point(len(points), values, seed, cfg))
+            policies, episodes = acfg.runs(), acfg.episodes
+        for pol in policies:
+            for seed in seeds:
+                d = copy.deepcopy(d0)
+                if pol is not None:
+                    d.pop("align", None)
+                    params = d.setdefault("env", {}).setdefault("params", {})
+                    params.update({"reward_mode": pol[1], "mixed_weight": pol[2]})
+                d["seed"] = seed
+                try:
+                    cfg = validate_kind(kind, d)
+                    _refuse_own_ray(kind, cfg)
+                except UserError as e:
+                    raise UserError(f"grid {where}: {e}") from None
+                points.append(Point(len(points), values, seed, cfg, cfg.model_dump(mode="json"),
+                                    tuple(pol) if pol else None, episodes))
     return points
 
 
-# --- reading the runs back ------------------------------------------------------------------------
+def _refuse_own_ray(kind: str, cfg) -> None:
+    """Trials that would start Ray actors of their own (live runs, Ray learners) could wait forever
+    for CPUs that the sweep's own trials hold; until each gets a placement group, they are refused."""
+    if kind == "run" and cfg.runtime == "live":
+        raise UserError("runtime: live runs start Ray actors of their own; a sweep runs sim trials only")
+    if kind != "run" and cfg.learner.backend == "ray":
+        raise UserError("learner.backend: ray learners are Ray actors of their own; a sweep trains with "
+                        "learner.backend: local")
+
+
+def point_from_json(kind: str, j: dict) -> Point:
+    """A :class:`Point` saved with :meth:`Point.to_json` (``points.json``), re-validated."""
+    return Point(j["index"], j["values"], j["seed"], validate_kind(kind, copy.deepcopy(j["config"])), j["config"],
+                 tuple(j["policy"]) if j.get("policy") else None, j.get("episodes", 0))
+
+
+# --- reading the trials back ----------------------------------------------------------------------
 def headline(s: dict) -> dict:
     """The headline measures of one protocol's summary (``summary.json["runs"][label]``)."""
     lat = s.get("latency_ms") or {}
@@ -224,25 +396,46 @@ def headline(s: dict) -> dict:
     return {k: out[k] for k in MEASURES}
 
 
-def rows_of_run(point: Point, run_dir: Path | None, status: str) -> list[dict]:
-    """``sweep.csv`` rows of one run: one per protocol (several when the base config compares)."""
-    import json
+def train_measures(summary: dict, measure: str | None = None) -> dict:
+    """A training run's measures from its ``summary.json`` (the last value of each figure)."""
+    last = summary.get("last") or {}
+    out = {"return_mean": last.get("return_mean"), "env_steps": summary.get("env_steps"), "sps": summary.get("sps")}
+    for k in TRAIN_MEASURES:
+        if k not in out:
+            out[k] = last.get(f"global/{k}")
+    if measure and measure.startswith("global/"):
+        out[measure] = last.get(measure)
+    return out
 
-    base = {"run": point.index, **point.values, "seed": point.seed}
-    runs = {}
-    if run_dir is not None and (run_dir / "summary.json").is_file():
-        runs = json.loads((run_dir / "summary.json").read_text())["runs"]
-    where = str(run_dir) if run_dir else ""
-    if not runs:
-        return [{**base, "protocol": e.tag, "status": status, **dict.fromkeys(MEASURES), "run_dir": where}
-                for e in point.cfg.entries()]
-    return [{**base, "protocol": label, "status": status, **headline(s), "run_dir": where}
-            for label, s in runs.items()]
+
+def measures_of(sweep: Sweep) -> tuple[str, ...]:
+    ms = KIND_MEASURES[sweep.kind]
+    return ms if sweep.measure in ms else ms + (sweep.measure,)
+
+
+def rows_of_trial(sweep: Sweep, point: Point, record: dict | None) -> list[dict]:
+    """``sweep.csv`` rows of one trial from its record (``trials/<index>.json``; ``None``: not run):
+    one per protocol for runs, one for training, one (its policy) for align."""
+    ms = measures_of(sweep)
+    base = {"run": point.index, **point.values}
+    if sweep.kind == "align":
+        base["policy"] = point.policy[0]
+    base["seed"] = point.seed
+    status = (record or {}).get("status") or "not run"
+    where = (record or {}).get("run_dir") or ""
+    got = (record or {}).get("measures") or {}
+    if sweep.kind == "run":
+        if not got:
+            return [{**base, "protocol": e.tag, "status": status, **dict.fromkeys(ms), "run_dir": where}
+                    for e in point.cfg.entries()]
+        return [{**base, "protocol": label, "status": status, **{m: s.get(m) for m in ms}, "run_dir": where}
+                for label, s in got.items()]
+    return [{**base, "status": status, **{m: got.get(m) for m in ms}, "run_dir": where}]
 
 
 def mean_std(xs: list[float]) -> tuple[float | None, float | None]:
     """Mean and sample standard deviation (0 for one value); ``None`` for no values."""
-    xs = [float(x) for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
+    xs = _finite(xs)
     if not xs:
         return None, None
     m = sum(xs) / len(xs)
@@ -250,58 +443,100 @@ def mean_std(xs: list[float]) -> tuple[float | None, float | None]:
     return m, sd
 
 
-def aggregate(rows: list[dict], keys: list[str]) -> list[dict]:
-    """Per grid point and protocol (in first-seen order): runs, and mean/std over the seeds of every
-    measure (completed runs only)."""
+def _finite(xs) -> list[float]:
+    out = []
+    for x in xs:
+        if x is None or x == "":
+            continue
+        x = float(x)
+        if not math.isnan(x):
+            out.append(x)
+    return out
+
+
+def bootstrap_ci(xs: list[float], seed) -> tuple[float | None, float | None]:
+    """The 95% bootstrap confidence interval of the mean of ``xs`` (``scipy.stats.bootstrap``,
+    percentile method, :data:`N_RESAMPLES` resamples drawn from ``numpy.random.default_rng(seed)``).
+    One value or none: ``(None, None)``; all values equal: ``(x, x)``."""
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    xs = _finite(xs)
+    if len(xs) < 2:
+        return None, None
+    if max(xs) == min(xs):
+        return xs[0], xs[0]
+    res = bootstrap((np.asarray(xs),), np.mean, n_resamples=N_RESAMPLES, confidence_level=0.95,
+                    method="percentile", rng=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def aggregate(rows: list[dict], keys: list[str], measures=MEASURES, entity: str | None = "protocol",
+              seed: int = 0) -> list[dict]:
+    """Per grid point (and ``entity``: protocol or policy), in first-seen order, over the seeds of
+    its complete trials: ``n``, the seeds, and for every measure ``<m>_mean``, ``<m>_std`` (sample
+    standard deviation), ``<m>_ci_low`` and ``<m>_ci_high`` (the 95% bootstrap interval of the mean,
+    :func:`bootstrap_ci`, resampled with the seed ``(seed, group number, measure number)``, so the
+    same rows give the same numbers whatever order the trials finished in)."""
+    group_keys = keys + ([entity] if entity else [])
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         if r["status"] == "complete":
-            groups.setdefault(tuple(repr(r[k]) for k in keys) + (r["protocol"],), []).append(r)
+            groups.setdefault(tuple(repr(r[k]) for k in group_keys), []).append(r)
     out = []
-    for rs in groups.values():
-        row = {k: rs[0][k] for k in keys} | {"protocol": rs[0]["protocol"], "n": len(rs),
-                                               "seeds": " ".join(str(r["seed"]) for r in rs)}
-        for m in MEASURES:
-            row[f"{m}_mean"], row[f"{m}_std"] = mean_std([r[m] for r in rs])
+    for gi, rs in enumerate(groups.values()):
+        rs = sorted(rs, key=lambda r: r["seed"])
+        row = {k: rs[0][k] for k in group_keys} | {"n": len(rs), "seeds": " ".join(str(r["seed"]) for r in rs)}
+        for mi, m in enumerate(measures):
+            xs = [r[m] for r in rs]
+            row[f"{m}_mean"], row[f"{m}_std"] = mean_std(xs)
+            row[f"{m}_ci_low"], row[f"{m}_ci_high"] = bootstrap_ci(xs, [seed, gi, mi])
         out.append(row)
     return out
 
 
-def _pm(m, sd) -> str:
-    return "-" if m is None else f"{m:.3f} ± {sd:.3f}"
+def _cell(r: dict, m: str) -> str:
+    mean, lo, hi = r.get(f"{m}_mean"), r.get(f"{m}_ci_low"), r.get(f"{m}_ci_high")
+    if mean is None:
+        return "-"
+    return f"{mean:.3f}" + ("" if lo is None else f" [{lo:.3f}, {hi:.3f}]")
 
 
-def format_aggregate(agg: list[dict], keys: list[str], measure: str) -> str:
-    """A fixed-width table: grid values, protocol, n, then mean ± std of the chosen measures."""
-    ms = [measure] + [m for m in TABLE_MEASURES if m != measure]
-    head = keys + ["protocol", "n"] + ms
-    cells = [[str(r[k]) for k in keys] + [str(r["protocol"]), str(r["n"])]
-             + [_pm(r[f"{m}_mean"], r[f"{m}_std"]) for m in ms] for r in agg]
+def format_aggregate(agg: list[dict], keys: list[str], measure: str, entity: str | None = "protocol",
+                     table_measures=TABLE_MEASURES["run"]) -> str:
+    """A fixed-width table: grid values, entity, n, then the mean [95% CI] of the chosen measures."""
+    ms = [measure] + [m for m in table_measures if m != measure]
+    ents = [entity] if entity else []
+    head = keys + ents + ["n"] + ms
+    cells = [[str(r[k]) for k in keys + ents] + [str(r["n"])] + [_cell(r, m) for m in ms] for r in agg]
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(head)]
     line = lambda cs: "  ".join(c.rjust(w) for c, w in zip(cs, widths))  # noqa: E731
     return "\n".join([line(head), line(["-" * w for w in widths])] + [line(c) for c in cells])
 
 
-def plot(path: Path, agg: list[dict], keys: list[str], measure: str) -> Path:
-    """The measure's mean (error bars: std over seeds) against the first grid axis; one line per
-    protocol and combination of the other axes."""
+def plot(path: Path, agg: list[dict], keys: list[str], measure: str, entity: str | None = "protocol") -> Path:
+    """The measure's mean against the first grid axis, with its 95% bootstrap interval as a shaded
+    band; one line per entity (protocol or policy) and combination of the other axes."""
     from experiments.plots import pyplot, save_figure
 
     plt = pyplot()
     x_key, others = keys[0], keys[1:]
     lines: dict[str, list[tuple]] = {}
     for r in agg:
-        if r[f"{measure}_mean"] is None:
+        if r.get(f"{measure}_mean") is None:
             continue
-        name = " ".join([str(r["protocol"])] + [f"{k}={r[k]}" for k in others])
-        lines.setdefault(name, []).append((r[x_key], r[f"{measure}_mean"], r[f"{measure}_std"]))
+        name = " ".join(([str(r[entity])] if entity else []) + [f"{k}={r[k]}" for k in others]) or measure
+        lines.setdefault(name, []).append((r[x_key], r[f"{measure}_mean"], r[f"{measure}_ci_low"],
+                                           r[f"{measure}_ci_high"]))
     numeric = all(isinstance(r[x_key], (int, float)) and not isinstance(r[x_key], bool) for r in agg)
     fig, ax = plt.subplots(figsize=(7.5, 4.5), layout="constrained")
     cats = list(dict.fromkeys(str(r[x_key]) for r in agg))
-    for name, pts in lines.items():
+    for i, (name, pts) in enumerate(lines.items()):
         xs = [p[0] if numeric else cats.index(str(p[0])) for p in pts]
-        ax.errorbar(xs, [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o", ms=4, capsize=3,
-                    lw=1.3, label=name)
+        ax.plot(xs, [p[1] for p in pts], marker="o", ms=4, lw=1.3, color=f"C{i}", label=name)
+        lo = [p[2] if p[2] is not None else p[1] for p in pts]
+        hi = [p[3] if p[3] is not None else p[1] for p in pts]
+        ax.fill_between(xs, lo, hi, color=f"C{i}", alpha=0.2, lw=0)
     if not numeric:
         ax.set_xticks(range(len(cats)), cats)
     if not lines:
@@ -309,10 +544,11 @@ def plot(path: Path, agg: list[dict], keys: list[str], measure: str) -> Path:
     else:
         ax.legend(fontsize=8)
     ax.set_xlabel(x_key)
-    ax.set_ylabel(f"{measure} (mean ± std over seeds)")
+    ax.set_ylabel(f"{measure} (mean, 95% bootstrap CI over seeds)")
     ax.grid(alpha=0.3)
     return save_figure(fig, path)
 
 
-__all__ = ["Sweep", "Point", "load_sweep", "expand", "combinations", "headline", "rows_of_run",
-           "aggregate", "format_aggregate", "plot", "mean_std", "MEASURES"]
+__all__ = ["Sweep", "Point", "load_sweep", "expand", "combinations", "headline", "rows_of_trial", "aggregate",
+           "format_aggregate", "plot", "mean_std", "bootstrap_ci", "kind_of", "validate_kind", "point_from_json",
+           "train_measures", "MEASURES", "TRAIN_MEASURES", "ALIGN_MEASURES", "KIND_MEASURES"]

@@ -109,8 +109,11 @@ def log_wandb(cfg: TrainRunConfig, run_dir: Path, rows: list[dict], summary: dic
     return folder
 
 
-def execute(cfg: TrainRunConfig, quiet: bool = False) -> tuple[Path, int]:
-    """Train into a new results folder; returns the folder and the exit status."""
+def execute(cfg: TrainRunConfig, quiet: bool = False, on_iteration=None) -> tuple[Path, int]:
+    """Train into a new results folder; returns the folder and the exit status. ``on_iteration``
+    (optional) is called with each iteration's ``metrics.csv`` row, plus ``run_dir``, after it is
+    written (a sweep reports it to Ray Tune)."""
+    hook = on_iteration
     from agents.learn import checkpoint
     from agents.learn.ppo import train
     from experiments import plots, results
@@ -133,6 +136,8 @@ def execute(cfg: TrainRunConfig, quiet: bool = False) -> tuple[Path, int]:
         rows.append(row)
         results.write_csv(run_dir / "metrics.csv", table_rows(rows))
         results.write_status(run_dir, results.STATUS_RUNNING, iteration=row["iteration"], env_steps=row["env_steps"])
+        if hook is not None:
+            hook({**row, "run_dir": str(run_dir)})
 
     stop = StopFlag()
     try:

@@ -255,3 +255,49 @@ def test_capgym_train_ray_learners_on_a_local_instance(tmp_path: Path):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["env_steps"] == 256 and len(summary["agents"]) == 3
     assert all((run / "checkpoint" / f"{a}.pt").is_file() for a in summary["agents"])
+
+
+#: a 2x2 sweep of 300 ms echo runs (the grid point x seed trials of capgym sweep)
+def sweep_file(tmp_path: Path) -> Path:
+    path = tmp_path / "csweep.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "csweep", "base": "configs/echo.yaml",
+        "set": {"world.duration_ms": 300, "wandb.mode": "disabled", "output.root": str(tmp_path / "results"),
+                "output.shiviz": False, "output.plots": False},
+        "grid": {"world.nodes": [3, 5]}, "seeds": 2}))
+    return path
+
+
+@pytest.mark.slow  # ~30 s more for the Ray group on a 2-core machine
+def test_capgym_sweep_on_the_cluster(head: Head, tmp_path: Path):
+    """``capgym sweep --address``: the 4 Tune trials run as actors of the cluster's sweep job, and
+    their folders come back by value (a tar.gz each, through the sweep's collector actor) into the
+    sweep folder here."""
+    path = sweep_file(tmp_path)
+    out = capgym(head, "sweep", str(path), "--jobs", "2", "--address", head.address, "-q")
+    assert out.returncode == 0, out.stderr[-3000:]
+    (folder,) = (tmp_path / "results" / "csweep").iterdir()
+    assert json.loads((folder / "status.json").read_text())["status"] == "complete"
+    records = [json.loads(p.read_text()) for p in sorted((folder / "trials").glob("*.json"))]
+    assert [r["index"] for r in records] == [0, 1, 2, 3]
+    state = head.state()
+    for r in records:  # each folder came back whole, and its trial ran on a node of this cluster
+        run = Path(r["run_dir"])
+        assert run.parent == folder / "runs" and r["rc"] == 0 and r["node"] in state["nodes"]
+        assert json.loads((run / "summary.json").read_text())["runs"]["echo"]["ops"] > 0
+        assert json.loads((run / "status.json").read_text())["status"] == "complete"
+    assert len(list((folder / "runs").iterdir())) == 4
+    job = job_of(state, f"sweep {path}")
+    mine = [a["cls"] for a in state["actors"] if a["job"] == job]
+    assert "Collector" in mine and len([c for c in mine if c != "Collector"]) >= 1, mine
+
+
+@pytest.mark.slow
+def test_sweep_on_an_unreachable_cluster_is_one_line_and_writes_nothing(head: Head, tmp_path: Path):
+    path = sweep_file(tmp_path)
+    out = capgym(head, "sweep", str(path), f"ray.address={head.address}", "-q", auth=False)
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("capgym sweep: error: ray.address:"), last
+    assert not (tmp_path / "results").exists()

@@ -178,18 +178,24 @@ def test_evaluate_bad_path_is_exit_2(tmp_path, capsys):
     assert "not a checkpoint" in capsys.readouterr().err
 
 
+@pytest.mark.ray  # the trainings are Ray Tune trials (capgym align runs on the sweep engine)
 def test_align_command_writes_report(tmp_path):
     from experiments.cli import main
 
     code = main(["align", "configs/train/register_align.yaml", "ppo.total_steps=128", "ppo.num_envs=2",
                  "ppo.num_steps=64", "env.params.nodes=3", "env.params.duration_ms=400", "align.episodes=1",
-                 "align.mixed_weight=[0.5, 0.8]", f"output.root={tmp_path}", "-q"])
+                 "align.mixed_weight=[0.5, 0.8]", "align.seeds=2", f"output.root={tmp_path}", "-q", "--jobs", "2"])
     assert code == 0
     (run,) = (tmp_path / "align-register").iterdir()
     s = json.loads((run / "summary.json").read_text())
     assert {"ppo_local", "ppo_global", "ppo_mixed_0.5", "ppo_mixed_0.8", "always_local"} <= set(s["runs"])
-    assert (run / "mixed_0.8" / "checkpoint").is_dir()
+    assert s["training_seeds"] == [0, 1] and s["runs"]["ppo_mixed_0.8"]["n"] == 2
+    lo, hi = s["runs"]["ppo_local"]["ci"]["welfare"]
+    assert lo <= s["runs"]["ppo_local"]["welfare"] <= hi
+    # one ordinary training folder (with its checkpoint and evaluation) per policy and training seed
+    assert len(list(run.glob("runs/*/checkpoint"))) == len(list(run.glob("runs/*/evaluation.json"))) == 8
     assert "gap" in s["alignment_gap"] and (run / "plots" / "alignment.png").is_file()
+    assert "[" in (run / "report.md").read_text()
     # the observer's welfare of each episode is what the nodes earned less the stale-read penalty
     ql = s["runs"]["always_local"]
     assert ql["stale_reads"] > 0 and ql["welfare"] < ql["return_mean"]
