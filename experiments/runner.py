@@ -21,7 +21,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from envs.world.records import OK, Event, Op
+from envs.world.records import FAIL, OK, Event, Op
 from experiments.config import ProtocolEntry, RunConfig
 
 #: seconds the linearizability search may take per protocol before its verdict is "unknown"
@@ -121,6 +121,8 @@ def model_or_reason(history: list[Op], protocol: str | None = None) -> tuple:
         return None, f"{protocol}'s reads return its decided value, not a register's (REGISTER_READS = False)"
     if not history:
         return None, "no client operations"
+    if all(op.status == FAIL for op in history):
+        return None, f"no operation took effect (all {len(history)} failed)"
     if any(op.f == "add" for op in history):
         return None, "a set workload (add): Jepsen's set checker judges it (see lost_writes)"
     if any(op.f in ("read",) and op.status == OK and isinstance(op.output, (list, tuple, set))
@@ -220,7 +222,7 @@ def summarize(history: list[Op], events: list[Event], sim_ms: float, entry: Prot
         "availability_connected": av["ok_fraction_connected"],
         "linearizable": li["linearizable"],
         "linearizability_verdict": li["verdict"],
-        "lost_writes": set_verdict["lost"] if set_verdict else None,
+        "lost_writes": set_verdict["lost"] if set_verdict and set_verdict["valid"] is not None else None,
         "stale_read_rate": st["stale_fraction"],
         "messages_per_op": co["messages_per_op"],
         "counts": av["counts"],

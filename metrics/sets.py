@@ -38,7 +38,8 @@ def is_set_history(history: Sequence[Op]) -> bool:
 def set_check(history: Sequence[Op]) -> dict:
     """Jepsen's set verdict over ``history`` (list of :class:`~envs.world.records.Op`).
 
-    Returns ``valid`` (no lost and no unexpected element; ``None`` when no key has a final read),
+    Returns ``valid`` (no lost and no unexpected element; ``None`` when no key has a final read, or
+    no add was acknowledged and no read saw an unexpected element: nothing to judge),
     the counts ``attempted`` (adds), ``acknowledged`` (``ok`` adds), ``ok``, ``lost``,
     ``unexpected``, ``recovered``, up to :data:`EXAMPLES` of each as ``lost_elements`` and so on
     (in value order), ``final_reads`` (how many reads were judged) and ``keys_without_final_read``
@@ -75,7 +76,9 @@ def set_check(history: Sequence[Op]) -> dict:
             elif status == OK:
                 out["lost"].append(x)
         out["unexpected"] += [x for x in seen[key] if x not in mine]
-    res: dict = {"valid": (not out["lost"] and not out["unexpected"]) if judged else None,
+    # nothing to judge (no final read, or no add acknowledged and nothing unexpected): no verdict
+    nothing = not judged or (acknowledged == 0 and not out["unexpected"])
+    res: dict = {"valid": None if nothing else (not out["lost"] and not out["unexpected"]),
                  "attempted": attempted, "acknowledged": acknowledged,
                  "final_reads": len(last_read), "keys_without_final_read": missing_reads}
     for k, xs in out.items():

@@ -160,3 +160,14 @@ def test_eventual_store_converges_after_faults(seed):
     assert m["converged_at_end"] and m["time_to_converge"] is not None
     assert m["max_distinct"] >= 1
     json.dumps([m, staleness.staleness(h), availability.availability(h, tr)])
+
+
+def test_a_history_where_nothing_took_effect_is_not_applicable():
+    """Every operation failed (a store that serves none of the workload's operations): no verdict,
+    not "linearizable" (found in review)."""
+    from envs.world.records import FAIL, Op
+    from experiments.runner import NOT_APPLICABLE, linearizability
+
+    hist = [Op(i, i, "put", "a", key=0, invoke=i, complete=i + 1, status=FAIL) for i in range(3)]
+    r = linearizability(hist)
+    assert (r["linearizable"], r["verdict"]) == (None, NOT_APPLICABLE) and "all 3 failed" in r["why"]

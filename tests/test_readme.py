@@ -17,7 +17,7 @@ def test_annotated_config_in_the_readme_validates(tmp_path):
     path = tmp_path / "readme.yaml"
     path.write_text(block)
     cfg = load_config(path)
-    assert cfg.protocol.name == "raft" and cfg.world.nodes == 5 and len(cfg.nemesis.schedule) == 4
+    assert cfg.protocol.name == "raft" and cfg.world.nodes == 5 and len(cfg.nemesis.schedule) == 5
 
 
 def test_every_command_in_the_readme_is_a_capgym_command():

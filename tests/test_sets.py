@@ -95,3 +95,14 @@ def test_sets_config_validates():
     cfg = load_config(Path(__file__).parent.parent / "configs" / "sets.yaml")
     assert [e.tag for e in cfg.entries()] == ["eventual-lww", "eventual-union", "raft"]
     assert cfg.workload.ops == {"add": 0.5, "read": 0.5}
+
+
+def test_nothing_acknowledged_is_no_verdict():
+    """A store that refuses every add (ABD) judged nothing: not 'valid, 0 lost' (found in review)."""
+    from envs.world.records import FAIL, OK, Op
+    from metrics.sets import set_check
+
+    hist = [Op(0, 0, "add", 1, key=0, invoke=0, complete=1, status=FAIL),
+            Op(1, 1, "read", None, key=0, invoke=2, complete=3, status=OK, output=[])]
+    r = set_check(hist)
+    assert r["valid"] is None and r["acknowledged"] == 0
