@@ -68,12 +68,7 @@ class Workload:
         node = client % sim.n if self.fixed else self.rng.randrange(sim.n)
         op = Op(next(self.ids), client, "read", None, keys[0], node)
         self.final[op.id] = [client, keys]
-        self.mine[op.id] = client
-        sim.submit(op)
-        if op.id in sim.open_ops:
-            self.deadlines.append((sim.now + self.cfg.timeout_ms, op.id))
-            if self.sweep_at is None:
-                self._schedule_sweep()
+        self._submit(op, client)
 
     def _op(self, client: int) -> Op:
         rng, fs = self.rng, self.fs
@@ -98,7 +93,11 @@ class Workload:
         sim = self.sim
         if sim.now > self.stop_ms:
             return
-        op = self._op(client)
+        self._submit(self._op(client), client)
+
+    def _submit(self, op: Op, client: int) -> None:
+        """Hand ``op`` to the world; an operation left open gets its client's timeout."""
+        sim = self.sim
         self.mine[op.id] = client
         sim.submit(op)
         if op.id in sim.open_ops:
