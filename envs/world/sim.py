@@ -113,6 +113,21 @@ class Context(ContextBase):
         """Record a protocol event (``leader``, ``decide``, ``apply``, ...) for the observer."""
         self._sim._local_event(self._s, kind, fields)
 
+    def sign(self, body: Any) -> Any:
+        """Sign ``body`` (a hashable tuple) as this node; returns ``body``. Anyone holding the body can
+        later check the signature with ``verify(self.node_id, body)``, and no node can sign as
+        another: the runtime keeps the set of (signer, body) pairs signed so far, standing in for the
+        digital signatures of Castro and Liskov's PBFT (OSDI 1999, section 3). Sim runtime only."""
+        self._sim.signatures.add((self._s.id, body))
+        return body
+
+    def verify(self, signer: int, body: Any) -> bool:
+        """True when node ``signer`` signed ``body`` (see :meth:`sign`)."""
+        try:
+            return (signer, body) in self._sim.signatures
+        except TypeError:  # an unhashable body (a Byzantine node's junk) carries no signature
+            return False
+
     def fsync(self) -> None:
         """Make everything written to ``ctx.durable`` so far survive any crash. Until then a write
         is in the page cache: a crash with ``lose_unsynced`` takes the disk back to the last fsync."""
@@ -194,6 +209,8 @@ class Sim(ClientSide, Loop):
         self.open_ops: dict[int, Op] = {}
         self.on_complete: list[Callable[[Op], None]] = []
         self._held: list = []  # messages held across a cut (hold_partitioned)
+        #: (signer, body) pairs signed with ``ctx.sign`` (unforgeable signatures, see ``Context.sign``)
+        self.signatures: set = set()
         self.started = False
         self.nemesis = self.workload = None  # attached by envs.world.build
         #: True: ``ctx.fsync()`` snapshots each node's disk, so that ``crash(n, lose_unsynced=True)``
