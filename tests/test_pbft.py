@@ -58,10 +58,10 @@ def completed(op):
 
 @pytest.mark.parametrize("chunk", range(2))
 def test_safe_and_live_under_random_faults(chunk):
-    """50 seeds, 4 or 7 replicas, every crash-fault kind until 60% of the run: one request per
+    """40 seeds, 4 or 7 replicas, every crash-fault kind until 60% of the run: one request per
     sequence number across replicas, linearizable, and requests complete after the faults stop."""
     late = late_done = 0
-    for seed in range(chunk * 25, chunk * 25 + 25):
+    for seed in range(chunk * 20, chunk * 20 + 20):
         scn = scenario(seed)
         sim = run(scn)
         ex = executions(sim)
@@ -73,13 +73,13 @@ def test_safe_and_live_under_random_faults(chunk):
         after = [op for op in sim.history if 0.75 * scn.world.duration_ms < op.invoke < 0.9 * scn.world.duration_ms]
         late += len(after)
         late_done += sum(map(completed, after))
-    assert late > 100 and late_done >= 0.95 * late, f"only {late_done} of {late} requests after the heal completed"
+    assert late > 80 and late_done >= 0.95 * late, f"only {late_done} of {late} requests after the heal completed"
 
 
 @pytest.mark.slow
 def test_safe_under_random_faults_200_seeds():
     """The long sweep: 200 more seeds, with 20% extra loss on odd seeds."""
-    for seed in range(50, 250):
+    for seed in range(40, 240):
         sim = run(scenario(seed, loss=0.2 * (seed % 2)))
         split = {n: s for n, s in executions(sim).items() if len(s) > 1}
         assert not split, f"seed {seed}: different requests executed at {split}"

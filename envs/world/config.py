@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .byzantine import STRATEGY_NAMES
 from .network import LATENCY_KINDS, PARTITION_SHAPES
 
 
@@ -78,7 +79,8 @@ class WorldConfig(Strict):
     clocks: ClockConfig = Field(default_factory=ClockConfig)
 
 
-FAULT_KINDS = ("partition", "heal", "crash", "restart", "pause", "resume", "slow", "fast", "clock", "loss")
+FAULT_KINDS = ("partition", "heal", "crash", "restart", "pause", "resume", "slow", "fast", "clock", "loss",
+               "byzantine")
 RANDOM_KINDS = ("partition", "crash", "pause", "slow", "clock", "loss")
 
 
@@ -88,7 +90,8 @@ class Fault(Strict):
     crash with ``lose_unsynced`` also loses the node's disk writes since its last ``ctx.fsync()``."""
 
     at_ms: float = Field(ge=0)
-    fault: Literal["partition", "heal", "crash", "restart", "pause", "resume", "slow", "fast", "clock", "loss"]
+    fault: Literal["partition", "heal", "crash", "restart", "pause", "resume", "slow", "fast", "clock", "loss",
+                   "byzantine"]
     node: int | None = Field(None, ge=0)
     shape: Literal["isolate", "halves", "majority", "majorities-ring", "bridge", "random", "one-way"] | None = None
     groups: list[list[int]] | None = None
@@ -101,11 +104,24 @@ class Fault(Strict):
     factor: float = Field(10.0, gt=0, description="slow-down of a slow node")
     loss: float = Field(0.5, ge=0, le=1)
     lose_unsynced: bool = Field(False, description="crash only: lose disk writes not yet fsynced")
+    strategy: str | None = Field(None, description="byzantine only: the scripted strategy that replaces "
+                                                   "the node's protocol (envs/world/byzantine.py)")
+    options: dict[str, float] = Field(default_factory=dict, description="byzantine only: the strategy's "
+                                                                        "options (p, delay_ms, ...)")
 
     @model_validator(mode="after")
     def _crash_only(self):
         if self.lose_unsynced and self.fault != "crash":
             raise ValueError(f"lose_unsynced: only a crash loses unsynced writes, not a {self.fault}")
+        if self.fault == "byzantine":
+            if self.strategy is None:
+                raise ValueError("strategy: a byzantine fault needs a strategy "
+                                 f"(choose from {', '.join(STRATEGY_NAMES)})")
+            if self.strategy not in STRATEGY_NAMES:
+                raise ValueError(f"strategy: unknown Byzantine strategy {self.strategy!r} "
+                                 f"(choose from {', '.join(STRATEGY_NAMES)})")
+        elif self.strategy is not None or self.options:
+            raise ValueError(f"strategy: only a byzantine fault takes a strategy, not a {self.fault}")
         return self
 
 

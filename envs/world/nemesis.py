@@ -72,6 +72,8 @@ class Nemesis:
             self._clock(self._node(f), f.clock, f.delta_ms, f.drift, f.period_ms, f.duration_ms)
         elif kind == "loss":
             sim.set_loss(f.loss)
+        elif kind == "byzantine":
+            sim.byzantine(self._node(f), f.strategy, **f.options)
 
     def _clock(self, node: int, how: str, delta: float, drift: float, period: float, duration: float) -> None:
         sim = self.sim

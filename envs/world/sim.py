@@ -211,6 +211,9 @@ class Sim(ClientSide, Loop):
         self._held: list = []  # messages held across a cut (hold_partitioned)
         #: (signer, body) pairs signed with ``ctx.sign`` (unforgeable signatures, see ``Context.sign``)
         self.signatures: set = set()
+        #: Byzantine nodes: node -> strategy name; the strategies' shared state (collusion)
+        self.byzantine_nodes: dict[int, str] = {}
+        self.byzantine_shared: dict = {}
         self.started = False
         self.nemesis = self.workload = None  # attached by envs.world.build
         #: True: ``ctx.fsync()`` snapshots each node's disk, so that ``crash(n, lose_unsynced=True)``
@@ -298,6 +301,27 @@ class Sim(ClientSide, Loop):
         if s.up:
             return
         self._boot(s, restart=True)
+
+    def byzantine(self, nid: int, strategy: str, **options: Any) -> None:
+        """Make node ``nid`` Byzantine from now on: the scripted ``strategy`` (a name in
+        :data:`envs.world.byzantine.STRATEGIES`) replaces its protocol, wrapping the running protocol
+        object (and a fresh one after each restart). What it sends still carries its true identity.
+        The trace records a ``byzantine`` event. ``KeyError`` for an unknown strategy."""
+        from .byzantine import STRATEGIES, Corrupted
+
+        if strategy not in STRATEGIES:
+            raise KeyError(f"unknown Byzantine strategy {strategy!r} (choose from {', '.join(STRATEGIES)})")
+        s = self.states[nid]
+        already = nid in self.byzantine_nodes
+        if already:  # a new strategy for a node that was Byzantine already
+            s.cls = s.cls.honest_cls
+        corrupted = Corrupted(s.cls, strategy, self.byzantine_shared, self.seed, nid, options)
+        s.cls = corrupted
+        self.byzantine_nodes[nid] = strategy
+        self._local_event(s, "byzantine", {"strategy": strategy})
+        if s.up:
+            inner = s.obj.inner if already else s.obj
+            s.obj = corrupted.wrap(inner)
 
     def pause(self, nid: int) -> None:
         s = self.states[nid]

@@ -1,0 +1,222 @@
+"""Byzantine nodes (envs/world/byzantine.py, Sim.byzantine, the observer's metrics/byzantine.py):
+PBFT with f Byzantine replicas stays safe under every scripted strategy over many seeds, with
+partitions, loss and clock faults, and keeps completing requests; Raft, which is not Byzantine
+fault tolerant, is broken by one node running the targeted strategy; identities cannot be forged;
+the trace marks Byzantine nodes and the observer says whom it left out; configs are checked."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agents.protocols import get
+from envs.world.build import build_sim
+from envs.world.byzantine import STRATEGY_NAMES, mutate
+from envs.world.config import ScenarioConfig, error_line
+from envs.world.rng import derive_rng
+from metrics.byzantine import correct_view, faulty_writes, log_agreement
+from metrics.linearizability import check
+from metrics.models import CAS_REGISTER, REGISTER, partition_by_key
+
+PBFT, RAFT = get("pbft"), get("raft")
+CAS_REGISTERS = dataclasses.replace(CAS_REGISTER, partition=partition_by_key)
+REGISTERS = dataclasses.replace(REGISTER, partition=partition_by_key)
+PARAMS = PBFT.Params(checkpoint_period=8, view_change_timeout_ms=100, retry_ms=50, give_up_ms=400)
+GENERIC = ["silent", "equivocate", "random-fields", "replay", "delay"]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def scenario(seed, byzantine, nodes=4, duration=1500.0, kinds=("partition", "loss", "clock"), ops=None):
+    """``byzantine``: [(at_ms, node, strategy)]; the random nemesis runs until 60% of the run."""
+    return ScenarioConfig.model_validate({
+        "seed": seed,
+        "world": {"nodes": nodes, "duration_ms": duration,
+                  "network": {"latency": {"dist": "exponential", "mean": 5}}},
+        "nemesis": {"schedule": [{"at_ms": t, "fault": "byzantine", "node": n, "strategy": s}
+                                 for t, n, s in byzantine],
+                    **({"random": {"kinds": list(kinds), "interval_ms": 200, "duration_ms": 150,
+                                   "stop_ms": 0.6 * duration}} if kinds else {})},
+        "workload": {"clients": 4, "ops": ops or {"read": 0.4, "write": 0.4, "cas": 0.2}, "think_ms": 10,
+                     "timeout_ms": 500, "keys": (seed % 2) * 2},
+    })
+
+
+def judge(sim, model):
+    """What the observer says of a run: (left_out, log agreement, linearizability result)."""
+    events = list(sim.trace.events())
+    history, events, left = correct_view(sim.history, events)
+    byz = set(sim.byzantine_nodes)
+    return left, log_agreement(events), check(history + faulty_writes(sim.history, byz), model, timeout=10)
+
+
+def completed(op):
+    return op.status == "ok" or (op.f == "cas" and op.status == "fail")
+
+
+def pbft_with_liars(strategy, seeds):
+    late = done = 0
+    for seed in seeds:
+        n = 7 if seed % 7 == 6 else 4
+        liars = [(100.0, seed % n, strategy)] + ([(150.0, (seed + 3) % n, strategy)] if n == 7 else [])
+        scn = scenario(seed, liars, nodes=n)
+        sim = build_sim(scn, PBFT, PARAMS)
+        sim.run(until=scn.world.duration_ms)
+        left, agreement, lin = judge(sim, CAS_REGISTERS)
+        assert left["nodes"] == {str(x): strategy for _, x, _ in liars}
+        assert agreement["conflicts"] == 0, f"seed {seed}: {agreement['first_conflict']}"
+        assert lin.ok is True, f"seed {seed}: not linearizable at {lin.failing_op}"
+        correct = {x for _, x, _ in liars}
+        after = [op for op in sim.history if op.node not in correct and 900 < op.invoke < 1350]
+        late += len(after)
+        done += sum(map(completed, after))
+    assert late > 4 * len(seeds) and done >= 0.9 * late, \
+        f"{strategy}: {done} of {late} requests after the faults completed"
+
+
+@pytest.mark.parametrize("strategy", GENERIC + ["pbft"])
+def test_pbft_with_f_byzantine_replicas_stays_safe(strategy):
+    """20 seeds per strategy (n = 4, f = 1; every seventh seed n = 7, f = 2 with two liars), the liar
+    taking over at 100 ms (any replica, the primary included), with partitions, loss and clock
+    faults: correct replicas never execute different requests at one sequence number, the correct
+    clients' history is linearizable, and their requests keep completing."""
+    pbft_with_liars(strategy, range(20))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", GENERIC + ["pbft"])
+def test_pbft_with_f_byzantine_replicas_stays_safe_200_seeds(strategy):
+    pbft_with_liars(strategy, range(20, 220))
+
+
+def test_raft_is_broken_by_one_targeted_liar():
+    """Raft trusts a higher term's AppendEntries: one node running the ``raft`` strategy makes
+    correct replicas commit different commands at one index, or serve forged values, on most
+    seeds. The same seeds without the liar (control) show neither."""
+    broken = 0
+    for seed in range(10):
+        for liar in (True, False):
+            scn = scenario(seed, [(500.0, seed % 5, "raft")] if liar else [], nodes=5, kinds=(),
+                           ops={"read": 0.5, "write": 0.5})
+            sim = build_sim(scn, RAFT, RAFT.Params())
+            sim.run(until=scn.world.duration_ms)
+            _, agreement, lin = judge(sim, REGISTERS)
+            bad = agreement["conflicts"] > 0 or lin.ok is False
+            if liar:
+                broken += bad
+            else:
+                assert not bad, f"seed {seed}: Raft broken with no liar"
+    assert broken >= 5, f"only {broken} of 10 seeds broken"
+
+
+def test_f_plus_one_liars_break_pbft():
+    """The bound made visible: with f + 1 = 2 of 4 replicas (the primary among them) running the
+    colluding ``pbft`` strategy, the correct replicas execute different requests at one sequence
+    number on most seeds; the observer's log check finds it."""
+    broken = 0
+    for seed in range(10):
+        scn = scenario(seed, [(0.0, 0, "pbft"), (0.0, 1, "pbft")], kinds=())
+        sim = build_sim(scn, PBFT, PARAMS)
+        sim.run(until=600.0)
+        _, agreement, _ = judge(sim, CAS_REGISTERS)
+        broken += agreement["conflicts"] > 0
+    assert broken >= 5, f"only {broken} of 10 seeds broken"
+
+
+def test_byzantine_primary_is_replaced_by_a_view_change():
+    """A silent primary of view 0: the correct replicas change view and requests complete."""
+    scn = scenario(1, [(100.0, 0, "silent")], kinds=())
+    sim = build_sim(scn, PBFT, PARAMS)
+    sim.run(until=scn.world.duration_ms)
+    views = {e.fields["view"] for e in sim.trace.events() if e.kind == "view" and e.node != 0}
+    assert views and max(views) >= 1
+    after = [op for op in sim.history if op.node != 0 and 800 < op.invoke < 1300]
+    assert after and all(map(completed, after))
+
+
+def test_a_liar_cannot_forge_identity_or_signatures():
+    """A strategy's messages carry its true id, and it cannot sign as another node."""
+    scn = scenario(0, [(50.0, 1, "equivocate")], kinds=())
+    sim = build_sim(scn, PBFT, PARAMS)
+    sim.run(until=300.0)
+    liar = sim.states[1].ctx
+    body = ("prepare", 0, 1, None, 2)
+    liar.sign(body)
+    assert liar.verify(1, body) and not liar.verify(2, body)
+    events = list(sim.trace.events())
+    sent_by = {e.fields["mid"]: e.node for e in events if e.kind == "send"}
+    from_liar = [e for e in events if e.kind == "recv" and sent_by[e.fields["mid"]] == 1 and e.t > 50.0]
+    assert from_liar and all(e.fields["src"] == 1 for e in from_liar)
+
+
+def test_trace_marks_byzantine_nodes_and_restart_keeps_them():
+    scn = ScenarioConfig.model_validate({
+        "seed": 3, "world": {"nodes": 4, "duration_ms": 800},
+        "nemesis": {"schedule": [{"at_ms": 100, "fault": "byzantine", "node": 2, "strategy": "silent"},
+                                 {"at_ms": 300, "fault": "crash", "node": 2},
+                                 {"at_ms": 400, "fault": "restart", "node": 2}]},
+        "workload": {"clients": 4}})
+    sim = build_sim(scn, PBFT, PARAMS)
+    sim.run(until=800.0)
+    marks = [(e.node, e.fields["strategy"]) for e in sim.trace.events() if e.kind == "byzantine"]
+    assert marks == [(2, "silent")]
+    assert type(sim.node(2)).__name__ == "Silent"
+    assert sim.states[2].sent == sum(1 for e in sim.trace.events() if e.kind == "send" and e.node == 2)
+    assert not [e for e in sim.trace.events() if e.kind == "send" and e.node == 2 and e.t > 100.0]
+
+
+def test_same_seed_same_trace_with_liars():
+    for strategy in STRATEGY_NAMES:
+        runs = []
+        for _ in range(2):
+            scn = scenario(4, [(100.0, 1, strategy)])
+            sim = build_sim(scn, PBFT, PARAMS)
+            sim.run(until=600.0)
+            runs.append([tuple(e) for e in sim.trace.raw])
+        assert runs[0] == runs[1], strategy
+
+
+def test_mutate_changes_one_field_but_not_the_type():
+    rng = derive_rng(0, "t")
+    for body in [("prepare", 0, 3, ("req", 1, 2, "write", None, 7), 1), ("ping",), ("x", [1, 2], {"a": 1})]:
+        for _ in range(20):
+            m = mutate(body, rng)
+            assert m != body
+            if len(body) > 1:
+                assert m[0] == body[0] and type(m) is type(body)
+
+
+def test_observer_leaves_out_byzantine_clients():
+    scn = scenario(2, [(100.0, 3, "silent")], kinds=())
+    sim = build_sim(scn, PBFT, PARAMS)
+    sim.run(until=scn.world.duration_ms)
+    history, events, left = correct_view(sim.history, list(sim.trace.events()))
+    assert left["nodes"] == {"3": "silent"} and left["ops_left_out"] > 0
+    assert all(op.node != 3 for op in history) and all(e.node != 3 or e.kind == "byzantine" for e in events)
+    assert correct_view(sim.history, [e for e in sim.trace.events() if e.kind != "byzantine"])[2] is None
+
+
+@pytest.mark.parametrize("fault,why", [
+    ({"at_ms": 1, "fault": "byzantine", "node": 0}, "needs a strategy"),
+    ({"at_ms": 1, "fault": "byzantine", "node": 0, "strategy": "lie"}, "unknown Byzantine strategy"),
+    ({"at_ms": 1, "fault": "crash", "node": 0, "strategy": "silent"}, "only a byzantine fault"),
+])
+def test_bad_byzantine_faults_are_one_line_errors(fault, why):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as e:
+        ScenarioConfig.model_validate({"nemesis": {"schedule": [fault]}})
+    assert why in error_line(e.value)
+
+
+def test_cli_runs_the_byzantine_configs_and_rejects_bad_ones(tmp_path):
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    cmd = [sys.executable, "-m", "experiments.cli", "run", str(ROOT / "configs" / "byzantine_raft.yaml"),
+           "world.duration_ms=1500", "wandb.mode=disabled", f"output.root={tmp_path}"]
+    r = subprocess.run(cmd + ["nemesis.schedule.0.strategy=lie"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "strategy" in r.stderr
+    r = subprocess.run(cmd + ["runtime=live"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert r.returncode == 2 and "sim runtime only" in r.stderr
