@@ -126,6 +126,45 @@ def test_f_plus_one_liars_break_pbft():
     assert broken >= 5, f"only {broken} of 10 seeds broken"
 
 
+@pytest.mark.parametrize("protocol,model", [("abd", REGISTERS), ("multipaxos", REGISTERS)])
+def test_crash_tolerant_protocols_are_broken_by_their_targeted_liar(protocol, model):
+    """ABD adopts the highest tag a replica reports; Multi-Paxos learners trust a decision: one
+    node running the protocol's targeted strategy breaks linearizability or log agreement on most
+    seeds; the same seeds without it do not."""
+    node_cls = get(protocol)
+    broken = 0
+    for seed in range(8):
+        for liar in (True, False):
+            scn = scenario(seed, [(300.0, seed % 5, protocol)] if liar else [], nodes=5, kinds=(),
+                           duration=1000.0, ops={"read": 0.5, "write": 0.5})
+            sim = build_sim(scn, node_cls, node_cls.Params())
+            sim.run(until=scn.world.duration_ms)
+            _, agreement, lin = judge(sim, model)
+            bad = (agreement is not None and agreement["conflicts"] > 0) or lin.ok is False
+            if liar:
+                broken += bad
+            else:
+                assert not bad, f"seed {seed}: {protocol} broken with no liar"
+    assert broken >= 4, f"only {broken} of 8 seeds broken"
+
+
+def test_random_nemesis_turns_at_most_f_nodes_byzantine_and_pbft_stays_safe():
+    """The random nemesis's ``byzantine`` kind: at most ``max_byzantine`` (default f) nodes turn,
+    each with one of ``strategies``; PBFT stays safe over seeds."""
+    for seed in range(10):
+        scn = ScenarioConfig.model_validate({
+            "seed": seed, "world": {"nodes": 4, "duration_ms": 1500},
+            "nemesis": {"random": {"kinds": ["byzantine", "partition", "loss"], "interval_ms": 100,
+                                   "duration_ms": 80, "stop_ms": 900,
+                                   "strategies": ["pbft", "equivocate", "replay"]}},
+            "workload": {"clients": 4, "ops": {"read": 0.5, "write": 0.5}, "think_ms": 10, "timeout_ms": 500}})
+        sim = build_sim(scn, PBFT, PARAMS)
+        sim.run(until=1500.0)
+        assert len(sim.byzantine_nodes) == 1, seed
+        left, agreement, lin = judge(sim, CAS_REGISTERS)
+        assert agreement["conflicts"] == 0 and lin.ok is True, seed
+
+
 def test_byzantine_primary_is_replaced_by_a_view_change():
     """A silent primary of view 0: the correct replicas change view and requests complete."""
     scn = scenario(1, [(100.0, 0, "silent")], kinds=())

@@ -25,6 +25,9 @@ targeted ones know a protocol's wire format (message tuples), never its code:
                    each replica prepares and commits for what the primary sent it (signed as itself)
 ``raft``           Raft: claims leadership of a higher term in AppendEntries whose entries are its
                    own forged commands, with a commit index that covers them, to every peer
+``multipaxos``     Multi-Paxos: for every accept (``2a``) it sees, tells every peer a forged write
+                   was decided in that slot
+``abd``            ABD: answers every query with a forged value under a tag above any real one
 =================  ================================================================================
 
 Byzantine nodes may collude: every strategy object of a world sees ``self.shared``, one dict per
@@ -303,9 +306,50 @@ class RaftAttack(Strategy):
         pass  # it speaks only through its forgeries
 
 
+class MultiPaxosAttack(Strategy):
+    """Targets ``agents/protocols/multipaxos.py``'s messages. Multi-Paxos learners trust a
+    ``decision``: whenever this node sees a ``2a`` (accept) for a slot, it tells every peer that a
+    forged write was chosen there, before the real decision can arrive."""
+
+    name = "multipaxos"
+
+    def __init__(self, inner, shared, seed, node, **options):
+        super().__init__(inner, shared, seed, node, **options)
+        self.keys: set = set()
+        self.done: set = set()
+
+    def on_receive(self, ctx, src, body):
+        if not (isinstance(body, tuple) and len(body) == 4 and body[0] == "2a"):
+            return
+        _, b, slot, cmd = body
+        if isinstance(cmd, (list, tuple)) and len(cmd) == 5:
+            self.keys.add(cmd[3])
+        if slot in self.done:
+            return
+        self.done.add(slot)
+        keys = sorted(self.keys, key=repr) or [None]
+        forged = [ctx.node_id, -(slot + 1), "write", keys[slot % len(keys)], f"forged-{slot}"]
+        ctx.broadcast(("decision", slot, forged, b))
+
+
+class ABDAttack(Strategy):
+    """Targets ``agents/protocols/abd.py``'s messages. ABD's coordinator adopts the highest tag a
+    replica reports: this replica answers every ``query`` with a forged value under a tag above any
+    real one, so reads return (and write back) a value no client wrote."""
+
+    name = "abd"
+
+    def emit(self, ctx, dst, body):
+        if isinstance(body, tuple) and len(body) == 5 and body[0] == "query_ack":
+            _, rid, key, _tag, _value = body
+            self.k = getattr(self, "k", 0) + 1
+            body = ("query_ack", rid, key, (10**9 + self.k, (ctx.node_id, 0, self.k)), f"forged-{self.k}")
+        ctx.send(dst, body)
+
+
 #: the scripted strategies by name (``capgym list nemesis`` shows them)
 STRATEGIES: dict[str, type[Strategy]] = {c.name: c for c in (
-    Silent, Equivocate, RandomFields, Replay, Delay, PBFTAttack, RaftAttack)}
+    Silent, Equivocate, RandomFields, Replay, Delay, PBFTAttack, RaftAttack, MultiPaxosAttack, ABDAttack)}
 STRATEGY_NAMES = tuple(STRATEGIES)
 
 

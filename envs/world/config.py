@@ -81,7 +81,7 @@ class WorldConfig(Strict):
 
 FAULT_KINDS = ("partition", "heal", "crash", "restart", "pause", "resume", "slow", "fast", "clock", "loss",
                "byzantine")
-RANDOM_KINDS = ("partition", "crash", "pause", "slow", "clock", "loss")
+RANDOM_KINDS = ("partition", "crash", "pause", "slow", "clock", "loss", "byzantine")
 
 
 class Fault(Strict):
@@ -128,7 +128,7 @@ class Fault(Strict):
 class RandomNemesis(Strict):
     """Jepsen-style: every ``interval_ms`` pick a kind, start it, stop it ``duration_ms`` later."""
 
-    kinds: list[Literal["partition", "crash", "pause", "slow", "clock", "loss"]] = Field(
+    kinds: list[Literal["partition", "crash", "pause", "slow", "clock", "loss", "byzantine"]] = Field(
         default_factory=lambda: ["partition"])
     shapes: list[Literal["isolate", "halves", "majority", "majorities-ring", "bridge", "random", "one-way"]] = Field(
         default_factory=lambda: ["majority", "halves", "isolate"])
@@ -140,9 +140,19 @@ class RandomNemesis(Strict):
     slow_factor: float = Field(10.0, gt=0)
     loss: float = Field(0.3, ge=0, le=1)
     lose_unsynced: bool = Field(False, description="crashes lose disk writes not yet fsynced")
+    strategies: list[str] = Field(default_factory=lambda: ["equivocate"],
+                                  description="byzantine: the strategies it picks from")
+    max_byzantine: int | None = Field(None, ge=0, description="byzantine: at most this many Byzantine "
+                                                              "nodes (default f = (nodes - 1) // 3); they stay so")
 
     @model_validator(mode="after")
     def _fits(self):
+        for s in self.strategies:
+            if s not in STRATEGY_NAMES:
+                raise ValueError(f"strategies: unknown Byzantine strategy {s!r} "
+                                 f"(choose from {', '.join(STRATEGY_NAMES)})")
+        if "byzantine" in self.kinds and not self.strategies:
+            raise ValueError("strategies: the byzantine kind needs at least one strategy")
         if self.duration_ms > self.interval_ms:
             raise ValueError("duration_ms must be <= interval_ms")
         if not self.kinds:
