@@ -103,6 +103,8 @@ class RunConfig(Strict):
             for i, f in enumerate(self.nemesis.schedule):
                 if f.fault == "byzantine":
                     raise ValueError(f"nemesis.schedule.{i}.fault: Byzantine nodes run in the sim runtime only")
+            if self.workload.replies > 1:
+                raise ValueError("workload.replies: clients that wait for matching replies run in the sim runtime only")
             if self.nemesis.random is not None and "byzantine" in self.nemesis.random.kinds:
                 raise ValueError("nemesis.random.kinds: Byzantine nodes run in the sim runtime only")
             for e in self.entries():

@@ -77,6 +77,33 @@ def pbft_with_liars(strategy, seeds):
         f"{strategy}: {done} of {late} requests after the faults completed"
 
 
+@pytest.mark.parametrize("strategy", ["equivocate", "random-fields", "pbft"])
+def test_clients_that_wait_for_f_plus_one_matching_replies_are_all_safe(strategy):
+    """``workload.replies: 2`` (f + 1 for n = 4): every client sends to every replica and needs two
+    matching answers, so no client is left out, even though the liar answers with wrong values."""
+    for seed in range(10):
+        scn = scenario(seed, [(100.0, seed % 4, strategy)])
+        scn.workload.replies = 2
+        sim = build_sim(scn, PBFT, PARAMS)
+        sim.run(until=scn.world.duration_ms)
+        left, agreement, lin = judge(sim, CAS_REGISTERS)
+        assert left["ops_left_out"] == 0 and all(op.node is None for op in sim.history)
+        assert agreement["conflicts"] == 0 and lin.ok is True, seed
+        after = [op for op in sim.history if 900 < op.invoke < 1350]
+        assert after and sum(map(completed, after)) >= 0.9 * len(after), seed
+
+
+def test_one_matching_reply_lets_a_liar_fool_its_client():
+    """The control: with ``replies: 2`` and a lying replica the history is linearizable (above);
+    a client that trusted the liar's single answer would not be: the liar's answers differ from
+    what the correct replicas executed."""
+    scn = scenario(0, [(100.0, 1, "random-fields")], kinds=())
+    sim = build_sim(scn, PBFT, PARAMS)
+    sim.run(until=scn.world.duration_ms)
+    lied = [op for op in sim.history if op.node == 1 and op.invoke > 150 and op.status == "ok"]
+    assert lied and check(lied + [op for op in sim.history if op.node != 1], CAS_REGISTERS).ok is False
+
+
 @pytest.mark.parametrize("strategy", GENERIC + ["pbft"])
 def test_pbft_with_f_byzantine_replicas_stays_safe(strategy):
     """20 seeds per strategy (n = 4, f = 1; every seventh seed n = 7, f = 2 with two liars), the liar
@@ -251,6 +278,14 @@ def test_bad_byzantine_faults_are_one_line_errors(fault, why):
     assert why in error_line(e.value)
 
 
+def test_replies_beyond_the_nodes_is_a_one_line_error():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as e:
+        ScenarioConfig.model_validate({"world": {"nodes": 4}, "workload": {"replies": 5}})
+    assert error_line(e.value).startswith("workload.replies: 5 matching replies from 4 nodes")
+
+
 def test_cli_runs_the_byzantine_configs_and_rejects_bad_ones(tmp_path):
     env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
     cmd = [sys.executable, "-m", "experiments.cli", "run", str(ROOT / "configs" / "byzantine_raft.yaml"),
@@ -259,3 +294,6 @@ def test_cli_runs_the_byzantine_configs_and_rejects_bad_ones(tmp_path):
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "strategy" in r.stderr
     r = subprocess.run(cmd + ["runtime=live"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert r.returncode == 2 and "sim runtime only" in r.stderr
+    r = subprocess.run(cmd + ["runtime=live", "nemesis.schedule=[]", "compare=[{name: raft}]", "workload.replies=2"],
+                       capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert r.returncode == 2 and "workload.replies" in r.stderr and "sim runtime only" in r.stderr, r.stderr

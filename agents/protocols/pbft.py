@@ -27,12 +27,14 @@ primary of view ``v`` is ``p = v mod n`` (4.1).
   Backups check ``O`` by computing it again, enter ``v + 1`` and prepare what ``O`` holds. A replica
   that sees ``f + 1`` view-changes for higher views joins the smallest; a view change that does not
   complete in ``T`` moves on to the next view with ``2T``.
-* **Clients** (4.1, 4.2). The replica a client talks to (its *entry*) acts as that client: it signs
-  the request ``<REQUEST, o, t, c>`` (here ``("req", entry, op id, f, key, value)``), multicasts it to
-  all replicas, retransmits it every ``retry_ms`` and answers its client when it executes the request
-  itself; backups that receive a request relay nothing but start their view-change timer. Requests
-  are executed at most once (the replies table, part of the state, as the paper's last reply per
-  client).
+* **Clients** (4.1, 4.2). With ``workload.replies: f+1`` the client signs its request
+  ``<REQUEST, o, t, c>`` (here ``("req", ("client", c), op id, f, key, value)``), sends it to every
+  replica and completes on ``f + 1`` matching replies, as in the paper (each replica answers when it
+  executes the request). Otherwise the replica a client talks to (its *entry*) acts as that client:
+  it signs the request (``("req", entry, op id, f, key, value)``), multicasts it to all replicas,
+  retransmits it every ``retry_ms`` and answers its client when it executes the request itself.
+  Backups that receive a request start their view-change timer. Requests are executed at most once
+  (the replies table, part of the state, as the paper's last reply per client).
 
 Signatures: the paper's view-change proofs carry other replicas' signed messages (the OSDI paper
 signs every message). Here ``ctx.sign(body)`` / ``ctx.verify(signer, body)`` stand in for them (the
@@ -41,12 +43,13 @@ checkpoints, view-changes, new-views and requests are signed. Commits are authen
 channel (the receiver learns the true sender). A message that does not parse is dropped.
 
 Left out / changed: no batching, no tentative execution or read-only optimization (section 5.1),
-one request per sequence number; the client mode that collects ``f + 1`` matching replies from all
-replicas is replaced by the entry replica (so the observer judges only the clients of correct
-replicas); MACs are not modelled (signatures throughout, as in the OSDI paper). The paper does not
-say what a replica keeps on disk; here everything it has vouched for lives in ``ctx.durable``,
-synced before every prepare, commit, checkpoint, view-change and new-view it sends and before it
-answers a client, so that a crash-recovered replica never contradicts itself.
+one request per sequence number; with ``workload.replies: 1`` the entry replica stands for the
+client (so the observer judges only the clients of correct replicas), and with ``f + 1`` clients
+do not retransmit (a view change brings a request a faulty primary dropped to the next one); MACs
+are not modelled (signatures throughout, as in the OSDI paper). The paper does not say what a
+replica keeps on disk; here everything it has vouched for lives in ``ctx.durable``, synced before
+every prepare, commit, checkpoint, view-change and new-view it sends and before it answers a
+client, so that a crash-recovered replica never contradicts itself.
 
 Trace records: ``execute`` (``seq``, ``op``: the request's ``(entry, op id)`` or None for a null
 request), ``apply`` (``key``, ``value``), ``view`` (``view``: a view entered), ``stable`` (``seq``).
@@ -58,7 +61,7 @@ import hashlib
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from envs.world.node import Node
+from envs.world.node import ClientOp, Node
 
 FS = ("read", "write", "cas", "get", "put", "append")
 
@@ -114,8 +117,8 @@ class PBFT(Node):
         self.f = (ctx.n - 1) // 3
         self.K = self.params.checkpoint_period
         self.L = self.params.log_factor * self.K
-        self.clients: dict = {}  # op id -> ClientOp (volatile: the client's connection)
-        self.requests: dict = {}  # op id -> its signed request, retransmitted until executed
+        self.clients: dict = {}  # request id -> ClientOp (volatile: the client's connection)
+        self.requests: dict = {}  # request id -> the signed request, retransmitted until executed
         self.assigned: set = set()  # request ids the primary assigned in this view
         self.timer_on = False
         self.slot: dict = {}  # request id -> (v, n) of its pre-prepare (for retransmission)
@@ -149,29 +152,41 @@ class PBFT(Node):
             self.malformed += 1
 
     def valid_request(self, ctx, m):
-        return (isinstance(m, tuple) and len(m) == 6 and m[0] == "req" and m[3] in FS
-                and ctx.verify(m[1], m))
+        """Signed by its entry replica, or by its client (``("client", c)``, the operation itself)."""
+        if not (isinstance(m, tuple) and len(m) == 6 and m[0] == "req" and m[3] in FS):
+            return False
+        if isinstance(m[1], tuple) and len(m[1]) == 2 and m[1][0] == "client":
+            return ctx.verify(m[1], ClientOp(m[2], m[3], m[4], m[5], m[1][1]))
+        return ctx.verify(m[1], m)
 
     # --- clients (4.1) ---------------------------------------------------------------------------
     def on_client(self, ctx, op):
         if op.f not in FS:
             return ctx.reply(op, "fail")
+        if op.client is not None:  # the client sent its signed request to every replica (4.1)
+            m = ("req", ("client", op.client), op.id, op.f, op.key, op.value)
+            rid = rid_of(m)
+            self.clients[rid] = op
+            ctx.set_timer(("give_up", rid), self.params.give_up_ms)
+            self.receive_request(ctx, m)
+            return
         value = tuple(op.value) if isinstance(op.value, list) else op.value
         m = ctx.sign(("req", ctx.node_id, op.id, op.f, op.key, value))
-        self.clients[op.id] = op
-        self.requests[op.id] = m
-        ctx.set_timer(("retry", op.id), self.params.retry_ms)
-        ctx.set_timer(("give_up", op.id), self.params.give_up_ms)
+        rid = rid_of(m)
+        self.clients[rid] = op
+        self.requests[rid] = m
+        ctx.set_timer(("retry", rid), self.params.retry_ms)
+        ctx.set_timer(("give_up", rid), self.params.give_up_ms)
         ctx.broadcast(("request", m))
         self.receive_request(ctx, m)
 
     def answer(self, ctx, rid):
-        """The entry replica answers its client once the request has executed here."""
-        op = self.clients.pop(rid[1], None) if rid[0] == ctx.node_id else None
+        """A replica answers a client that asked it once the request has executed here."""
+        op = self.clients.pop(rid, None)
         if op is not None:
-            self.requests.pop(op.id, None)
-            ctx.cancel_timer(("retry", op.id))
-            ctx.cancel_timer(("give_up", op.id))
+            self.requests.pop(rid, None)
+            ctx.cancel_timer(("retry", rid))
+            ctx.cancel_timer(("give_up", rid))
             status, out = self.replies[rid]
             ctx.fsync()
             ctx.reply(op, status, out)
@@ -417,9 +432,9 @@ class PBFT(Node):
         ctx.record("state_transfer", seq=n)
         for rid in [r for r in self.pending if r in self.replies]:
             del self.pending[rid]
-        for oid in list(self.clients):
-            if (ctx.node_id, oid) in self.replies:
-                self.answer(ctx, (ctx.node_id, oid))
+        for rid in list(self.clients):
+            if rid in self.replies:
+                self.answer(ctx, rid)
         self.execute(ctx)
 
     # --- view changes (4.4) ----------------------------------------------------------------------
@@ -444,17 +459,17 @@ class PBFT(Node):
             if self.pending or self.changing:
                 self.start_view_change(ctx, self.view + 1)
             return
-        what, oid = name[0], name[1]
-        op = self.clients.get(oid)
+        what, rid = name[0], name[1]
+        op = self.clients.get(rid)
         if op is None:
             return
         if what == "retry":
-            ctx.broadcast(("request", self.requests[oid]))
+            ctx.broadcast(("request", self.requests[rid]))
             ctx.set_timer(name, self.params.retry_ms)
         else:  # give_up: a read changed nothing; anything else may still execute
-            self.clients.pop(oid)
-            self.requests.pop(oid, None)
-            ctx.cancel_timer(("retry", oid))
+            self.clients.pop(rid)
+            self.requests.pop(rid, None)
+            ctx.cancel_timer(("retry", rid))
             ctx.reply(op, "fail" if op.f in ("read", "get") else "unknown")
 
     def start_view_change(self, ctx, v):

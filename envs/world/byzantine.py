@@ -15,8 +15,9 @@ targeted ones know a protocol's wire format (message tuples), never its code:
 =================  ================================================================================
 ``silent``         sends nothing and answers no client (a crash that keeps receiving)
 ``equivocate``     every message goes as it is to half of the peers and with a field changed to the
-                   other half (different values to different peers)
-``random-fields``  each message has one field changed with probability ``p`` (0.5)
+                   other half (different values to different peers); clients get wrong values
+``random-fields``  each message has one field changed with probability ``p`` (0.5); clients get
+                   wrong values
 ``replay``         sends what it sends, and with probability ``p`` (0.5) also an older message
                    (one it sent or received) to a random peer
 ``delay``          holds each message for a uniform ``0..delay_ms`` (default 200) of its own clock
@@ -94,6 +95,9 @@ class Mouth:
         for p in self._ctx.peers:
             self._strategy.emit(self._ctx, p, body)
 
+    def reply(self, op, status: str = "ok", value: Any = None) -> None:
+        self._strategy.answer(self._ctx, op, status, value)
+
     def __getattr__(self, name):
         return getattr(self._ctx, name)
 
@@ -151,6 +155,17 @@ class Strategy(Node):
     def on_own_timer(self, ctx, name) -> None:
         pass
 
+    def answer(self, ctx, op, status, value) -> None:
+        """The honest protocol answers a client: decide what the client hears (default: that)."""
+        ctx.reply(op, status, value)
+
+
+class Liar(Strategy):
+    """Strategies that also lie to clients: every answer's value has a field changed."""
+
+    def answer(self, ctx, op, status, value):
+        ctx.reply(op, status, mutate(value, self.rng))
+
 
 class Silent(Strategy):
     name = "silent"
@@ -162,7 +177,7 @@ class Silent(Strategy):
         pass  # its clients time out
 
 
-class Equivocate(Strategy):
+class Equivocate(Liar):
     name = "equivocate"
 
     def emit(self, ctx, dst, body):
@@ -172,7 +187,7 @@ class Equivocate(Strategy):
         ctx.send(dst, body)
 
 
-class RandomFields(Strategy):
+class RandomFields(Liar):
     name = "random-fields"
 
     def emit(self, ctx, dst, body):

@@ -184,6 +184,9 @@ class WorkloadConfig(Strict):
     start_ms: float = Field(0.0, ge=0)
     stop_ms: float | None = Field(None, ge=0, description="no new operations after this (default: 90% of the run)")
     value_range: int = Field(5, ge=1, description="cas compares against values in 0..value_range-1")
+    replies: int = Field(1, ge=1, description="1: an operation goes to one node and completes at its reply; "
+                                              "k > 1: it goes, signed, to every node and completes on k "
+                                              "matching replies (PBFT's f+1; sim runtime only)")
     final_read_ms: float | None = Field(
         None, ge=0, description="set workload: every client reads every key from this time on, until one "
                                 "read of each succeeds (default: halfway between stop_ms and the end)")
@@ -224,6 +227,9 @@ class ScenarioConfig(Strict):
                 for x in c:
                     if x >= n or x < 0:
                         raise ValueError(f"nemesis.schedule.{i}.cuts: node {x} does not exist ({n} nodes)")
+        if self.workload.replies > n:
+            raise ValueError(f"workload.replies: {self.workload.replies} matching replies from {n} nodes "
+                             "can never come")
         for i, link in enumerate(self.world.network.links):
             if link.src >= n or link.dst >= n:
                 raise ValueError(f"world.network.links.{i}: node does not exist ({n} nodes)")

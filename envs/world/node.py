@@ -33,12 +33,15 @@ from typing import Any, NamedTuple
 
 
 class ClientOp(NamedTuple):
-    """A client operation as a node sees it: no true times."""
+    """A client operation as a node sees it: no true times. ``client`` is set only when clients send
+    each operation to every node (``workload.replies > 1``): then the operation, with a list value
+    made a tuple, is signed by ``("client", client)`` (``ctx.verify(("client", c), op)``)."""
 
     id: int
     f: str
     key: Any
     value: Any
+    client: Any = None
 
 
 class Node:

@@ -214,6 +214,10 @@ class Sim(ClientSide, Loop):
         #: Byzantine nodes: node -> strategy name; the strategies' shared state (collusion)
         self.byzantine_nodes: dict[int, str] = {}
         self.byzantine_shared: dict = {}
+        #: replies a client waits for: 1, the first from the node it sent to; k > 1, k matching
+        #: replies from different nodes, the operation sent to every node (``workload.replies``)
+        self.client_replies = 1
+        self.client_votes: dict = {}
         self.started = False
         self.nemesis = self.workload = None  # attached by envs.world.build
         #: True: ``ctx.fsync()`` snapshots each node's disk, so that ``crash(n, lose_unsynced=True)``
@@ -416,15 +420,30 @@ class Sim(ClientSide, Loop):
 
     # --- clients -------------------------------------------------------------------------------
     def submit(self, op: Op) -> None:
-        """Invoke client operation ``op`` (``op.node`` says which node it goes to) now."""
+        """Invoke client operation ``op`` (``op.node`` says which node it goes to; with
+        ``client_replies > 1`` it goes to every node and ``op.node`` is None) now."""
         op.invoke = self.now
         self.history.append(op)
+        if self.client_replies > 1:  # to every node: op.node is None
+            self.open_ops[op.id] = op
+            self._submit_to_all(op)
+            return
         s = self.states[op.node]
-        if not s.up:  # connection refused: definitely did not happen
+        if not s.up and self.client_replies == 1:  # connection refused: definitely did not happen
             self._complete(op, FAIL, None)
             return
         self.open_ops[op.id] = op
         self.push(self.now + self.client_latency_ms, CLIENT, op.node, ClientOp(op.id, op.f, op.key, op.value))
+
+    def _submit_to_all(self, op: Op) -> None:
+        """The client sends ``op``, signed as itself, to every node; it completes on
+        ``client_replies`` matching replies (PBFT's f+1: Castro and Liskov 1999, section 4.1)."""
+        value = tuple(op.value) if isinstance(op.value, list) else op.value
+        cop = ClientOp(op.id, op.f, op.key, value, op.process)
+        self.signatures.add((("client", op.process), cop))
+        self.client_votes[op.id] = {}
+        for s in self.states:
+            self.push(self.now + self.client_latency_ms, CLIENT, s.id, cop)
 
 
     def _reply(self, s: NodeState, cop: ClientOp, status: str, value: Any) -> None:
@@ -432,8 +451,17 @@ class Sim(ClientSide, Loop):
             raise ValueError(f"reply status must be one of {STATUSES}, not {status!r}")
         self.step_event(s, "reply", (cop.id, status))
         op = self.open_ops.get(cop.id)
-        if op is not None:
-            self._complete(op, status, value)
+        if op is None:
+            return
+        if self.client_replies > 1:  # count matching replies from distinct nodes
+            votes = self.client_votes.get(cop.id)
+            if votes is None or status == UNKNOWN:
+                return
+            votes[s.id] = (status, repr(value))
+            if sum(1 for v in votes.values() if v == votes[s.id]) < self.client_replies:
+                return
+            del self.client_votes[cop.id]
+        self._complete(op, status, value)
 
 
     # --- agents --------------------------------------------------------------------------------
@@ -472,7 +500,7 @@ class Sim(ClientSide, Loop):
             if kind == MSG:
                 self.dropped += 1
                 self.rec(("drop", None, t, None, 0, (item[4], s.id, item[6], "down")))
-            elif kind == CLIENT:  # connection refused: definitely did not happen
+            elif kind == CLIENT and self.client_replies == 1:  # connection refused: did not happen
                 op = self.open_ops.get(item[4].id)
                 if op is not None:
                     self._complete(op, FAIL, None)
