@@ -192,6 +192,30 @@ def test_random_nemesis_turns_at_most_f_nodes_byzantine_and_pbft_stays_safe():
         assert agreement["conflicts"] == 0 and lin.ok is True, seed
 
 
+def test_phased_strategy_asks_its_agent_once_per_phase():
+    """``phased``: with no agent every answer is honest and PBFT runs as usual; a policy that picks
+    each action in turn (drop, delay, equivocate, corrupt) is asked once per held batch, never per
+    message, and PBFT stays safe."""
+    from envs.world.byzantine import Phased
+
+    for policy in (None, lambda ask: (ask.id % 4) + 1):
+        scn = scenario(3, [(100.0, 2, "phased")], kinds=())
+        sim = build_sim(scn, PBFT, PARAMS, agents={2: policy} if policy else None)
+        asks = []
+        if policy:
+            sim.agents[2] = lambda ask, asks=asks, policy=policy: asks.append(ask) or policy(ask)
+        sim.run(until=scn.world.duration_ms)
+        assert isinstance(sim.node(2), Phased)
+        left, agreement, lin = judge(sim, CAS_REGISTERS)
+        assert agreement["conflicts"] == 0 and lin.ok is True
+        assert sum(map(completed, sim.history)) > 50
+        if policy:
+            kinds = {a.point[1] for a in asks}
+            assert {"prepare", "commit"} <= kinds and all(len(a.obs) == len(Phased.PHASES) + 2 for a in asks)
+            sends = sum(1 for e in sim.trace.events() if e.kind == "send" and e.node == 2 and e.t > 100)
+            assert len(asks) < sends  # one decision per batch, not per message
+
+
 def test_byzantine_primary_is_replaced_by_a_view_change():
     """A silent primary of view 0: the correct replicas change view and requests complete."""
     scn = scenario(1, [(100.0, 0, "silent")], kinds=())

@@ -29,6 +29,8 @@ targeted ones know a protocol's wire format (message tuples), never its code:
 ``multipaxos``     Multi-Paxos: for every accept (``2a``) it sees, tells every peer a forged write
                    was decided in that slot
 ``abd``            ABD: answers every query with a forged value under a tag above any real one
+``phased``         the node's agent decides (``ctx.ask``), once per protocol phase: honest, drop,
+                   delay, equivocate or corrupt (see :class:`Phased`)
 =================  ================================================================================
 
 Byzantine nodes may collude: every strategy object of a world sees ``self.shared``, one dict per
@@ -362,9 +364,86 @@ class ABDAttack(Strategy):
         ctx.send(dst, body)
 
 
+class Phased(Strategy):
+    """Leaves the lying to the node's agent, one decision per protocol phase (not per message).
+    The messages of one type that one handler emits (a broadcast) are held, and the node asks its
+    agent ``ctx.ask(("byzantine", type), obs, default=HONEST)`` what to do with them:
+
+    ``0`` honest (send them), ``1`` drop, ``2`` delay (``delay_ms``, 200), ``3`` equivocate (a field
+    changed for every other recipient), ``4`` corrupt (a field changed for all).
+
+    obs: ``[one-hot of the type among PHASES (the last slot: any other type), messages held]``.
+    With no agent attached every answer is the default, honest. This is the action space the
+    learned adversaries of ``capgym/Byzantine-v0`` are meant to use (issue 19, not built)."""
+
+    name = "phased"
+    HONEST, DROP, DELAY, EQUIVOCATE, CORRUPT = range(5)
+    PHASES = ("request", "pre_prepare", "prepare", "commit", "checkpoint", "view_change", "new_view")
+
+    def __init__(self, inner, shared, seed, node, **options):
+        super().__init__(inner, shared, seed, node, **options)
+        self.batch: dict = {}  # type -> [(dst, body)] emitted by the current handler
+        self.asked: dict = {}  # ask id -> [(dst, body)] awaiting the agent's answer
+        self.delayed: dict = {}  # timer id -> (dst, body)
+        self.k = 0
+
+    def emit(self, ctx, dst, body):
+        kind = body[0] if isinstance(body, tuple) and body and isinstance(body[0], str) else "?"
+        self.batch.setdefault(kind, []).append((dst, body))
+
+    def flush(self, ctx):
+        batch, self.batch = self.batch, {}
+        for kind, msgs in batch.items():
+            self.k += 1
+            self.asked[self.k] = msgs
+            hot = [float(kind == p) for p in self.PHASES] + [float(kind not in self.PHASES)]
+            ctx.ask(("byzantine", kind, self.k), hot + [float(len(msgs))], default=self.HONEST,
+                    mask=[True] * 5)
+
+    def on_start(self, ctx):
+        super().on_start(ctx)
+        self.flush(ctx)
+
+    def on_message(self, ctx, src, body):
+        super().on_message(ctx, src, body)
+        self.flush(ctx)
+
+    def on_timer(self, ctx, name):
+        super().on_timer(ctx, name)
+        self.flush(ctx)
+
+    def on_own_timer(self, ctx, name):
+        item = self.delayed.pop(name[1], None)
+        if item is not None:
+            ctx.send(*item)
+
+    def on_client(self, ctx, op):
+        super().on_client(ctx, op)
+        self.flush(ctx)
+
+    def on_decision(self, ctx, point, action):
+        if not (isinstance(point, tuple) and point and point[0] == "byzantine"):
+            super().on_decision(ctx, point, action)
+            self.flush(ctx)
+            return
+        msgs = self.asked.pop(point[2], [])
+        for j, (dst, body) in enumerate(msgs):
+            if action == self.DROP:
+                continue
+            if action == self.DELAY:
+                self.k += 1
+                self.delayed[self.k] = (dst, body)
+                ctx.set_timer((self.TIMER, self.k), self.options.get("delay_ms", 200.0))
+                continue
+            if action == self.CORRUPT or (action == self.EQUIVOCATE and j % 2):
+                body = resign(ctx, body, mutate(body, self.rng))
+            ctx.send(dst, body)
+
+
 #: the scripted strategies by name (``capgym list nemesis`` shows them)
 STRATEGIES: dict[str, type[Strategy]] = {c.name: c for c in (
-    Silent, Equivocate, RandomFields, Replay, Delay, PBFTAttack, RaftAttack, MultiPaxosAttack, ABDAttack)}
+    Silent, Equivocate, RandomFields, Replay, Delay, PBFTAttack, RaftAttack, MultiPaxosAttack, ABDAttack,
+    Phased)}
 STRATEGY_NAMES = tuple(STRATEGIES)
 
 
