@@ -76,6 +76,10 @@ class RayConfig(Strict):
     address: str | None = Field(None, description="Ray cluster address (live runtime); null: local")
 
 
+#: protocols that need the sim runtime (they sign messages with ctx.sign)
+SIM_ONLY = frozenset({"pbft"})
+
+
 class RunConfig(Strict):
     experiment: str = Field("run", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
     seed: int = 0
@@ -95,6 +99,17 @@ class RunConfig(Strict):
             raise ValueError("protocol: missing (give protocol: {name: ...} or a compare list)")
         if self.protocol is not None and self.compare:
             raise ValueError("compare: give either protocol or compare, not both")
+        if self.runtime == "live":
+            for i, f in enumerate(self.nemesis.schedule):
+                if f.fault == "byzantine":
+                    raise ValueError(f"nemesis.schedule.{i}.fault: Byzantine nodes run in the sim runtime only")
+            if self.workload.replies > 1:
+                raise ValueError("workload.replies: clients that wait for matching replies run in the sim runtime only")
+            if self.nemesis.random is not None and "byzantine" in self.nemesis.random.kinds:
+                raise ValueError("nemesis.random.kinds: Byzantine nodes run in the sim runtime only")
+            for e in self.entries():
+                if e.name in SIM_ONLY:
+                    raise ValueError(f"runtime: {e.name} signs messages (ctx.sign), which only the sim runtime has")
         return self
 
     def entries(self) -> list[ProtocolEntry]:

@@ -44,12 +44,14 @@ def environments() -> list[str]:
 
 
 def nemesis() -> dict[str, list[str]]:
+    from envs.world.byzantine import STRATEGY_NAMES
     from envs.world.config import FAULT_KINDS, RANDOM_KINDS
     from envs.world.network import PARTITION_SHAPES
 
     return {"scheduled faults": list(FAULT_KINDS), "random kinds": list(RANDOM_KINDS),
             "partition shapes": list(PARTITION_SHAPES),
-            "crash options": ["lose_unsynced (the disk loses writes since the last fsync)"]}
+            "crash options": ["lose_unsynced (the disk loses writes since the last fsync)"],
+            "byzantine strategies": list(STRATEGY_NAMES)}
 
 
 def configs(root: Path = Path("configs")) -> list[str]:

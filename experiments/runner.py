@@ -176,7 +176,12 @@ def summarize(history: list[Op], events: list[Event], sim_ms: float, entry: Prot
               interrupted: bool = False) -> dict:
     """The observer's measures of one protocol's run, headline figures first."""
     from metrics import availability, cost, staleness
+    from metrics.byzantine import correct_view, faulty_writes, log_agreement
     from metrics.timeline import partition_intervals
+
+    everything = history
+    history, events, byzantine = correct_view(history, events)  # correct nodes and their clients only
+    checked = history + faulty_writes(everything, {int(k) for k in byzantine["nodes"]}) if byzantine else history
 
     av = availability.availability(history, events)
     st = staleness.staleness(history)
@@ -185,14 +190,14 @@ def summarize(history: list[Op], events: list[Event], sim_ms: float, entry: Prot
     set_verdict = set_check(history) if is_set_history(history) else None
     co = cost.cost(history, events)
     model = pick_model(history, entry.name)
-    if st["stale_reads"] and model is not None:
+    if st["stale_reads"] and model is not None and not byzantine:
         # a stale read (it missed a write that completed before it began) already proves the
         # history is not linearizable: no need to search
         li = {"linearizable": False, "verdict": NOT_LINEARIZABLE, "model": model.name,
               "why": "stale reads: a read missed a write that completed before it began",
               "stale_examples": st["stale_examples"]}
     else:
-        li = linearizability(history, protocol=entry.name)
+        li = linearizability(checked, protocol=entry.name)
     parts = partition_intervals(events, end=sim_ms)
     kinds = {e.kind for e in events}
     agreement = leaders = None
@@ -243,6 +248,8 @@ def summarize(history: list[Op], events: list[Event], sim_ms: float, entry: Prot
         "election": leaders,
         "set": set_verdict,
         "t_visibility": st["t_visibility"],
+        "log_agreement": log_agreement(events),
+        "byzantine": byzantine,
     }
 
 

@@ -45,6 +45,7 @@ def build_sim(scn: ScenarioConfig, node_cls: type, params: Any = None, agents: d
               clocks=make_clocks(w.clocks, w.nodes, scn.seed), agents=agents,
               processing_ms=w.processing_ms, client_latency_ms=w.client_latency_ms, full_trace=full_trace)
     sim.track_fsync = scn.nemesis.loses_unsynced
+    sim.client_replies = scn.workload.replies
     sim.nemesis = Nemesis(scn.nemesis, scn.seed, w.duration_ms).attach(sim) if nemesis else None
     sim.workload = Workload(scn.workload, scn.seed, w.duration_ms).attach(sim) if workload else None
     return sim

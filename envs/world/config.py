@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .byzantine import STRATEGY_NAMES
 from .network import LATENCY_KINDS, PARTITION_SHAPES
 
 
@@ -78,8 +79,9 @@ class WorldConfig(Strict):
     clocks: ClockConfig = Field(default_factory=ClockConfig)
 
 
-FAULT_KINDS = ("partition", "heal", "crash", "restart", "pause", "resume", "slow", "fast", "clock", "loss")
-RANDOM_KINDS = ("partition", "crash", "pause", "slow", "clock", "loss")
+FAULT_KINDS = ("partition", "heal", "crash", "restart", "pause", "resume", "slow", "fast", "clock", "loss",
+               "byzantine")
+RANDOM_KINDS = ("partition", "crash", "pause", "slow", "clock", "loss", "byzantine")
 
 
 class Fault(Strict):
@@ -88,7 +90,8 @@ class Fault(Strict):
     crash with ``lose_unsynced`` also loses the node's disk writes since its last ``ctx.fsync()``."""
 
     at_ms: float = Field(ge=0)
-    fault: Literal["partition", "heal", "crash", "restart", "pause", "resume", "slow", "fast", "clock", "loss"]
+    fault: Literal["partition", "heal", "crash", "restart", "pause", "resume", "slow", "fast", "clock", "loss",
+                   "byzantine"]
     node: int | None = Field(None, ge=0)
     shape: Literal["isolate", "halves", "majority", "majorities-ring", "bridge", "random", "one-way"] | None = None
     groups: list[list[int]] | None = None
@@ -101,18 +104,31 @@ class Fault(Strict):
     factor: float = Field(10.0, gt=0, description="slow-down of a slow node")
     loss: float = Field(0.5, ge=0, le=1)
     lose_unsynced: bool = Field(False, description="crash only: lose disk writes not yet fsynced")
+    strategy: str | None = Field(None, description="byzantine only: the scripted strategy that replaces "
+                                                   "the node's protocol (envs/world/byzantine.py)")
+    options: dict[str, float] = Field(default_factory=dict, description="byzantine only: the strategy's "
+                                                                        "options (p, delay_ms, ...)")
 
     @model_validator(mode="after")
     def _crash_only(self):
         if self.lose_unsynced and self.fault != "crash":
             raise ValueError(f"lose_unsynced: only a crash loses unsynced writes, not a {self.fault}")
+        if self.fault == "byzantine":
+            if self.strategy is None:
+                raise ValueError("strategy: a byzantine fault needs a strategy "
+                                 f"(choose from {', '.join(STRATEGY_NAMES)})")
+            if self.strategy not in STRATEGY_NAMES:
+                raise ValueError(f"strategy: unknown Byzantine strategy {self.strategy!r} "
+                                 f"(choose from {', '.join(STRATEGY_NAMES)})")
+        elif self.strategy is not None or self.options:
+            raise ValueError(f"strategy: only a byzantine fault takes a strategy, not a {self.fault}")
         return self
 
 
 class RandomNemesis(Strict):
     """Jepsen-style: every ``interval_ms`` pick a kind, start it, stop it ``duration_ms`` later."""
 
-    kinds: list[Literal["partition", "crash", "pause", "slow", "clock", "loss"]] = Field(
+    kinds: list[Literal["partition", "crash", "pause", "slow", "clock", "loss", "byzantine"]] = Field(
         default_factory=lambda: ["partition"])
     shapes: list[Literal["isolate", "halves", "majority", "majorities-ring", "bridge", "random", "one-way"]] = Field(
         default_factory=lambda: ["majority", "halves", "isolate"])
@@ -124,9 +140,19 @@ class RandomNemesis(Strict):
     slow_factor: float = Field(10.0, gt=0)
     loss: float = Field(0.3, ge=0, le=1)
     lose_unsynced: bool = Field(False, description="crashes lose disk writes not yet fsynced")
+    strategies: list[str] = Field(default_factory=lambda: ["equivocate"],
+                                  description="byzantine: the strategies it picks from")
+    max_byzantine: int | None = Field(None, ge=0, description="byzantine: at most this many Byzantine "
+                                                              "nodes (default f = (nodes - 1) // 3); they stay so")
 
     @model_validator(mode="after")
     def _fits(self):
+        for s in self.strategies:
+            if s not in STRATEGY_NAMES:
+                raise ValueError(f"strategies: unknown Byzantine strategy {s!r} "
+                                 f"(choose from {', '.join(STRATEGY_NAMES)})")
+        if "byzantine" in self.kinds and not self.strategies:
+            raise ValueError("strategies: the byzantine kind needs at least one strategy")
         if self.duration_ms > self.interval_ms:
             raise ValueError("duration_ms must be <= interval_ms")
         if not self.kinds:
@@ -158,6 +184,9 @@ class WorkloadConfig(Strict):
     start_ms: float = Field(0.0, ge=0)
     stop_ms: float | None = Field(None, ge=0, description="no new operations after this (default: 90% of the run)")
     value_range: int = Field(5, ge=1, description="cas compares against values in 0..value_range-1")
+    replies: int = Field(1, ge=1, description="1: an operation goes to one node and completes at its reply; "
+                                              "k > 1: it goes, signed, to every node and completes on k "
+                                              "matching replies (PBFT's f+1; sim runtime only)")
     final_read_ms: float | None = Field(
         None, ge=0, description="set workload: every client reads every key from this time on, until one "
                                 "read of each succeeds (default: halfway between stop_ms and the end)")
@@ -198,6 +227,9 @@ class ScenarioConfig(Strict):
                 for x in c:
                     if x >= n or x < 0:
                         raise ValueError(f"nemesis.schedule.{i}.cuts: node {x} does not exist ({n} nodes)")
+        if self.workload.replies > n:
+            raise ValueError(f"workload.replies: {self.workload.replies} matching replies from {n} nodes "
+                             "can never come")
         for i, link in enumerate(self.world.network.links):
             if link.src >= n or link.dst >= n:
                 raise ValueError(f"world.network.links.{i}: node does not exist ({n} nodes)")

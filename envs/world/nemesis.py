@@ -1,8 +1,9 @@
 """The nemesis: faults from a timed schedule, or at random, like Jepsen's nemesis.
 
 A scheduled fault happens at ``at_ms`` of true time. The random nemesis, every ``interval_ms``,
-picks a kind (partition, crash, pause, slow, clock, loss), starts it on a random target and stops it
-``duration_ms`` later (heal, restart, resume, normal speed, normal drift, normal loss), until
+picks a kind (partition, crash, pause, slow, clock, loss, byzantine), starts it on a random target and
+stops it ``duration_ms`` later (heal, restart, resume, normal speed, normal drift, normal loss; a
+Byzantine node stays Byzantine, up to ``max_byzantine`` of them), until
 ``stop_ms``; after that the world is left fault-free so that recovery can be observed. All choices
 come from the run's seed. A crash with ``lose_unsynced`` (a scheduled crash's field, or the random
 nemesis's option for all its crashes) takes the node's disk back to its last ``ctx.fsync()``.
@@ -72,6 +73,8 @@ class Nemesis:
             self._clock(self._node(f), f.clock, f.delta_ms, f.drift, f.period_ms, f.duration_ms)
         elif kind == "loss":
             sim.set_loss(f.loss)
+        elif kind == "byzantine":
+            sim.byzantine(self._node(f), f.strategy, **f.options)
 
     def _clock(self, node: int, how: str, delta: float, drift: float, period: float, duration: float) -> None:
         sim = self.sim
@@ -101,6 +104,11 @@ class Nemesis:
         elif kind == "loss":
             sim.set_loss(r.loss)
             sim.call_at(end, sim.set_loss, self.base_loss)
+        elif kind == "byzantine":  # a node turns Byzantine for good, up to max_byzantine of them
+            most = r.max_byzantine if r.max_byzantine is not None else (sim.n - 1) // 3
+            honest = [i for i in range(sim.n) if i not in sim.byzantine_nodes]
+            if honest and len(sim.byzantine_nodes) < most:
+                sim.byzantine(rng.choice(honest), rng.choice(r.strategies))
         else:
             up = [i for i in range(sim.n) if sim.is_up(i)]
             if up:

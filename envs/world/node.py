@@ -13,6 +13,7 @@ A node is driven by five handlers and acts only through its context ``ctx``::
     ctx.durable   (a dict that survives crashes: the node's disk)
     ctx.fsync()   (what was written to ctx.durable so far survives a crash that loses unsynced writes)
     ctx.record(kind, **fields)   (a protocol event for the observer, e.g. "leader", "decide")
+    ctx.sign(body) · ctx.verify(signer, body)   (unforgeable signatures, sim runtime only: PBFT)
 
 Message bodies are tuples whose first element names the message type (``("ping", 3)``) or dicts
 with a ``"type"`` key. A crash discards the node object (volatile state); restart builds a fresh
@@ -32,12 +33,15 @@ from typing import Any, NamedTuple
 
 
 class ClientOp(NamedTuple):
-    """A client operation as a node sees it: no true times."""
+    """A client operation as a node sees it: no true times. ``client`` is set only when clients send
+    each operation to every node (``workload.replies > 1``): then the operation, with a list value
+    made a tuple, is signed by ``("client", client)`` (``ctx.verify(("client", c), op)``)."""
 
     id: int
     f: str
     key: Any
     value: Any
+    client: Any = None
 
 
 class Node:

@@ -113,6 +113,21 @@ class Context(ContextBase):
         """Record a protocol event (``leader``, ``decide``, ``apply``, ...) for the observer."""
         self._sim._local_event(self._s, kind, fields)
 
+    def sign(self, body: Any) -> Any:
+        """Sign ``body`` (a hashable tuple) as this node; returns ``body``. Anyone holding the body can
+        later check the signature with ``verify(self.node_id, body)``, and no node can sign as
+        another: the runtime keeps the set of (signer, body) pairs signed so far, standing in for the
+        digital signatures of Castro and Liskov's PBFT (OSDI 1999, section 3). Sim runtime only."""
+        self._sim.signatures.add((self._s.id, body))
+        return body
+
+    def verify(self, signer: int, body: Any) -> bool:
+        """True when node ``signer`` signed ``body`` (see :meth:`sign`)."""
+        try:
+            return (signer, body) in self._sim.signatures
+        except TypeError:  # an unhashable body (a Byzantine node's junk) carries no signature
+            return False
+
     def fsync(self) -> None:
         """Make everything written to ``ctx.durable`` so far survive any crash. Until then a write
         is in the page cache: a crash with ``lose_unsynced`` takes the disk back to the last fsync."""
@@ -194,6 +209,15 @@ class Sim(ClientSide, Loop):
         self.open_ops: dict[int, Op] = {}
         self.on_complete: list[Callable[[Op], None]] = []
         self._held: list = []  # messages held across a cut (hold_partitioned)
+        #: (signer, body) pairs signed with ``ctx.sign`` (unforgeable signatures, see ``Context.sign``)
+        self.signatures: set = set()
+        #: Byzantine nodes: node -> strategy name; the strategies' shared state (collusion)
+        self.byzantine_nodes: dict[int, str] = {}
+        self.byzantine_shared: dict = {}
+        #: replies a client waits for: 1, the first from the node it sent to; k > 1, k matching
+        #: replies from different nodes, the operation sent to every node (``workload.replies``)
+        self.client_replies = 1
+        self.client_votes: dict = {}
         self.started = False
         self.nemesis = self.workload = None  # attached by envs.world.build
         #: True: ``ctx.fsync()`` snapshots each node's disk, so that ``crash(n, lose_unsynced=True)``
@@ -281,6 +305,27 @@ class Sim(ClientSide, Loop):
         if s.up:
             return
         self._boot(s, restart=True)
+
+    def byzantine(self, nid: int, strategy: str, **options: Any) -> None:
+        """Make node ``nid`` Byzantine from now on: the scripted ``strategy`` (a name in
+        :data:`envs.world.byzantine.STRATEGIES`) replaces its protocol, wrapping the running protocol
+        object (and a fresh one after each restart). What it sends still carries its true identity.
+        The trace records a ``byzantine`` event. ``KeyError`` for an unknown strategy."""
+        from .byzantine import STRATEGIES, Corrupted
+
+        if strategy not in STRATEGIES:
+            raise KeyError(f"unknown Byzantine strategy {strategy!r} (choose from {', '.join(STRATEGIES)})")
+        s = self.states[nid]
+        already = nid in self.byzantine_nodes
+        if already:  # a new strategy for a node that was Byzantine already
+            s.cls = s.cls.honest_cls
+        corrupted = Corrupted(s.cls, strategy, self.byzantine_shared, self.seed, nid, options)
+        s.cls = corrupted
+        self.byzantine_nodes[nid] = strategy
+        self._local_event(s, "byzantine", {"strategy": strategy})
+        if s.up:
+            inner = s.obj.inner if already else s.obj
+            s.obj = corrupted.wrap(inner)
 
     def pause(self, nid: int) -> None:
         s = self.states[nid]
@@ -375,15 +420,30 @@ class Sim(ClientSide, Loop):
 
     # --- clients -------------------------------------------------------------------------------
     def submit(self, op: Op) -> None:
-        """Invoke client operation ``op`` (``op.node`` says which node it goes to) now."""
+        """Invoke client operation ``op`` (``op.node`` says which node it goes to; with
+        ``client_replies > 1`` it goes to every node and ``op.node`` is None) now."""
         op.invoke = self.now
         self.history.append(op)
+        if self.client_replies > 1:  # to every node: op.node is None
+            self.open_ops[op.id] = op
+            self._submit_to_all(op)
+            return
         s = self.states[op.node]
-        if not s.up:  # connection refused: definitely did not happen
+        if not s.up and self.client_replies == 1:  # connection refused: definitely did not happen
             self._complete(op, FAIL, None)
             return
         self.open_ops[op.id] = op
         self.push(self.now + self.client_latency_ms, CLIENT, op.node, ClientOp(op.id, op.f, op.key, op.value))
+
+    def _submit_to_all(self, op: Op) -> None:
+        """The client sends ``op``, signed as itself, to every node; it completes on
+        ``client_replies`` matching replies (PBFT's f+1: Castro and Liskov 1999, section 4.1)."""
+        value = tuple(op.value) if isinstance(op.value, list) else op.value
+        cop = ClientOp(op.id, op.f, op.key, value, op.process)
+        self.signatures.add((("client", op.process), cop))
+        self.client_votes[op.id] = {}
+        for s in self.states:
+            self.push(self.now + self.client_latency_ms, CLIENT, s.id, cop)
 
 
     def _reply(self, s: NodeState, cop: ClientOp, status: str, value: Any) -> None:
@@ -391,8 +451,17 @@ class Sim(ClientSide, Loop):
             raise ValueError(f"reply status must be one of {STATUSES}, not {status!r}")
         self.step_event(s, "reply", (cop.id, status))
         op = self.open_ops.get(cop.id)
-        if op is not None:
-            self._complete(op, status, value)
+        if op is None:
+            return
+        if self.client_replies > 1:  # count matching replies from distinct nodes
+            votes = self.client_votes.get(cop.id)
+            if votes is None or status == UNKNOWN:
+                return
+            votes[s.id] = (status, repr(value))
+            if sum(1 for v in votes.values() if v == votes[s.id]) < self.client_replies:
+                return
+            del self.client_votes[cop.id]
+        self._complete(op, status, value)
 
 
     # --- agents --------------------------------------------------------------------------------
@@ -431,7 +500,7 @@ class Sim(ClientSide, Loop):
             if kind == MSG:
                 self.dropped += 1
                 self.rec(("drop", None, t, None, 0, (item[4], s.id, item[6], "down")))
-            elif kind == CLIENT:  # connection refused: definitely did not happen
+            elif kind == CLIENT and self.client_replies == 1:  # connection refused: did not happen
                 op = self.open_ops.get(item[4].id)
                 if op is not None:
                     self._complete(op, FAIL, None)

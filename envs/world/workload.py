@@ -8,6 +8,10 @@ linearizability. Written values are unique (the operation id; ``"x<id> "`` strin
 append) unless ``cas`` is in the mix, in which case values come from ``0..value_range-1`` so that
 compare-and-set can succeed.
 
+With ``replies: k > 1`` a client sends each operation, signed as itself, to every node and
+completes it on ``k`` matching replies (PBFT's clients wait for f+1: Castro and Liskov 1999, 4.1);
+its history entries then name no node.
+
 Jepsen's *set* workload: with ``add`` in the mix each key is a set; an ``add`` puts a unique
 element (its operation id) and a ``read`` returns the whole set. It ends, as Jepsen's does, with
 final reads: from ``final_read_ms`` (default halfway between ``stop_ms`` and the end, after the
@@ -66,7 +70,7 @@ class Workload:
         """One of the set workload's final reads: ``keys[0]``, then the rest once it succeeds."""
         sim = self.sim
         node = client % sim.n if self.fixed else self.rng.randrange(sim.n)
-        op = Op(next(self.ids), client, "read", None, keys[0], node)
+        op = Op(next(self.ids), client, "read", None, keys[0], None if self.cfg.replies > 1 else node)
         self.final[op.id] = [client, keys]
         self._submit(op, client)
 
@@ -87,7 +91,7 @@ class Workload:
         else:  # append, put: key-value values are strings, so put and append compose
             value = f"x{oid} "
         node = client % self.sim.n if self.fixed else rng.randrange(self.sim.n)
-        return Op(oid, client, f, value, key, node)
+        return Op(oid, client, f, value, key, None if self.cfg.replies > 1 else node)
 
     def _invoke(self, client: int) -> None:
         sim = self.sim
