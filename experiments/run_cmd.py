@@ -73,9 +73,14 @@ def execute(cfg, quiet: bool = False) -> tuple[Path, int]:
             for entry in cfg.entries():
                 if stop():
                     break
-                d = runner.run_entry(cfg, entry, stop, progress=cfg.output.progress and not quiet)
                 folder = results.entry_dir(run_dir, entry.tag, bool(cfg.compare))
-                results.save_records(folder, d.history, d.trace, cfg.output.trace, cfg.output.shiviz)
+                folder.mkdir(parents=True, exist_ok=True)
+                d = runner.run_entry(cfg, entry, stop, progress=cfg.output.progress and not quiet,
+                                     trace_path=folder / "trace.parquet")
+                for note in results.save_records(folder, d.history, d.trace, jsonl=cfg.output.trace_jsonl,
+                                                 shiviz=cfg.output.shiviz and not stop(),
+                                                 max_export_events=cfg.output.max_export_events):
+                    say(f"capgym run: {entry.tag}: {note}")
                 datas.append(d)
                 reached[entry.tag] = d.sim_ms
                 results.write_status(run_dir, results.STATUS_RUNNING, sim_ms=reached)
@@ -83,7 +88,12 @@ def execute(cfg, quiet: bool = False) -> tuple[Path, int]:
             from experiments.report import write_outputs
 
             summary, series, paths = write_outputs(run_dir, cfg, datas,
-                                                   make_plots=cfg.output.plots and not interrupted)
+                                                   make_plots=cfg.output.plots and not interrupted,
+                                                   check=not interrupted)
+            if not cfg.output.trace:  # streamed for the measures, not kept
+                for d in datas:
+                    if hasattr(d.events, "path"):
+                        d.events.path.unlink(missing_ok=True)
     except KeyboardInterrupt:
         results.write_status(run_dir, results.STATUS_INTERRUPTED, sim_ms=reached)
         print(f"capgym run: interrupted; partial results in {run_dir}", file=sys.stderr)
