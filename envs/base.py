@@ -61,7 +61,7 @@ class EnvConfig(BaseModel):
     """Parameters common to every capgym environment (games add their own)."""
 
     model_config = ConfigDict(extra="forbid")
-    nodes: int = Field(5, ge=2, le=128, description="number of nodes = agents")
+    nodes: int = Field(5, ge=2, le=1024, description="number of nodes = agents")
     duration_ms: float = Field(5000.0, gt=0, description="horizon in simulated (true) ms")
     max_decisions: int | None = Field(None, ge=1, description="also stop after this many decisions")
     seed: int = Field(0, description="seed of the first episode (reset(seed=...) overrides)")
