@@ -3,8 +3,10 @@
 The config is composed, overridden and validated before anything runs (a mistake: one line,
 exit 2, nothing written). Then each protocol runs in the sim under the same scenario, its history
 and trace are saved, the observer measures them, and the summary, the time series, plots and the
-wandb run are written. Ctrl-C or SIGTERM stops the simulation between two time slices; what there
-is gets saved and ``status.json`` says ``interrupted`` (exit 130).
+wandb run are written. Ctrl-C or SIGTERM stops the simulation between two chunks of events; what there
+is gets saved and ``status.json`` says ``interrupted`` (exit 130): the simulation stops within one chunk
+of events, its streamed trace and history are kept, and the summary skips the linearizability search;
+a signal after the simulation stops at once (``capgym report`` rebuilds the summary).
 """
 
 from __future__ import annotations
@@ -24,17 +26,25 @@ EXAMPLES = """examples:
 
 
 class StopFlag:
-    """Set by SIGINT/SIGTERM while a run is going; a second Ctrl-C stops at once."""
+    """Set by SIGINT/SIGTERM while a run is going; a second Ctrl-C stops at once.
+
+    While the simulation runs, a signal sets the flag and the sim stops at its next chunk (at most
+    ``runner.CHUNK_EVENTS`` events); the history and the trace are saved and the summary is made
+    without the linearizability search. Once the simulation is over (``simulating`` False) the
+    records are already on disk, so a signal stops at once (``capgym report`` rebuilds the rest).
+    """
 
     def __init__(self):
         self.set = False
+        self.simulating = True
         self._old = {}
 
     def __call__(self) -> bool:
         return self.set
 
     def _handle(self, signum, frame):
-        if self.set and signum == signal.SIGINT:
+        if (self.set and signum == signal.SIGINT) or not self.simulating:
+            self.set = True
             raise KeyboardInterrupt
         self.set = True
         print("\ncapgym run: stopping (interrupted); saving what there is", file=sys.stderr)
@@ -85,6 +95,7 @@ def execute(cfg, quiet: bool = False) -> tuple[Path, int]:
                 reached[entry.tag] = d.sim_ms
                 results.write_status(run_dir, results.STATUS_RUNNING, sim_ms=reached)
             interrupted = stop()
+            stop.simulating = False
             from experiments.report import write_outputs
 
             summary, series, paths = write_outputs(run_dir, cfg, datas,
