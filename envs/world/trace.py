@@ -18,6 +18,7 @@ followed by a line ``host {"host": count, ...}`` giving its vector clock.
 
 from __future__ import annotations
 
+import gc
 import gzip
 import json
 from collections.abc import Callable, Iterator
@@ -143,7 +144,15 @@ class Trace(Exports):
             return
         if self._replayed:  # someone read vector clocks: keep the replay's state up to the last event
             self.replay()
-        self._sink(raw)
+        # the sink makes a few objects per event and no cycles: a cyclic-GC pass over a big run's
+        # heap every few hundred of them would cost more than the writing (as in the core's loop)
+        gc_was_on = gc.isenabled()
+        gc.disable()
+        try:
+            self._sink(raw)
+        finally:
+            if gc_was_on:
+                gc.enable()
         self.drained += len(raw)
         raw.clear()  # in place: the core appends to this list
         self.vcs.clear()
