@@ -98,38 +98,31 @@ class TraceWriter:
             self._write_batch(batch)
 
     def _write_batch(self, records: list[tuple]) -> None:
-        kind, node, t, clock, lam = [], [], [], [], []
-        src, dst, mid, msg, fields = [], [], [], [], []
-        names = self.names
-        for k, nd, tt, c, la, f in records:
-            kind.append(k)
-            node.append(nd)
-            t.append(tt)
-            clock.append(c)
-            lam.append(la)
-            if type(f) is dict:  # a protocol record, or an event read back from a file
-                if k in MESSAGE_KINDS:
-                    f = dict(f)
-                    s, d, m = f.pop("src", nd), f.pop("dst", nd), f.pop("mid", None)
-                    msg.append(_text(f.pop("msg", None)) if k != "drop" else None)
-                    src.append(s), dst.append(d), mid.append(m)
-                else:
-                    src.append(None), dst.append(None), mid.append(None), msg.append(None)
-                fields.append(_text(f) if f else None)
-            elif k == "send":
-                src.append(nd), dst.append(f[0]), mid.append(f[1]), msg.append(_text(f[2])), fields.append(None)
-            elif k == "recv":
-                src.append(f[0]), dst.append(nd), mid.append(f[1]), msg.append(_text(f[2])), fields.append(None)
-            elif k == "drop":
-                src.append(f[0]), dst.append(f[1]), mid.append(f[2]), msg.append(None)
-                fields.append(_text({"why": f[3]}))
-            else:
-                src.append(None), dst.append(None), mid.append(None), msg.append(None)
-                fields.append(_text(dict(zip(names[k], f))) if f else None)
+        kind, node, t, clock, lam, fs = zip(*records)  # columns, transposed in C
+        # the message columns of send and recv (most of a trace) in one pass; the rest one by one
+        other = self._other
+        rows = [(nd, f[0], f[1], f[2], None) if k == "send" else (f[0], nd, f[1], f[2], None) if k == "recv"
+                else other(k, nd, f) for k, nd, f in zip(kind, node, fs)]
+        src, dst, mid, msg, fields = zip(*rows)
+        if not all(type(m) is str for m in msg if m is not None):  # a message type that is not a string
+            msg = [_text(m) for m in msg]
         cols = [kind, node, t, clock, lam, src, dst, mid, msg, fields]
         self._w.write_table(pa.Table.from_arrays([pa.array(c, type=fd.type) for c, fd in zip(cols, SCHEMA)],
                                                  schema=self._w.schema))
         self.rows += len(records)
+
+    def _other(self, k: str, nd, f) -> tuple:
+        """``(src, dst, mid, msg, fields)`` of an event other than a runtime's send or recv."""
+        if type(f) is dict:  # a protocol record, or an event read back from a file
+            if k in MESSAGE_KINDS:
+                f = dict(f)
+                s, d, m = f.pop("src", nd), f.pop("dst", nd), f.pop("mid", None)
+                g = _text(f.pop("msg", None)) if k != "drop" else None
+                return s, d, m, g, (_text(f) if f else None)
+            return None, None, None, None, (_text(f) if f else None)
+        if k == "drop":
+            return f[0], f[1], f[2], None, _text({"why": f[3]})
+        return None, None, None, None, (_text(dict(zip(self.names[k], f))) if f else None)
 
     def close(self) -> Path:
         """Finish the file and move it into place; returns its path."""
