@@ -101,7 +101,9 @@ class TraceWriter:
         kind, node, t, clock, lam, fs = zip(*records)  # columns, transposed in C
         # the message columns of send and recv (most of a trace) in one pass; the rest one by one
         other = self._other
-        rows = [(nd, f[0], f[1], f[2], None) if k == "send" else (f[0], nd, f[1], f[2], None) if k == "recv"
+        tup = tuple
+        rows = [(nd, f[0], f[1], f[2], None) if k == "send" and type(f) is tup
+                else (f[0], nd, f[1], f[2], None) if k == "recv" and type(f) is tup
                 else other(k, nd, f) for k, nd, f in zip(kind, node, fs)]
         src, dst, mid, msg, fields = zip(*rows)
         if not all(type(m) is str for m in msg if m is not None):  # a message type that is not a string
