@@ -216,7 +216,7 @@ def test_quickstart_full_through_the_real_command(tmp_path):
     r = subprocess.run([sys.executable, "-m", "experiments.cli", "run", str(ROOT / "configs" / "quickstart.yaml")],
                        cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert "protocol  availability  linearizable  stale-read rate  messages/op" in r.stdout
+    assert "protocol  availability  linearizable  stale-read rate  lost writes  messages/op" in r.stdout
     (d,) = run_dirs(tmp_path / "results", "quickstart")
     for f in ("config.yaml", "status.json", "summary.json", "metrics.csv", "plots/timeline.png",
               "plots/latency.png", "plots/compare.png"):
