@@ -11,8 +11,10 @@ No global clock
 * **AEC** (:class:`CapAEC`): the next agent to act is the node whose decision came due first in
   simulated time (the oldest pending ask). Only agents that owe a decision get turns.
 * **Parallel** (:class:`CapParallel`): one ``step`` answers, for every agent that owes one, its
-  oldest decision, then advances simulated time to the next moment some decision is due. Agents
-  with nothing to decide get an observation whose action mask allows only the no-op.
+  oldest decision, then advances simulated time to the next moment some decision is due (and,
+  with ``decision_window_ms > 0``, on for that long, so that every decision due in the window is
+  owed at once). Agents with nothing to decide get an observation whose action mask allows only
+  the no-op.
 
 Spaces (the same for every agent of an environment)
 ---------------------------------------------------
@@ -61,7 +63,7 @@ class EnvConfig(BaseModel):
     """Parameters common to every capgym environment (games add their own)."""
 
     model_config = ConfigDict(extra="forbid")
-    nodes: int = Field(5, ge=2, le=128, description="number of nodes = agents")
+    nodes: int = Field(5, ge=2, le=1024, description="number of nodes = agents")
     duration_ms: float = Field(5000.0, gt=0, description="horizon in simulated (true) ms")
     max_decisions: int | None = Field(None, ge=1, description="also stop after this many decisions")
     seed: int = Field(0, description="seed of the first episode (reset(seed=...) overrides)")
@@ -74,6 +76,8 @@ class EnvConfig(BaseModel):
     nemesis: dict | None = Field(None, description="a full nemesis section (schedule and/or random)")
     workload: dict | None = Field(None, description="a workload section (the game's default when None)")
     protocol_params: dict = Field(default_factory=dict, description="parameters of the node program")
+    decision_window_ms: float = Field(0.0, ge=0, description="Parallel API: a step answers every decision due "
+                                      "within this many simulated ms of the first (0: one moment at a time)")
     reward_mode: Literal["local", "global", "mixed"] = "local"
     mixed_weight: float = Field(0.5, ge=0, le=1, description="w of the mixed reward")
 
@@ -218,13 +222,20 @@ class Episode:
         self.sim.decide(ask, g.default(self, ask))
         self.decisions += 1
 
-    def advance(self) -> bool:
-        """Run the world to the next moment some decision is due; True when the episode is over."""
+    def advance(self, window_ms: float = 0.0) -> bool:
+        """Run the world to the next moment some decision is due; True when the episode is over.
+
+        With ``window_ms > 0`` the world then runs on for up to ``window_ms`` of simulated time
+        (never past the horizon) without stopping at asks, so every decision that comes due in
+        that window is owed at once: a node that asked first waits up to ``window_ms`` longer for
+        its answer (the fidelity given up), and one step answers them all (the speed gained)."""
         if not self.done:
             if self.max_decisions is not None and self.decisions >= self.max_decisions:
                 self.done = True
             elif self.sim.run(until=self.horizon) != "ask":
                 self.done = True
+            elif window_ms > 0:
+                self.sim.run(until=min(self.horizon, self.sim.now + window_ms), stop_on_ask=False)
             self.game.collect(self)
         return self.done
 
@@ -343,6 +354,10 @@ class _Common:
         """The index of the no-op action (the last one)."""
         return self.game.n_actions
 
+    def _window(self) -> float:
+        """Simulated ms of decisions batched into one turn: 0 (AEC: one decision a turn)."""
+        return 0.0
+
     def _new_episode(self, seed: int | None) -> Episode:
         if seed is None:
             seed = self._next_seed
@@ -352,7 +367,7 @@ class _Common:
         if self.episode is not None:
             self.episode.release()
         self.episode = Episode(self.game, seed)
-        self.episode.advance()
+        self.episode.advance(self._window())
         return self.episode
 
     def global_measures(self) -> dict:
@@ -430,6 +445,9 @@ class CapParallel(_Common, ParallelEnv):
         self._init(render_mode, max_cycles, kwargs)
         self.agents: list[str] = []
 
+    def _window(self) -> float:
+        return self.cfg.decision_window_ms
+
     def reset(self, seed: int | None = None, options: dict | None = None):
         ep = self._new_episode(seed)
         ep.rewards()
@@ -444,7 +462,7 @@ class CapParallel(_Common, ParallelEnv):
         ep = self.episode
         for i, ask in ep.first_asks().items():
             ep.decide(ask, actions.get(self.possible_agents[i]))
-        ep.advance()
+        ep.advance(self.cfg.decision_window_ms)
         r = ep.rewards()
         agents = self.agents
         obs = self._observations(ep)

@@ -12,7 +12,7 @@ A run config has these top-level keys (all validated before anything runs)::
     nemesis:  {...}                            # envs.world.config.NemesisConfig
     workload: {...}                            # envs.world.config.WorkloadConfig
     wandb:    {mode: offline, project: capgym, tags: []}
-    output:   {root: results, trace: true, shiviz: true, plots: true}
+    output:   {root: results, trace: true, trace_jsonl: false, shiviz: true, max_export_events: 200000, plots: true}
     ray:      {address: null}
 
 Composition: each name in ``defaults`` is a YAML file ``<name>.yaml`` looked up in the config's
@@ -66,8 +66,10 @@ class WandbConfig(Strict):
 
 class OutputConfig(Strict):
     root: str = "results"
-    trace: bool = Field(True, description="save trace.jsonl.gz")
-    shiviz: bool = Field(True, description="save trace.shiviz")
+    trace: bool = Field(True, description="keep trace.parquet (streamed while the run goes)")
+    trace_jsonl: bool = Field(False, description="also save trace.jsonl.gz, vector clocks included (small runs)")
+    shiviz: bool = Field(True, description="save trace.shiviz (skipped above max_export_events)")
+    max_export_events: int = Field(200_000, ge=0, description="no ShiViz or JSONL export of a longer trace")
     plots: bool = True
     progress: bool = Field(True, description="progress bar on stderr for runs longer than a few seconds")
 

@@ -23,11 +23,13 @@ EXAMPLES = """examples:
 """
 
 
-def analyse(cfg: RunConfig, datas: list[runner.RunData]) -> tuple[dict, dict]:
-    """The summary (per protocol and the comparison table) and the per-bucket series."""
+def analyse(cfg: RunConfig, datas: list[runner.RunData], check: bool = True) -> tuple[dict, dict]:
+    """The summary (per protocol and the comparison table) and the per-bucket series;
+    ``check=False`` skips the linearizability search (an interrupted run)."""
     from experiments import runner
 
-    summaries = {d.entry.tag: runner.summarize(d.history, d.events, d.sim_ms, d.entry, d.interrupted) for d in datas}
+    summaries = {d.entry.tag: runner.summarize(d.history, d.events, d.sim_ms, d.entry, d.interrupted, check=check)
+                 for d in datas}
     series = {d.entry.tag: runner.series(d.history, d.events, d.sim_ms) for d in datas}
     summary = {
         "experiment": cfg.experiment,
@@ -42,13 +44,14 @@ def analyse(cfg: RunConfig, datas: list[runner.RunData]) -> tuple[dict, dict]:
 
 
 def write_outputs(run_dir: Path, cfg: RunConfig, datas: list[runner.RunData], make_plots: bool = True,
-                  rewards: dict | None = None) -> tuple[dict, dict, list[Path]]:
+                  rewards: dict | None = None, check: bool = True) -> tuple[dict, dict, list[Path]]:
     """Write ``summary.json``, ``metrics.csv`` and (if asked) ``plots/*.png``; returns the summary,
-    the series and the plot paths."""
+    the series and the plot paths. A trace may be a list of events or a trace file: plots read
+    only its faults, and its messages only when there are few enough to draw."""
     from experiments import plots, results
     from metrics.timeline import partition_intervals
 
-    summary, series = analyse(cfg, datas)
+    summary, series = analyse(cfg, datas, check=check)
     results.write_json(run_dir / "summary.json", summary)
     results.write_csv(run_dir / "metrics.csv",
                       [{"protocol": label, **row} for label, rows in series.items() for row in rows])
@@ -57,18 +60,33 @@ def write_outputs(run_dir: Path, cfg: RunConfig, datas: list[runner.RunData], ma
         pdir = run_dir / "plots"
         pdir.mkdir(exist_ok=True)
         end = max(d.sim_ms for d in datas)
-        parts = partition_intervals(datas[0].events, end=end)  # the same scenario for every protocol
+        parts = partition_intervals(_faults(datas[0].events), end=end)  # the same scenario for every protocol
         paths.append(plots.timeline(pdir / "timeline.png", series, parts))
         paths.append(plots.latency(pdir / "latency.png", {d.entry.tag: d.history for d in datas}))
         for d in datas:
-            if plots.count_messages(d.events) <= plots.SPACETIME_MAX_MESSAGES:
-                paths.append(plots.spacetime(pdir / f"spacetime-{d.entry.tag}.png", d.events,
+            if _count_sends(d.events) <= plots.SPACETIME_MAX_MESSAGES:
+                paths.append(plots.spacetime(pdir / f"spacetime-{d.entry.tag}.png", list(d.events),
                                              cfg.world.nodes, d.entry.tag))
         if len(datas) > 1:
             paths.append(plots.compare(pdir / "compare.png", summary["table"]))
         if rewards:
             paths.append(plots.rewards(pdir / "rewards.png", rewards))
     return summary, series, paths
+
+
+def _faults(events) -> list:
+    """The partition and heal events of a trace (a list, or a trace file read by kind)."""
+    if hasattr(events, "counts"):
+        return list(events.events(kinds=("partition", "heal")))
+    return events
+
+
+def _count_sends(events) -> int:
+    from experiments import plots
+
+    if hasattr(events, "counts"):
+        return events.counts()["kinds"].get("send", 0)
+    return plots.count_messages(events)
 
 
 def load_run(run_dir: Path) -> tuple[RunConfig, list[runner.RunData]]:
@@ -90,9 +108,12 @@ def load_run(run_dir: Path) -> tuple[RunConfig, list[runner.RunData]]:
         folder = results.entry_dir(run_dir, entry.tag, compare)
         if not (folder / "history.jsonl").is_file():
             continue  # an interrupted comparison did not get to this protocol
-        if not (folder / "trace.jsonl.gz").is_file():
-            raise UserError(f"{folder}: no trace.jsonl.gz (the run had output.trace: false)")
-        history, events = results.load_records(folder)
+        try:
+            history, events = results.load_records(folder)
+        except FileNotFoundError:
+            raise UserError(f"{folder}: no trace.parquet or trace.jsonl.gz (the run had output.trace: false)") from None
+        except ValueError as e:
+            raise UserError(str(e)) from None
         sim_ms = reached.get(entry.tag, cfg.world.duration_ms)
         datas.append(runner.RunData(entry, history, events, sim_ms, sim_ms < cfg.world.duration_ms))
     if not datas:

@@ -8,8 +8,9 @@ exclusive ``mkdir`` (a random 6-hex id; retried on a clash), so two runs never s
     summary.json       the observer's measures, per protocol, and the comparison table
     metrics.csv        per-time-bucket availability and consistency, per protocol
     history.jsonl      client operations (records.Op, one JSON object a line)
-    trace.jsonl.gz     every trace event (records.Event), gzip-compressed JSON Lines
-    trace.shiviz       the trace as a ShiViz log
+    trace.parquet      every trace event, streamed while the run goes (schema: docs/trace.md)
+    trace.jsonl.gz     the same as JSON Lines, vector clocks included (output.trace_jsonl; small runs)
+    trace.shiviz       the trace as a ShiViz log (output.shiviz; skipped above output.max_export_events)
     plots/*.png        figures (experiments.plots)
     wandb/             the wandb run (offline unless the config says otherwise)
 
@@ -32,7 +33,7 @@ from pathlib import Path
 
 import yaml
 
-from envs.world.records import Event, Op, history_from_jsonl, history_to_jsonl
+from envs.world.records import Op, history_from_jsonl, history_to_jsonl
 
 STATUS_RUNNING, STATUS_COMPLETE, STATUS_INTERRUPTED, STATUS_FAILED = "running", "complete", "interrupted", "failed"
 
@@ -101,25 +102,56 @@ def read_status(run_dir: Path) -> dict:
 
 
 # --- a protocol's records -------------------------------------------------------------------------
-def save_records(folder: Path, history: list[Op], trace, trace_jsonl: bool = True, shiviz: bool = True) -> None:
-    """Write ``history.jsonl`` and (if asked) ``trace.jsonl.gz`` and ``trace.shiviz``; ``trace`` is
-    the sim's :class:`~envs.world.trace.Trace`."""
+#: above this many events a trace is not exported as ShiViz or JSON Lines (``output.max_export_events``)
+MAX_EXPORT_EVENTS = 200_000
+
+
+def save_records(folder: Path, history: list[Op], trace, parquet: bool = True, jsonl: bool = False,
+                 shiviz: bool = True, max_export_events: int = MAX_EXPORT_EVENTS) -> list[str]:
+    """Write ``history.jsonl`` and, if asked, ``trace.parquet``, ``trace.jsonl.gz`` and
+    ``trace.shiviz``. ``trace``: a :class:`~envs.world.tracefile.TraceFile` already in ``folder``
+    (a streamed run), or anything with ``events()`` (the sim's ``Trace``, a live run's). The two
+    exports are skipped for a trace of more than ``max_export_events`` events; returns a line for
+    each export skipped."""
+    from envs.world.tracefile import TraceFile, write_events
+
     folder.mkdir(parents=True, exist_ok=True)
     write_text(folder / "history.jsonl", history_to_jsonl(history))
-    if trace_jsonl:
-        buf = io.StringIO()
-        trace.write_jsonl(buf)
-        write_bytes(folder / "trace.jsonl.gz", gzip.compress(buf.getvalue().encode("utf-8"), mtime=0))
-    if shiviz:
-        buf = io.StringIO()
-        trace.write_shiviz(buf)
-        write_text(folder / "trace.shiviz", buf.getvalue())
+    if parquet and not isinstance(trace, TraceFile):
+        write_events(folder / "trace.parquet", trace.exported(), getattr(trace, "n", 0) or _nodes(trace))
+    notes = []
+    for wanted, name in ((jsonl, "trace.jsonl.gz"), (shiviz, "trace.shiviz")):
+        if not wanted:
+            continue
+        if len(trace) > max_export_events:
+            notes.append(f"{name} skipped: {len(trace)} events > output.max_export_events={max_export_events}")
+            continue
+        tmp = folder / f".{name}.tmp-{os.getpid()}"
+        if name.endswith(".gz"):
+            with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, \
+                    io.TextIOWrapper(gz, encoding="utf-8") as f:
+                trace.write_jsonl(f)
+        else:
+            with open(tmp, "w", encoding="utf-8") as f:
+                trace.write_shiviz(f)
+        os.replace(tmp, folder / name)
+    return notes
 
 
-def load_records(folder: Path) -> tuple[list[Op], list[Event]]:
-    """The history and trace saved by :func:`save_records`."""
+def _nodes(trace) -> int:
+    return 1 + max((e.node for e in trace.events() if e.node is not None), default=-1)
+
+
+def load_records(folder: Path):
+    """The history and trace saved by :func:`save_records`: the trace as a
+    :class:`~envs.world.tracefile.TraceFile` when ``trace.parquet`` is there, else the events of
+    ``trace.jsonl.gz`` as a list. ``FileNotFoundError`` when neither is."""
     from envs.world.trace import load_jsonl
+    from envs.world.tracefile import TraceFile
 
     history = history_from_jsonl((folder / "history.jsonl").read_text(encoding="utf-8"))
-    events = load_jsonl(str(folder / "trace.jsonl.gz"))
-    return history, events
+    if (folder / "trace.parquet").is_file():
+        return history, TraceFile(folder / "trace.parquet")
+    if (folder / "trace.jsonl.gz").is_file():
+        return history, load_jsonl(str(folder / "trace.jsonl.gz"))
+    raise FileNotFoundError(f"{folder}: no trace.parquet or trace.jsonl.gz")

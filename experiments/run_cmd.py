@@ -3,8 +3,10 @@
 The config is composed, overridden and validated before anything runs (a mistake: one line,
 exit 2, nothing written). Then each protocol runs in the sim under the same scenario, its history
 and trace are saved, the observer measures them, and the summary, the time series, plots and the
-wandb run are written. Ctrl-C or SIGTERM stops the simulation between two time slices; what there
-is gets saved and ``status.json`` says ``interrupted`` (exit 130).
+wandb run are written. Ctrl-C or SIGTERM stops the simulation between two chunks of events; what there
+is gets saved and ``status.json`` says ``interrupted`` (exit 130): the simulation stops within one chunk
+of events, its streamed trace and history are kept, and the summary skips the linearizability search;
+a signal after the simulation stops at once (``capgym report`` rebuilds the summary).
 """
 
 from __future__ import annotations
@@ -24,17 +26,25 @@ EXAMPLES = """examples:
 
 
 class StopFlag:
-    """Set by SIGINT/SIGTERM while a run is going; a second Ctrl-C stops at once."""
+    """Set by SIGINT/SIGTERM while a run is going; a second Ctrl-C stops at once.
+
+    While the simulation runs, a signal sets the flag and the sim stops at its next chunk (at most
+    ``runner.CHUNK_EVENTS`` events); the history and the trace are saved and the summary is made
+    without the linearizability search. Once the simulation is over (``simulating`` False) the
+    records are already on disk, so a signal stops at once (``capgym report`` rebuilds the rest).
+    """
 
     def __init__(self):
         self.set = False
+        self.simulating = True
         self._old = {}
 
     def __call__(self) -> bool:
         return self.set
 
     def _handle(self, signum, frame):
-        if self.set and signum == signal.SIGINT:
+        if (self.set and signum == signal.SIGINT) or not self.simulating:
+            self.set = True
             raise KeyboardInterrupt
         self.set = True
         print("\ncapgym run: stopping (interrupted); saving what there is", file=sys.stderr)
@@ -78,17 +88,28 @@ def execute(cfg, quiet: bool = False) -> tuple[Path, int]:
             for entry in cfg.entries():
                 if stop():
                     break
-                d = runner.run_entry(cfg, entry, stop, progress=cfg.output.progress and not quiet)
                 folder = results.entry_dir(run_dir, entry.tag, bool(cfg.compare))
-                results.save_records(folder, d.history, d.trace, cfg.output.trace, cfg.output.shiviz)
+                folder.mkdir(parents=True, exist_ok=True)
+                d = runner.run_entry(cfg, entry, stop, progress=cfg.output.progress and not quiet,
+                                     trace_path=folder / "trace.parquet")
+                for note in results.save_records(folder, d.history, d.trace, jsonl=cfg.output.trace_jsonl,
+                                                 shiviz=cfg.output.shiviz and not stop(),
+                                                 max_export_events=cfg.output.max_export_events):
+                    say(f"capgym run: {entry.tag}: {note}")
                 datas.append(d)
                 reached[entry.tag] = d.sim_ms
                 results.write_status(run_dir, results.STATUS_RUNNING, sim_ms=reached)
             interrupted = stop()
+            stop.simulating = False
             from experiments.report import write_outputs
 
             summary, series, paths = write_outputs(run_dir, cfg, datas,
-                                                   make_plots=cfg.output.plots and not interrupted)
+                                                   make_plots=cfg.output.plots and not interrupted,
+                                                   check=not interrupted)
+            if not cfg.output.trace:  # streamed for the measures, not kept
+                for d in datas:
+                    if hasattr(d.events, "path"):
+                        d.events.path.unlink(missing_ok=True)
     except KeyboardInterrupt:
         results.write_status(run_dir, results.STATUS_INTERRUPTED, sim_ms=reached)
         print(f"capgym run: interrupted; partial results in {run_dir}", file=sys.stderr)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -28,6 +29,10 @@ from experiments.config import ProtocolEntry, RunConfig
 LINEARIZABILITY_BUDGET_S = 30.0
 #: buckets of the time series in metrics.csv and the plots
 BUCKETS = 50
+#: the most events the sim runs between two looks at the stop flag and the trace buffer
+CHUNK_EVENTS = 16384
+#: trace events held in memory before they are written out (a streamed run)
+TRACE_BUFFER = 65536
 
 
 @dataclass
@@ -36,7 +41,7 @@ class RunData:
 
     entry: ProtocolEntry
     history: list[Op]
-    events: list[Event]
+    events: list[Event]  # or a TraceFile (streamed runs): iterable, read in batches
     sim_ms: float
     interrupted: bool = False
     stats: dict = field(default_factory=dict)
@@ -45,43 +50,77 @@ class RunData:
 
 # --- running ------------------------------------------------------------------------------------
 def simulate(cfg: RunConfig, entry: ProtocolEntry, stop: Callable[[], bool] = lambda: False,
-             progress: bool = True, slice_ms: float = 250.0) -> RunData:
+             progress: bool = True, slice_ms: float = 250.0, trace_path=None) -> RunData:
     """Run ``entry`` under the config's scenario until ``world.duration_ms`` or until ``stop()``.
 
-    The sim runs in slices of at most ``slice_ms`` of true time (and at most 1/100 of the run);
-    ``stop()`` is checked between slices. A tqdm bar on stderr appears for runs that take more
-    than two seconds.
+    The sim runs in slices of at most ``slice_ms`` of true time (and at most 1/100 of the run),
+    each cut into chunks of at most :data:`CHUNK_EVENTS` events; ``stop()`` is checked between
+    chunks, so an interrupt is seen within a fraction of a second. With ``trace_path`` the trace
+    streams into that Parquet file (:mod:`envs.world.tracefile`) whenever :data:`TRACE_BUFFER`
+    events wait, and ``RunData.events`` is the file, read back in batches; without it the trace
+    stays in memory (small runs, tests). A tqdm bar on stderr appears for runs that take more
+    than two seconds. ``RunData.stats["trace_s"]`` is the wall time spent writing the trace.
     """
     from tqdm import tqdm
 
     from agents import protocols
     from envs.world.build import build_sim
+    from envs.world.trace import FIELDS
+    from envs.world.tracefile import TraceFile, TraceWriter
 
     node_cls = protocols.get(entry.name)
     params = node_cls.Params(**entry.params) if hasattr(node_cls, "Params") else None
     sim = build_sim(cfg.scenario(), node_cls, params)
+    writer = None
+    trace_s = 0.0
+    if trace_path is not None:
+        writer = TraceWriter(trace_path, sim.n, FIELDS)
+        sim.trace.stream(writer.write, TRACE_BUFFER)
     end = cfg.world.duration_ms
     step = min(slice_ms, end / 100)
     interrupted = False
-    with tqdm(total=round(end), unit="ms", desc=entry.tag, delay=2.0, disable=not progress,
-              leave=False, dynamic_ncols=True) as bar:
-        t = 0.0
-        while t < end:
-            if stop():
-                interrupted = True
-                break
-            t = min(end, t + step)
-            sim.run(until=t)
-            bar.update(round(t) - bar.n)
-    return RunData(entry, list(sim.history), list(sim.trace.events()), sim.now, interrupted, sim.stats(), sim.trace)
+    try:
+        with tqdm(total=round(end), unit="ms", desc=entry.tag, delay=2.0, disable=not progress,
+                  leave=False, dynamic_ncols=True) as bar:
+            t = 0.0
+            while t < end and not interrupted:
+                t = min(end, t + step)
+                while True:
+                    reason = sim.run(until=t, max_events=CHUNK_EVENTS)
+                    if writer is not None:
+                        t0 = time.perf_counter()
+                        sim.trace.maybe_drain()
+                        trace_s += time.perf_counter() - t0
+                    if stop():
+                        interrupted = True
+                        break
+                    if reason != "max_events":
+                        break
+                bar.update(round(sim.now) - bar.n)
+        if writer is None:
+            return RunData(entry, list(sim.history), list(sim.trace.events()), sim.now, interrupted,
+                           sim.stats(), sim.trace)
+        t0 = time.perf_counter()
+        sim.trace.drain()
+        writer.close()
+        trace_s += time.perf_counter() - t0
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    stats = {**sim.stats(), "trace_s": trace_s}
+    sim.close()
+    events = TraceFile(trace_path)
+    return RunData(entry, list(sim.history), events, sim.now, interrupted, stats, events)
 
 
 def run_entry(cfg: RunConfig, entry: ProtocolEntry, stop: Callable[[], bool] = lambda: False,
-              progress: bool = True) -> RunData:
-    """Run one protocol entry in the config's runtime: the simulator, or live Ray actors."""
+              progress: bool = True, trace_path=None) -> RunData:
+    """Run one protocol entry in the config's runtime: the simulator (its trace streamed into
+    ``trace_path`` when given), or live Ray actors."""
     if cfg.runtime == "live":
         return run_live_entry(cfg, entry, stop)
-    return simulate(cfg, entry, stop, progress)
+    return simulate(cfg, entry, stop, progress, trace_path=trace_path)
 
 
 def run_live_entry(cfg: RunConfig, entry: ProtocolEntry, stop: Callable[[], bool] = lambda: False) -> RunData:
@@ -172,13 +211,29 @@ def linearizability(history: list[Op], budget_s: float = LINEARIZABILITY_BUDGET_
     return out
 
 
+def observed(events) -> tuple[list[Event], dict | None]:
+    """What the measures read of a trace: a list of :class:`Event` and columnar counts.
+
+    A trace file (:class:`~envs.world.tracefile.TraceFile`) gives its events other than
+    ``send``/``recv``/``drop`` (faults, lifecycle, client steps, protocol records: they grow with
+    operations and faults, not with messages) and its counts (``kinds``, ``sends_by_msg``,
+    ``drops_by_why``), made column by column without one object per message. A list is returned
+    as it is, with ``None`` for the counts (the measures count it themselves)."""
+    if hasattr(events, "counts"):
+        return list(events.events(exclude=("send", "recv", "drop"))), events.counts()
+    return events, None
+
+
 def summarize(history: list[Op], events: list[Event], sim_ms: float, entry: ProtocolEntry,
-              interrupted: bool = False) -> dict:
-    """The observer's measures of one protocol's run, headline figures first."""
+              interrupted: bool = False, check: bool = True) -> dict:
+    """The observer's measures of one protocol's run, headline figures first. ``events``: a list
+    or a trace file (:func:`observed`). ``check=False`` skips the linearizability search (its
+    verdict is then ``unknown``: an interrupted run saves what it has without waiting for it)."""
     from metrics import availability, cost, staleness
     from metrics.byzantine import correct_view, faulty_writes, log_agreement
     from metrics.timeline import partition_intervals
 
+    events, counts = observed(events)  # (message counts include any Byzantine nodes' messages)
     everything = history
     history, events, byzantine = correct_view(history, events)  # correct nodes and their clients only
     checked = history + faulty_writes(everything, {int(k) for k in byzantine["nodes"]}) if byzantine else history
@@ -188,7 +243,10 @@ def summarize(history: list[Op], events: list[Event], sim_ms: float, entry: Prot
     from metrics.sets import is_set_history, set_check
 
     set_verdict = set_check(history) if is_set_history(history) else None
-    co = cost.cost(history, events)
+    if counts is None:
+        co = cost.cost(history, events)
+    else:
+        co = cost.from_counts(history, counts["sends_by_msg"], counts["drops_by_why"])
     model = pick_model(history, entry.name)
     if st["stale_reads"] and model is not None and not byzantine:
         # a stale read (it missed a write that completed before it began) already proves the
@@ -196,6 +254,9 @@ def summarize(history: list[Op], events: list[Event], sim_ms: float, entry: Prot
         li = {"linearizable": False, "verdict": NOT_LINEARIZABLE, "model": model.name,
               "why": "stale reads: a read missed a write that completed before it began",
               "stale_examples": st["stale_examples"]}
+    elif not check:
+        li = {"linearizable": None, "verdict": UNKNOWN, "model": model.name if model else None,
+              "why": "not checked: the run was interrupted (capgym report checks it)"}
     else:
         li = linearizability(checked, protocol=entry.name)
     parts = partition_intervals(events, end=sim_ms)
@@ -260,6 +321,8 @@ def series(history: list[Op], events: list[Event], sim_ms: float, buckets: int =
     from metrics import staleness
     from metrics.timeline import partition_intervals
 
+    if hasattr(events, "counts"):  # a trace file: partitions are all the series needs of it
+        events = list(events.events(kinds=("partition", "heal")))
     width = sim_ms / buckets if sim_ms > 0 else 1.0
     parts = partition_intervals(events, end=sim_ms)
     writes = sorted((op for op in history if op.f not in staleness.READS), key=lambda op: op.invoke)

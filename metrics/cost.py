@@ -25,33 +25,37 @@ def cost(history: Sequence[Op], trace: Iterable[Event]) -> dict:
       ``dropped_by_why`` splits it by the event's ``why`` (``loss``, ``partition``, ``down``), since
       a message lost at random and one cut off by a partition are different faults.
     """
-    messages = dropped = 0
     nbytes = None
     by_type: Counter = Counter()
     by_why: Counter = Counter()
     for e in trace:
         if e.kind == "send":
-            messages += 1
             by_type[str(e.fields.get("msg"))] += 1
             b = e.fields.get("bytes")
             if b is not None:
                 nbytes = (nbytes or 0) + b
         elif e.kind == "drop":
-            dropped += 1
             by_why[str(e.fields.get("why"))] += 1
+    return from_counts(history, by_type, by_why, nbytes)
+
+
+def from_counts(history: Sequence[Op], sends_by_msg: dict, drops_by_why: dict, nbytes: int | None = None) -> dict:
+    """:func:`cost` from counts already made (``send`` events per message type, ``drop`` events
+    per ``why``): what a columnar trace gives without making one event per message."""
+    messages, dropped = sum(sends_by_msg.values()), sum(drops_by_why.values())
     ops = len(history)
     ok = sum(op.status == OK for op in history)
     return {
         "messages": messages,
         "bytes": nbytes,
         "dropped": dropped,
-        "dropped_by_why": dict(sorted(by_why.items())),
+        "dropped_by_why": dict(sorted(drops_by_why.items())),
         "ops": ops,
         "ok_ops": ok,
         "messages_per_op": messages / ops if ops else None,
         "bytes_per_op": nbytes / ops if ops and nbytes is not None else None,
         "messages_per_ok_op": messages / ok if ok else None,
-        "by_type": dict(sorted(by_type.items())),
+        "by_type": dict(sorted(sends_by_msg.items())),
     }
 
 

@@ -64,7 +64,8 @@ def test_records_round_trip(tmp_path):
     sim = build_sim(scn, Echo, Echo.Params())
     sim.run(until=400)
     results.save_records(tmp_path, sim.history, sim.trace)
-    history, events = results.load_records(tmp_path)
+    history, tf = results.load_records(tmp_path)
+    events = list(tf.events(vc=True))
     assert [op.to_dict() for op in history] == [op.to_dict() for op in sim.history]
     mem = list(sim.trace.events())
     assert len(events) == len(mem) > 0

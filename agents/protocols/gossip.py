@@ -21,12 +21,15 @@ class Params(BaseModel):
     fanout: int = Field(2, ge=1, description="peers contacted per gossip round")
 
 
+EMPTY = frozenset()
+
+
 class Gossip(Node):
     Params = Params
 
     def on_start(self, ctx):
         self.seen = set(ctx.durable.get("seen", ()))
-        self.known = {p: set() for p in ctx.peers}  # what each peer is known to have
+        self.known = {}  # what each peer is known to have (made when first needed: n^2 sets at n nodes otherwise)
         ctx.set_timer("gossip", self.params.interval_ms)
 
     def learn(self, ctx, values):
@@ -51,7 +54,7 @@ class Gossip(Node):
         peers = ctx.peers
         k = min(self.params.fanout, len(peers))
         for p in ctx.rng.sample(peers, k):
-            missing = self.seen - self.known[p]
+            missing = self.seen - self.known.get(p, EMPTY)
             if missing:
                 ctx.send(p, ("gossip", sorted(missing)))
         ctx.set_timer("gossip", self.params.interval_ms)
@@ -59,10 +62,10 @@ class Gossip(Node):
     def on_message(self, ctx, src, body):
         if body[0] == "gossip":
             self.learn(ctx, body[1])
-            self.known[src].update(body[1])
+            self.known.setdefault(src, set()).update(body[1])
             ctx.send(src, ("ack", body[1]))
         elif body[0] == "ack":
-            self.known[src].update(body[1])
+            self.known.setdefault(src, set()).update(body[1])
 
 
 NODE = Gossip

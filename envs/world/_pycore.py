@@ -67,7 +67,9 @@ class ContextBase:
 
     def __init__(self, sim: Loop, s: NodeState):
         self._sim, self._s = sim, s
-        self.peers = [i for i in range(sim.n) if i != s.id]
+        # the run's node ids, shared: at n nodes, n lists of n fresh ints would be n^2 objects
+        self.peers = list(sim.node_ids)
+        del self.peers[s.id]
 
     def now(self) -> float:
         """This node's own clock reading in ms (offset, drift and jitter included)."""

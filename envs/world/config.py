@@ -71,7 +71,7 @@ class ClockConfig(Strict):
 
 
 class WorldConfig(Strict):
-    nodes: int = Field(5, ge=1, le=1024)
+    nodes: int = Field(5, ge=1, le=10_000)
     duration_ms: float = Field(10_000.0, gt=0)
     processing_ms: float = Field(0.0, ge=0, description="true ms each handler takes")
     client_latency_ms: float = Field(0.5, ge=0)

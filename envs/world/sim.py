@@ -83,7 +83,7 @@ class Context(ContextBase):
     def __init__(self, sim: Sim, s: NodeState):
         ContextBase.__init__(self, sim, s)
         self.node_id = s.id
-        self.nodes = list(range(sim.n))
+        self.nodes = sim.node_ids
         self.rng = derive_rng(s.seed, "node", s.id, s.incarnation)
         self.durable = s.durable
 
@@ -187,6 +187,7 @@ class Sim(ClientSide, Loop):
             raise ValueError("a world needs at least one node")
         self._init_loop()
         self.n = n
+        self.node_ids = tuple(range(n))  # shared by every context (ctx.nodes)
         self.seed = seed
         self.net = network or Network(range(n), seed)
         clocks = list(clocks) if clocks is not None else [Clock() for _ in range(n)]

@@ -18,6 +18,7 @@ followed by a line ``host {"host": count, ...}`` giving its vector clock.
 
 from __future__ import annotations
 
+import gc
 import gzip
 import json
 from collections.abc import Callable, Iterator
@@ -66,11 +67,15 @@ def _jsonable(v):
 
 
 class Exports:
-    """JSON Lines and ShiViz exports of anything with ``events()``."""
+    """JSON Lines and ShiViz exports of anything with ``events()`` (vector clocks included)."""
+
+    def exported(self) -> Iterator[Event]:
+        """The events to export, with their vector clocks."""
+        return self.events()
 
     def write_jsonl(self, f: IO[str]) -> None:
         dumps = json.dumps
-        for e in self.events():
+        for e in self.exported():
             f.write(dumps(_jsonable(e.to_dict()), separators=(",", ":")) + "\n")
 
     def save_jsonl(self, path: str) -> None:
@@ -81,7 +86,7 @@ class Exports:
 
     def write_shiviz(self, f: IO[str]) -> None:
         f.write(SHIVIZ_REGEX + "\n\n")
-        for e in self.events():
+        for e in self.exported():
             if e.node is None:
                 continue
             clock = {host(i): c for i, c in enumerate(e.vc) if c}
@@ -120,6 +125,42 @@ class Trace(Exports):
         self._vc = [[0] * n for _ in range(n)]
         self._sent: dict[int, tuple] = {}  # message id -> vector clock of its send
         self._keep_sent = keep_sent  # a duplicated message is received more than once
+        self._sink = None  # set by stream()
+        self.buffer = 0
+        self.drained = 0  # events handed to the sink and forgotten
+        self._replayed = False  # replay() has run: its state must follow every event
+
+    def stream(self, sink: Callable[[list], None], buffer: int = 65536) -> None:
+        """Stream the trace: from now on :meth:`drain` hands the events recorded so far to
+        ``sink(records)`` (a list of raw tuples, in order) and forgets them, and :meth:`maybe_drain`
+        does so once ``buffer`` events are waiting. Vector clocks (``ctx.vclock``) keep working:
+        the replay's state is carried over, only its per-event record is dropped."""
+        self._sink, self.buffer = sink, buffer
+
+    def drain(self) -> None:
+        """Hand every event recorded so far to the sink and drop it from memory."""
+        raw = self.raw
+        if self._sink is None or not raw:
+            return
+        if self._replayed:  # someone read vector clocks: keep the replay's state up to the last event
+            self.replay()
+        # the sink makes a few objects per event and no cycles: a cyclic-GC pass over a big run's
+        # heap every few hundred of them would cost more than the writing (as in the core's loop)
+        gc_was_on = gc.isenabled()
+        gc.disable()
+        try:
+            self._sink(raw)
+        finally:
+            if gc_was_on:
+                gc.enable()
+        self.drained += len(raw)
+        raw.clear()  # in place: the core appends to this list
+        self.vcs.clear()
+
+    def maybe_drain(self) -> None:
+        """:meth:`drain` when the buffer is full."""
+        if self._sink is not None and len(self) - self.drained >= self.buffer:
+            self.drain()
 
     def follow(self, raw: list, flush: Callable[[], None], buffered: Callable[[], int]) -> None:
         """Take events from a runtime that buffers them: ``flush()`` appends them to ``raw`` (in the
@@ -134,11 +175,13 @@ class Trace(Exports):
         return self._raw
 
     def __len__(self) -> int:
-        return len(self._raw) + (self._buffered() if self._buffered is not None else 0)
+        """Events recorded so far (drained ones included)."""
+        return self.drained + len(self._raw) + (self._buffered() if self._buffered is not None else 0)
 
     def replay(self) -> None:
         """Bring the vector clocks up to the last recorded event."""
         raw, vcs, clocks, sent = self.raw, self.vcs, self._vc, self._sent
+        self._replayed = True
         if not self.messages:  # no causal record to derive them from
             vcs.extend([()] * (len(raw) - len(vcs)))
             return
