@@ -44,9 +44,29 @@ def folder_ok(out: Path, name: str) -> dict:
 
 
 def test_all_four_are_registered():
-    assert available() == ["raft-election", "cap", "pbs", "flp"]
+    assert available() == ["raft-election", "raft-split-vote", "cap", "pbs", "flp"]
     assert cdf([3, 1, 2]) == ([1, 2, 3], [1 / 3, 2 / 3, 1.0])
     assert percentile([1, 2, 3, math.inf], 50) == 2 and percentile([1, 2, 3, math.inf], 90) == math.inf
+
+
+def test_raft_split_vote_closed_form_and_sim(tmp_path):
+    """Ongaro 2014 thesis Sec. 9.2: the closed form gives the thesis's numbers, and real Raft
+    elections in the sim under the fixed-latency model split as often (quick: 500 per point)."""
+    from experiments.reproductions.raft_split_vote import closed_form, model_monte_carlo, sim_trial
+
+    assert round(closed_form(5, 4, 0.2), 3) == 0.181 and round(closed_form(9, 5, 0.2), 3) == 0.672
+    assert round(closed_form(5, 4, 0.01), 4) == 0.0006 and round(closed_form(9, 7, 0.2), 3) == 0.148
+    assert abs(model_monte_carlo(5, 4, 0.2, 100_000, 1) / 100_000 - 0.1808) < 0.005
+    # a trial is deterministic, and latency beyond the range splits every term (c = 3 of 4 within l)
+    assert [sim_trial(5, 4, 20.0, 100, 200, k) for k in range(30)] == [sim_trial(5, 4, 20.0, 100, 200, k)
+                                                                        for k in range(30)]
+    assert all(sim_trial(5, 4, 30.0, 100, 110, k) == "split" for k in range(10))
+    out, rc, _ = reproduce("raft-split-vote", quick=True, root=str(tmp_path), quiet=True)
+    assert rc == 0
+    f = folder_ok(out, "raft-split-vote")
+    assert f["failures_not_split"] == 0  # with fixed latency every failed term is a split vote
+    rates = dict(zip(f["points"], f["sim_rate"]))
+    assert rates["n=5 s=4 l=0.01"] < rates["n=5 s=4 l=0.1"] < rates["n=5 s=4 l=0.2"] < rates["n=9 s=5 l=0.2"]
 
 
 def test_raft_election_randomization_avoids_split_votes(tmp_path):
