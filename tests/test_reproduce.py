@@ -74,11 +74,35 @@ def test_raft_election_randomization_avoids_split_votes(tmp_path):
     out, rc, _ = reproduce("raft-election", quick=True, root=str(tmp_path), quiet=True)
     assert rc == 0
     f = folder_ok(out, "raft-election")
-    assert f["ranges"] == ["150-150ms", "150-175ms", "150-300ms"]
+    assert f["ranges"] == ["150-150ms", "150-155ms", "150-300ms", "12-24ms"]
     split, p90, elected = f["mean_split_votes"], f["p90_ms"], f["elected_fraction"]
     assert split[0] > split[1] > split[2] and split[0] >= 1  # wider range: fewer split votes
     assert p90[2] < p90[1] <= p90[0] and p90[2] < 400  # and a shorter tail
     assert elected[2] == 1.0 and elected[0] < 1.0
+
+
+def test_raft_fsync_time_delays_votes_and_timer_granularity_rounds():
+    """Raft's fsync_ms delays a vote reply by the disk write (the thesis's W); with no disk time the
+    same crash elects sooner; the timer tick makes the election timer fire on its multiples."""
+    from agents.protocols import raft
+    from experiments.reproductions.raft_election import Params, trial
+
+    base = dict(latency_ms=(0.1, 0.2), cap_ms=2000)
+    fast = [trial(Params(**base), 150, 300, k)["time_ms"] for k in range(6)]
+    slow = [trial(Params(**base, fsync_ms=(20, 20)), 150, 300, k)["time_ms"] for k in range(6)]
+    assert all(s >= f + 2 * 20 - 1 for f, s in zip(fast, slow)), (fast, slow)  # candidate's + voter's write
+    assert trial(Params(**base), 150, 155, 3) == trial(Params(**base), 150, 155, 3)  # same seed, same result
+
+    class Ctx:
+        def now(self):
+            return 7.3
+
+        def set_timer(self, name, after):
+            self.after = after
+
+    node, ctx = raft.Raft(raft.Params(timer_granularity_ms=4.0)), Ctx()
+    node.set_election_timer(ctx, 150.0)
+    assert abs(ctx.after + 7.3 - 160.0) < 1e-9  # 157.3 rounded up to the next multiple of 4
 
 
 def test_cap_curves(tmp_path):
