@@ -34,7 +34,8 @@ from experiments.run_cmd import StopFlag
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "reproduce"
 
 EXAMPLES = """examples:
-  capgym reproduce raft-election                Ongaro & Ousterhout 2014, Fig. 16 (election time CDF)
+  capgym reproduce raft-election                Ongaro & Ousterhout 2014, Fig. 16 (election time CDF, both graphs)
+  capgym reproduce raft-split-vote --quick      the Raft thesis 9.2: split votes with fixed latency vs the closed form
   capgym reproduce pbs --check                  exit 1 if a claim of the paper fails (paper vs ours in summary.txt)
   capgym reproduce cap --quick                  availability and linearizability vs partition fraction
   capgym reproduce pbs ps_reads=50000           Bailis et al. 2012 on the Dynamo store: p_s, k-staleness, WARS

@@ -44,9 +44,29 @@ def folder_ok(out: Path, name: str) -> dict:
 
 
 def test_all_four_are_registered():
-    assert available() == ["raft-election", "cap", "pbs", "flp"]
+    assert available() == ["raft-election", "raft-split-vote", "cap", "pbs", "flp"]
     assert cdf([3, 1, 2]) == ([1, 2, 3], [1 / 3, 2 / 3, 1.0])
     assert percentile([1, 2, 3, math.inf], 50) == 2 and percentile([1, 2, 3, math.inf], 90) == math.inf
+
+
+def test_raft_split_vote_closed_form_and_sim(tmp_path):
+    """Ongaro 2014 thesis Sec. 9.2: the closed form gives the thesis's numbers, and real Raft
+    elections in the sim under the fixed-latency model split as often (quick: 500 per point)."""
+    from experiments.reproductions.raft_split_vote import closed_form, model_monte_carlo, sim_trial
+
+    assert round(closed_form(5, 4, 0.2), 3) == 0.181 and round(closed_form(9, 5, 0.2), 3) == 0.672
+    assert round(closed_form(5, 4, 0.01), 4) == 0.0006 and round(closed_form(9, 7, 0.2), 3) == 0.148
+    assert abs(model_monte_carlo(5, 4, 0.2, 100_000, 1) / 100_000 - 0.1808) < 0.005
+    # a trial is deterministic, and latency beyond the range splits every term (c = 3 of 4 within l)
+    assert [sim_trial(5, 4, 20.0, 100, 200, k) for k in range(30)] == [sim_trial(5, 4, 20.0, 100, 200, k)
+                                                                        for k in range(30)]
+    assert all(sim_trial(5, 4, 30.0, 100, 110, k) == "split" for k in range(10))
+    out, rc, _ = reproduce("raft-split-vote", quick=True, root=str(tmp_path), quiet=True)
+    assert rc == 0
+    f = folder_ok(out, "raft-split-vote")
+    assert f["failures_not_split"] == 0  # with fixed latency every failed term is a split vote
+    rates = dict(zip(f["points"], f["sim_rate"]))
+    assert rates["n=5 s=4 l=0.01"] < rates["n=5 s=4 l=0.1"] < rates["n=5 s=4 l=0.2"] < rates["n=9 s=5 l=0.2"]
 
 
 def test_raft_election_randomization_avoids_split_votes(tmp_path):
@@ -54,11 +74,35 @@ def test_raft_election_randomization_avoids_split_votes(tmp_path):
     out, rc, _ = reproduce("raft-election", quick=True, root=str(tmp_path), quiet=True)
     assert rc == 0
     f = folder_ok(out, "raft-election")
-    assert f["ranges"] == ["150-150ms", "150-175ms", "150-300ms"]
+    assert f["ranges"] == ["150-150ms", "150-155ms", "150-300ms", "12-24ms"]
     split, p90, elected = f["mean_split_votes"], f["p90_ms"], f["elected_fraction"]
     assert split[0] > split[1] > split[2] and split[0] >= 1  # wider range: fewer split votes
     assert p90[2] < p90[1] <= p90[0] and p90[2] < 400  # and a shorter tail
     assert elected[2] == 1.0 and elected[0] < 1.0
+
+
+def test_raft_fsync_time_delays_votes_and_timer_granularity_rounds():
+    """Raft's fsync_ms delays a vote reply by the disk write (the thesis's W); with no disk time the
+    same crash elects sooner; the timer tick makes the election timer fire on its multiples."""
+    from agents.protocols import raft
+    from experiments.reproductions.raft_election import Params, trial
+
+    base = dict(latency_ms=(0.1, 0.2), cap_ms=2000)
+    fast = [trial(Params(**base), 150, 300, k)["time_ms"] for k in range(6)]
+    slow = [trial(Params(**base, fsync_ms=(20, 20)), 150, 300, k)["time_ms"] for k in range(6)]
+    assert all(s >= f + 2 * 20 - 1 for f, s in zip(fast, slow)), (fast, slow)  # candidate's + voter's write
+    assert trial(Params(**base), 150, 155, 3) == trial(Params(**base), 150, 155, 3)  # same seed, same result
+
+    class Ctx:
+        def now(self):
+            return 7.3
+
+        def set_timer(self, name, after):
+            self.after = after
+
+    node, ctx = raft.Raft(raft.Params(timer_granularity_ms=4.0)), Ctx()
+    node.set_election_timer(ctx, 150.0)
+    assert abs(ctx.after + 7.3 - 160.0) < 1e-9  # 157.3 rounded up to the next multiple of 4
 
 
 def test_cap_curves(tmp_path):

@@ -41,6 +41,13 @@ Implemented
   AppendEntries reply from a majority (itself included) within an election timeout steps down,
   so a leader that can send but not hear does not lead forever. Both are off by default: the
   paper's Raft.
+* ``fsync_ms = [lo, hi]``: the time a write to stable storage takes (uniform, node's clock; 0 by
+  default: an instant disk). A RequestVote, or a reply to one or to AppendEntries, that must
+  follow an fsync leaves only once the write is done (writes queue on one disk); the leader's own
+  AppendEntries go out at once, its disk write running in parallel (thesis §10.2.1). The thesis
+  names this time ``W`` in its election model (§9.1: ``E_s = 1 + M_s + 2L + W - U(0, 1/2)``).
+* ``timer_granularity_ms``: election timers fire only at multiples of this on the node's own
+  clock (0: exact), as with a coarse OS timer tick.
 * ``broadcast_delay_ms``: every Raft message waits this long (a timer on the node's clock)
   before it is sent, so that the paper's timing requirement ``broadcastTime << electionTimeout
   << MTBF`` (Section 5.6) can be studied; ``world.processing_ms`` adds handler time on top.
@@ -89,6 +96,9 @@ class Params(BaseModel):
         (150.0, 300.0), description="[lo, hi]: election timeouts are drawn uniformly here (node's own clock)")
     heartbeat_ms: float = Field(50.0, gt=0, description="leader's idle AppendEntries period")
     broadcast_delay_ms: float = Field(0.0, ge=0, description="delay before each RPC is sent (node's own clock)")
+    fsync_ms: tuple[float, float] = Field(
+        (0.0, 0.0), description="[lo, hi]: time one write to stable storage takes, uniform (node's own clock)")
+    timer_granularity_ms: float = Field(0.0, ge=0, description="election timers fire at multiples of this (0: exact)")
     timeout_choices_ms: list[float] = Field(
         default_factory=list, description="timeouts a learner may pick; empty: 5 evenly spaced in the range")
     max_entries: int = Field(64, ge=1, description="most log entries in one AppendEntries")
@@ -102,6 +112,8 @@ class Params(BaseModel):
         lo, hi = self.election_timeout_ms
         if not 0 < lo <= hi:
             raise ValueError("election_timeout_ms must be [lo, hi] with 0 < lo <= hi")
+        if not 0 <= self.fsync_ms[0] <= self.fsync_ms[1]:
+            raise ValueError("fsync_ms must be [lo, hi] with 0 <= lo <= hi")
         if self.heartbeat_ms >= lo:
             raise ValueError("heartbeat_ms must be below the election timeout's lo")
         if not self.timeout_choices_ms:
@@ -133,7 +145,8 @@ class Raft(Node):
         self.kv: dict = {}  # the state machine
         self.done: set = set()  # client operation ids already applied (Section 8)
         self.waiting: dict = {}  # op id -> ClientOp this node must answer
-        self.outbox: dict = {}  # delayed messages (broadcast_delay_ms)
+        self.outbox: dict = {}  # delayed messages (broadcast_delay_ms, fsync_ms)
+        self.disk_done = -math.inf  # own clock when the last write to stable storage completes (fsync_ms)
         self.sent = 0
         self.failed_elections = 0
         self.timeout_ms = self.params.election_timeout_ms[1]
@@ -158,14 +171,25 @@ class Raft(Node):
         if new_term:
             self.ask_timeout(ctx)
 
-    def send(self, ctx, dst, body):
-        """Send an RPC, after ``broadcast_delay_ms`` when one is configured."""
-        if self.params.broadcast_delay_ms <= 0:
+    def fsync(self, ctx):
+        """Persist (``ctx.fsync()``); with ``fsync_ms`` the write takes time, after any still running."""
+        ctx.fsync()
+        lo, hi = self.params.fsync_ms
+        if hi > 0:
+            self.disk_done = max(ctx.now(), self.disk_done) + ctx.rng.uniform(lo, hi)
+
+    def send(self, ctx, dst, body, after_fsync=False):
+        """Send an RPC, after ``broadcast_delay_ms`` when one is configured, and (``after_fsync``)
+        only once the last write to stable storage is done."""
+        delay = self.params.broadcast_delay_ms
+        if after_fsync:
+            delay += max(0.0, self.disk_done - ctx.now())
+        if delay <= 0:
             ctx.send(dst, body)
             return
         self.sent += 1
         self.outbox[self.sent] = (dst, body)
-        ctx.set_timer(("send", self.sent), self.params.broadcast_delay_ms)
+        ctx.set_timer(("send", self.sent), delay)
 
     # --- timers and learnable choices ----------------------------------------------------------
     def obs(self, ctx):
@@ -178,7 +202,15 @@ class Raft(Node):
 
     def reset_election_timer(self, ctx):
         self.heard_at = ctx.now()
-        ctx.set_timer("election", self.timeout_ms)
+        self.set_election_timer(ctx, self.timeout_ms)
+
+    def set_election_timer(self, ctx, after):
+        """The election timer, ``after`` ms from now, rounded up to the timer granularity."""
+        g = self.params.timer_granularity_ms
+        if g > 0:
+            now = ctx.now()
+            after = math.ceil((now + after) / g) * g - now
+        ctx.set_timer("election", after)
 
     def on_timer(self, ctx, name):
         if name == "election":
@@ -203,7 +235,7 @@ class Raft(Node):
             self.timeout_ms = choices[action] if action < len(choices) else ctx.rng.uniform(lo, hi)
             if self.state != LEADER:  # the running timer counts from heard_at with the new timeout
                 left = self.heard_at + self.timeout_ms - ctx.now()
-                ctx.set_timer("election", min(self.timeout_ms, max(0.0, left)))
+                self.set_election_timer(ctx, min(self.timeout_ms, max(0.0, left)))
         elif kind == "stand" and term == self.currentTerm + 1 and self.state != LEADER:
             if action == 1:
                 self.start_pre_vote(ctx) if self.params.prevote else self.start_election(ctx)
@@ -248,12 +280,12 @@ class Raft(Node):
         self.prevotes = None
         self.set_term(ctx, self.currentTerm + 1, ctx.node_id)
         self.votes = {ctx.node_id}
-        ctx.fsync()  # the new term and the vote for itself, on disk before asking for votes
+        self.fsync(ctx)  # the new term and the vote for itself, on disk before asking for votes
         ctx.record("candidate", term=self.currentTerm)
         self.reset_election_timer(ctx)
         li = self.last_index()
         for p in ctx.peers:
-            self.send(ctx, p, ("request_vote", self.currentTerm, ctx.node_id, li, self.term_at(li)))
+            self.send(ctx, p, ("request_vote", self.currentTerm, ctx.node_id, li, self.term_at(li)), after_fsync=True)
         if len(self.votes) >= self.majority(ctx):
             self.become_leader(ctx)
 
@@ -266,7 +298,7 @@ class Raft(Node):
         ctx.cancel_timer("election")
         self.nextIndex = {p: self.last_index() + 1 for p in ctx.peers}  # leader's last log index + 1
         self.log.append((self.currentTerm, None))  # the no-op goes out with the first AppendEntries
-        ctx.fsync()  # a leader counts itself among the replicas only for what is on its disk
+        self.fsync(ctx)  # a leader counts itself among the replicas only for what is on its disk
         self.matchIndex = {p: 0 for p in ctx.peers}
         self.advance_commit(ctx)
         self.replicate(ctx)
@@ -311,8 +343,8 @@ class Raft(Node):
             self.set_term(ctx, term, candidateId)
             ctx.record("vote", term=term, candidate=candidateId)
             self.reset_election_timer(ctx)
-        ctx.fsync()  # Figure 2: currentTerm and votedFor on stable storage before responding
-        self.send(ctx, candidateId, ("request_vote_reply", self.currentTerm, voteGranted))
+        self.fsync(ctx)  # Figure 2: currentTerm and votedFor on stable storage before responding
+        self.send(ctx, candidateId, ("request_vote_reply", self.currentTerm, voteGranted), after_fsync=True)
 
     def pre_vote(self, ctx, term, candidateId, lastLogIndex, lastLogTerm):
         """PreVote receiver (thesis 9.6): would vote for candidateId in ``term`` -- the term is new,
@@ -365,8 +397,8 @@ class Raft(Node):
         self.append_entries_reply_to(ctx, leaderId, True, last_new)
 
     def append_entries_reply_to(self, ctx, leaderId, success, index):
-        ctx.fsync()  # Figure 2: currentTerm, votedFor and log on stable storage before responding
-        self.send(ctx, leaderId, ("append_entries_reply", self.currentTerm, success, index))
+        self.fsync(ctx)  # Figure 2: currentTerm, votedFor and log on stable storage before responding
+        self.send(ctx, leaderId, ("append_entries_reply", self.currentTerm, success, index), after_fsync=True)
 
     def append_entries_reply(self, ctx, src, term, success, index):
         if self.state != LEADER or term != self.currentTerm:
@@ -458,7 +490,7 @@ class Raft(Node):
         """Leaders: append the command to the log; others forward it to the leader they know."""
         if self.state == LEADER:
             self.log.append((self.currentTerm, tuple(cmd)))
-            ctx.fsync()
+            self.fsync(ctx)
             self.advance_commit(ctx)  # a one-node cluster commits at once
             self.replicate(ctx)
         elif self.leaderId is not None and self.leaderId != src and hops < self.params.max_forward_hops:

@@ -21,6 +21,7 @@ import importlib
 #: reproduction name -> module
 REPRODUCTIONS = {
     "raft-election": "experiments.reproductions.raft_election",
+    "raft-split-vote": "experiments.reproductions.raft_split_vote",
     "cap": "experiments.reproductions.cap",
     "pbs": "experiments.reproductions.pbs",
     "flp": "experiments.reproductions.flp",
