@@ -65,6 +65,7 @@ def search(list ops, model, deadline, ok_status, unknown_status):
     cdef Py_ssize_t n = len(ops)
     cdef int tail = 2 * n + 1
     cdef int node, i, e, f, m, p, q, ns, state, phase, best, sp, frame_e
+    cdef Py_ssize_t k0
     cdef bint fresh, back, failed, done, has_unknown
     cdef long backtracks = 0
     events = []
@@ -150,10 +151,11 @@ def search(list ops, model, deadline, ok_status, unknown_status):
                         if ns >= 0:
                             nl = lin | bits[i]
                             seen = <set>cache[ns]
-                            if nl in seen:
+                            k0 = len(seen)
+                            seen.add(nl)  # (one hash: a set that did not grow already held it)
+                            if len(seen) == k0:
                                 back = True
                                 break
-                            seen.add(nl)
                             st_e[sp] = -f
                             st_state[sp] = state
                             st_phase[sp] = 0
@@ -188,8 +190,9 @@ def search(list ops, model, deadline, ok_status, unknown_status):
                     if ns >= 0:
                         nl = lin | bits[i]
                         seen = <set>cache[ns]
-                        if nl not in seen:
-                            seen.add(nl)
+                        k0 = len(seen)
+                        seen.add(nl)
+                        if len(seen) != k0:
                             st_e[sp] = e
                             st_state[sp] = state
                             st_phase[sp] = phase
