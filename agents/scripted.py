@@ -63,6 +63,22 @@ always_quorum = always(1)  # Register-v0
 always_refuse = always(2)  # Register-v0
 
 
+def election_eager(obs, mask) -> int:
+    """Election-v0: the shortest election timeout, and always stand (``obs[0]`` is 1 at a timeout
+    decision, ``obs[1]`` at a stand decision). The no-op when nothing is owed."""
+    if obs[0] > 0:
+        return 0
+    return 1 if obs[1] > 0 and mask[1] else _noop(mask)
+
+
+def election_shirker(obs, mask) -> int:
+    """Election-v0: the longest timeout, and never stand: leave leading to the others (a free rider
+    on a leader the others elect)."""
+    if obs[0] > 0:
+        return len(mask) - 3  # the longest of the k fixed timeouts (k: the textbook draw; k+1: no-op)
+    return 0 if obs[1] > 0 and mask[0] else _noop(mask)
+
+
 def greedy(obs, mask) -> int:
     """The highest-numbered legal choice (Commons-v0: harvest as much as possible)."""
     legal = [i for i, m in enumerate(mask[:-1]) if m]

@@ -8,8 +8,10 @@ The observer checks linearizability on every evaluation episode (Register-v0).
 
 The folder ``results/<experiment>/<time>-<id>/`` gets ``config.yaml``, ``status.json``,
 ``summary.json`` (``runs``: measures per policy; ``table``: one row per policy), ``metrics.csv``
-(one row per episode) and ``plots/compare.png``; ``--baselines`` adds scripted policies (random,
-and for Register-v0 always-local and always-quorum) under the same seeds.
+(one row per episode) and ``plots/compare.png``; ``--baselines`` adds scripted policies under the same
+seeds: random and textbook for every game, Register-v0's always-local and always-quorum,
+Election-v0's eager (shortest timeout, always stand) and shirker (longest, never stand), and
+Commons-v0's greedy and restrained.
 """
 
 from __future__ import annotations
@@ -115,13 +117,19 @@ def evaluate(policies: dict, spec: dict, seeds: list[int]) -> dict[str, list[dic
 
 
 def baselines(env_id: str, seed: int = 0) -> dict:
+    """The scripted policies played beside a trained one: ``random`` and ``textbook`` (the
+    protocol's own choice) for every game, and each game's scripted policies."""
     from agents import scripted
 
     rnd = scripted.make_random(seed)
-    out = {"random": lambda a, o, m: rnd(o, m)}
-    if env_id == "capgym/Register-v0":
-        out["always_local"] = lambda a, o, m: scripted.always_local(o, m)
-        out["always_quorum"] = lambda a, o, m: scripted.always_quorum(o, m)
+    per_game = {
+        "capgym/Register-v0": {"always_local": scripted.always_local, "always_quorum": scripted.always_quorum},
+        "capgym/Election-v0": {"eager": scripted.election_eager, "shirker": scripted.election_shirker},
+        "capgym/Commons-v0": {"greedy": scripted.greedy, "restrained": scripted.make_restrained()},
+    }
+    out = {"random": lambda a, o, m: rnd(o, m), "textbook": lambda a, o, m: scripted.textbook(o, m)}
+    for name, policy in per_game.get(env_id, {}).items():
+        out[name] = lambda a, o, m, p=policy: p(o, m)
     return out
 
 
