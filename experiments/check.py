@@ -64,15 +64,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _key_order(k):
-    """Keys sorted as numbers, then strings, then anything else by its repr."""
-    if isinstance(k, (int, float)) and not isinstance(k, bool):
-        return (0, k, "")
-    if isinstance(k, str):
-        return (1, 0, k)
-    return (2, 0, repr(k))
-
-
 def _verdict_line(path: str, r, where) -> str:
     from metrics.models import MODELS
 
@@ -100,7 +91,9 @@ def _verdict_line(path: str, r, where) -> str:
 
 def _key_lines(r) -> list[str]:
     words = {True: "linearizable", False: "NOT linearizable", "unknown": "unknown"}
-    parts = sorted(r.partitions, key=lambda p: _key_order(p.key))
+    from metrics.timeline import order  # keys as values: 2 before 10
+
+    parts = sorted(r.partitions, key=lambda p: order(p.key))
     return [f"  key {p.key!r}: {words[p.ok]} ({p.ops} ops)" for p in parts]
 
 

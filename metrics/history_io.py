@@ -43,6 +43,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from envs.world.records import FAIL, OK, STATUSES, UNKNOWN, Op, history_from_jsonl
+from metrics.models import freeze
 
 FORMATS = ("jepsen-log", "jepsen-edn", "jsonl")
 _TYPES = ("invoke", "ok", "fail", "info")
@@ -171,18 +172,12 @@ def _plain(v):
     if isinstance(v, (str, int, float, type(None))):
         return v
     if isinstance(v, Mapping):
-        return {_freeze(_plain(k)): _plain(x) for k, x in v.items()}
+        return {freeze(_plain(k)): _plain(x) for k, x in v.items()}
     if isinstance(v, Sequence):
         return [_plain(x) for x in v]
     if isinstance(v, (set, frozenset)):
-        return frozenset(_freeze(_plain(x)) for x in v)
+        return frozenset(freeze(_plain(x)) for x in v)
     return v  # Decimal, Fraction, datetime (#inst), UUID (#uuid): hashable as they are
-
-
-def _freeze(v):
-    from metrics.models import freeze
-
-    return freeze(v)
 
 
 def parse_edn_value(text: str):
@@ -540,5 +535,5 @@ def independent(ops: list[Op], where: str = "<history>") -> History:
             if output[0] != k:
                 raise HistoryError(f"{loc}: --independent: a read of key {_short(k)} returned key {_short(output[0])}")
             output = output[1]
-        out.append(Op(op.id, op.process, op.f, v, _freeze(k), op.node, op.invoke, op.complete, op.status, output))
+        out.append(Op(op.id, op.process, op.f, v, freeze(k), op.node, op.invoke, op.complete, op.status, output))
     return out
