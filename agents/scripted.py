@@ -12,6 +12,9 @@ no decision, and an agent that owes one and answers the no-op gets the protocol'
 * :func:`greedy` -- the highest legal choice (Commons-v0: the largest harvest);
 * :func:`make_restrained` -- Commons-v0: a small harvest while the known level is healthy.
 
+:data:`SCRIPTED` names them for the command line (``capgym evaluate --background NAME``, ``--baselines``):
+:func:`scripted_names` lists the names that apply to a game, :func:`make_scripted` builds one.
+
 :func:`run_episode` plays one whole episode of an AEC or Parallel environment with a policy per
 agent (or one for all) and returns the returns and the observer's global measures.
 :func:`schelling` plays every mix of a cooperating and a defecting policy: an N-player Schelling
@@ -95,6 +98,45 @@ def make_restrained(action: int = 1, threshold: float = 0.5) -> Policy:
         return action if obs[1] > 0 and obs[0] >= threshold and mask[action] else 0
 
     return policy
+
+
+ALL_GAMES = None  # a policy that applies to every game
+
+#: name -> (factory ``seed -> Policy``, the env ids it applies to or ``ALL_GAMES``, one line on what it does)
+SCRIPTED: dict[str, tuple[Callable[[int], Policy], tuple[str, ...] | None, str]] = {
+    "textbook": (lambda seed: textbook, ALL_GAMES, "the protocol's own (default) choice"),
+    "random": (make_random, ALL_GAMES, "uniform over the legal choices (seeded)"),
+    "always_local": (lambda seed: always_local, ("capgym/Register-v0",), "answer every operation locally"),
+    "always_quorum": (lambda seed: always_quorum, ("capgym/Register-v0",), "answer every operation by quorum"),
+    "always_refuse": (lambda seed: always_refuse, ("capgym/Register-v0",), "refuse every operation"),
+    "eager": (lambda seed: election_eager, ("capgym/Election-v0",), "shortest election timeout, always stand"),
+    "shirker": (lambda seed: election_shirker, ("capgym/Election-v0",), "longest election timeout, never stand"),
+    "greedy": (lambda seed: greedy, ("capgym/Commons-v0",), "the largest legal harvest"),
+    "restrained": (lambda seed: make_restrained(), ("capgym/Commons-v0",),
+                   "a small harvest while the known level is healthy, none below half"),
+}
+
+
+def _env_id(env_id: str) -> str:
+    return env_id if "/" in env_id else f"capgym/{env_id}"
+
+
+def scripted_names(env_id: str) -> list[str]:
+    """The names in :data:`SCRIPTED` that apply to the game ``env_id`` (``capgym/Register-v0`` or
+    ``Register-v0``), in the registry's order."""
+    env_id = _env_id(env_id)
+    return [n for n, (_f, games, _d) in SCRIPTED.items() if games is ALL_GAMES or env_id in games]
+
+
+def make_scripted(name: str, env_id: str, seed: int = 0) -> Policy:
+    """The scripted policy ``name`` for the game ``env_id``, from a generator seeded with ``seed``
+    (only ``random`` draws). ``ValueError`` (one line listing the valid names) when ``name`` is
+    unknown or does not apply to the game."""
+    valid = scripted_names(env_id)
+    if name not in valid:
+        why = "does not apply to" if name in SCRIPTED else "is not a scripted policy of"
+        raise ValueError(f"{name!r} {why} {_env_id(env_id)} (choose from {', '.join(valid)})")
+    return SCRIPTED[name][0](seed)
 
 
 def run_episode(env, policies: Policy | Mapping[str, Policy], seed: int | None = None) -> dict:

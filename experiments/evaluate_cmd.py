@@ -11,7 +11,10 @@ The folder ``results/<experiment>/<time>-<id>/`` gets ``config.yaml``, ``status.
 (one row per episode) and ``plots/compare.png``; ``--baselines`` adds scripted policies under the same
 seeds: random and textbook for every game, Register-v0's always-local and always-quorum,
 Election-v0's eager (shortest timeout, always stand) and shirker (longest, never stand), and
-Commons-v0's greedy and restrained.
+Commons-v0's greedy and restrained (``agents.scripted.SCRIPTED``).
+
+``--focal K --background POLICY`` (or ``--focal-nodes 0,3``) evaluates focal agents among
+background agents, as Melting Pot does: see ``FOCAL_HELP`` below and ``agents/population.py``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ EVAL_SEED_BASE = 900_000_000
 
 EXAMPLES = """examples:
   capgym evaluate results/train-register/<run>/
+  capgym evaluate results/train-register/<run>/ --focal 1 --background textbook
+  capgym evaluate results/train-register/<run>/ --focal-nodes 0,3 --background results/train-register/<other>/
   capgym evaluate results/train-register/<run>/checkpoint --seeds 1 2 3 --baselines
   capgym evaluate results/train-register/<run>/ env.params.faults=true --episodes 20
 """
@@ -118,19 +123,15 @@ def evaluate(policies: dict, spec: dict, seeds: list[int]) -> dict[str, list[dic
 
 def baselines(env_id: str, seed: int = 0) -> dict:
     """The scripted policies played beside a trained one: ``random`` and ``textbook`` (the
-    protocol's own choice) for every game, and each game's scripted policies."""
+    protocol's own choice) for every game, and each game's scripted policies
+    (``agents.scripted.SCRIPTED``; all but ``always_refuse``, which answers nothing)."""
     from agents import scripted
 
-    rnd = scripted.make_random(seed)
-    per_game = {
-        "capgym/Register-v0": {"always_local": scripted.always_local, "always_quorum": scripted.always_quorum},
-        "capgym/Election-v0": {"eager": scripted.election_eager, "shirker": scripted.election_shirker},
-        "capgym/Commons-v0": {"greedy": scripted.greedy, "restrained": scripted.make_restrained()},
-    }
-    out = {"random": lambda a, o, m: rnd(o, m), "textbook": lambda a, o, m: scripted.textbook(o, m)}
-    for name, policy in per_game.get(env_id, {}).items():
-        out[name] = lambda a, o, m, p=policy: p(o, m)
-    return out
+    def choose(policy):
+        return lambda a, o, m: policy(o, m)
+
+    return {name: choose(scripted.make_scripted(name, env_id, seed))
+            for name in scripted.scripted_names(env_id) if name != "always_refuse"}
 
 
 def table_row(label: str, agg: dict) -> dict:
@@ -179,7 +180,73 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def focal_seats(args: argparse.Namespace, n: int) -> list[int] | None:
+    """The focal seats (node indices) from ``--focal K`` (the first K) or ``--focal-nodes 0,3``;
+    ``None`` when neither is given."""
+    if args.focal is None and args.focal_nodes is None:
+        if args.background is not None:
+            raise UserError("--background: needs --focal K or --focal-nodes LIST")
+        return None
+    if args.focal is not None and args.focal_nodes is not None:
+        raise UserError("--focal-nodes: give --focal K or --focal-nodes LIST, not both")
+    if args.focal is not None:
+        if not 1 <= args.focal <= n:
+            raise UserError(f"--focal: must be between 1 and the game's {n} agents, not {args.focal}")
+        return list(range(args.focal))
+    try:
+        seats = [int(x) for x in args.focal_nodes.split(",")]
+    except ValueError:
+        raise UserError(f"--focal-nodes: comma-separated node indices like 0,3, not {args.focal_nodes!r}") from None
+    bad = [k for k in seats if not 0 <= k < n]
+    if bad:
+        raise UserError(f"--focal-nodes: node {bad[0]} does not exist (the game has nodes 0..{n - 1})")
+    if len(set(seats)) != len(seats):
+        raise UserError(f"--focal-nodes: a node is named twice in {args.focal_nodes!r}")
+    return sorted(seats)
+
+
+def background_seat(text: str, meta: dict, greedy: bool):
+    """``--background``: a scripted policy by name (``agents.scripted.SCRIPTED``) or, when ``text``
+    is an existing path, another run's checkpoint trained on the same game with the same agents."""
+    from agents import population
+    from agents.learn import checkpoint
+
+    env_id = meta["env"]["id"]
+    if Path(text).exists():
+        try:
+            bmeta, bweights = checkpoint.load(text)
+        except FileNotFoundError as e:
+            raise UserError(f"--background: {e}") from None
+        if bmeta["env"]["id"] != env_id or bmeta["agents"] != meta["agents"]:
+            raise UserError(f"--background: {text} was trained on {bmeta['env']['id']} with agents "
+                            f"{','.join(bmeta['agents'])}, not {env_id} with {','.join(meta['agents'])}")
+        return population.Seat("checkpoint", checkpoint.Policy(bmeta, bweights, greedy=greedy, seed=1),
+                               str(checkpoint.find(text)))
+    try:
+        return population.scripted_seat(text, env_id)
+    except ValueError as e:
+        raise UserError(f"--background: {e}, or a run folder with a checkpoint") from None
+
+
+def focal_summary(results_by: dict[str, list[dict]], focal: list[int], background: str) -> dict:
+    """Focal per-capita return (mean over episodes of the focal agents' mean return), background
+    per-capita return (``None`` when every seat is focal), the observer's welfare and measures of
+    the mixed population, and its welfare minus the all-background population's."""
+    eps = results_by["focal"]
+    agents = list(eps[0]["returns"])
+    fa = [agents[k] for k in focal]
+    ba = [a for a in agents if a not in fa]
+    per = lambda names: float(np.mean([np.mean([e["returns"][a] for a in names]) for e in eps])) if names else None
+    mixed, alone = aggregate(eps), aggregate(results_by["all_background"])
+    measures = {k: v for k, v in mixed.items() if k not in ("returns", "episodes")}
+    return {"nodes": focal, "background": background, "focal_per_capita_return": per(fa),
+            "background_per_capita_return": per(ba), "welfare": mixed["welfare"],
+            "welfare_all_background": alone["welfare"], "welfare_change": mixed["welfare"] - alone["welfare"],
+            "measures": measures}
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from agents import population
     from agents.learn import checkpoint
     from experiments import results
 
@@ -193,26 +260,61 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     spec = env_spec(meta["env"], args.overrides)
     make_eval_env(spec).close()  # validate before anything is written
     pol = checkpoint.Policy(meta, weights, greedy=not args.sample, seed=0)
-    policies = {"trained": pol.act}
+    focal = focal_seats(args, len(meta["agents"]))
+    extra: dict = {}
+    if focal is None:
+        policies = {"trained": pol.act}
+    else:
+        bg = background_seat(args.background or "textbook", meta, greedy=not args.sample)
+        mine = population.Seat("checkpoint", pol, str(checkpoint.find(args.path)))
+        n = len(meta["agents"])
+        policies = {"focal": population.Population(spec, n, focal, mine, bg).act,
+                    "all_background": population.Population(spec, n, [], mine, bg).act}
     if args.baselines:
         policies.update(baselines(spec["id"]))
     run_dir = results.new_run_dir(args.output_root, args.experiment)
     results.write_yaml(run_dir / "config.yaml", {"checkpoint": str(checkpoint.find(args.path)), "env": spec,
-                                                 "seeds": seeds, "greedy": not args.sample})
+                                                 "seeds": seeds, "greedy": not args.sample,
+                                                 **({} if focal is None else {"focal": focal, "background": bg.name})})
     results.write_status(run_dir, results.STATUS_RUNNING)
     by = evaluate(policies, spec, seeds)
+    if focal is not None:
+        extra["focal"] = focal_summary(by, focal, bg.name)
     summary = write_evaluation(run_dir, by, {"experiment": args.experiment, "env": spec["id"], "seeds": seeds,
-                                             "checkpoint": str(checkpoint.find(args.path))})
+                                             "checkpoint": str(checkpoint.find(args.path)), **extra})
     results.write_status(run_dir, results.STATUS_COMPLETE)
     if not args.quiet:
         print(format_table(summary["table"]))
+        if focal is not None:
+            print(format_focal(summary["focal"]))
         print(f"results: {run_dir}")
     return 0
 
 
+def format_focal(f: dict) -> str:
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"
+    return (f"focal nodes {','.join(map(str, f['nodes']))} among {f['background']}: focal per-capita return "
+            f"{fmt(f['focal_per_capita_return'])}, background per-capita return "
+            f"{fmt(f['background_per_capita_return'])}, welfare {fmt(f['welfare'])} "
+            f"(all background {fmt(f['welfare_all_background'])}, change {fmt(f['welfare_change'])})")
+
+
+FOCAL_HELP = """focal/background (Melting Pot's evaluation): --focal K seats the checkpoint's agents in
+the first K nodes (or --focal-nodes 0,3 in those), every other node played by --background: a
+scripted policy by name (default textbook) or another run's checkpoint folder. A checkpoint plays
+seat k with its agent node_k: with per-agent checkpoints (learner.share false) the network trained
+in seat k plays in seat k; with a shared one, the shared network with seat k's id. The summary's
+"focal" block gives focal and background per-capita return, the observer's welfare and measures,
+and the welfare change against every seat played by the background ("all_background" run)."""
+
+
 def register(subparsers) -> None:
+    from agents import scripted
+
+    names = "; ".join(f"{n} ({', '.join(g.removeprefix('capgym/') for g in games) if games else 'every game'})"
+                      for n, (_f, games, _d) in scripted.SCRIPTED.items())
     p = subparsers.add_parser("evaluate", help="run trained agents on held-out seeds and faults",
-                              description=__doc__.splitlines()[0], epilog=EXAMPLES,
+                              description=__doc__.split("\n\n")[0] + "\n\n" + FOCAL_HELP, epilog=EXAMPLES,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("path", metavar="CHECKPOINT_DIR_OR_RUN", help="a checkpoint folder or a training run folder")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
@@ -221,6 +323,12 @@ def register(subparsers) -> None:
     p.add_argument("--episodes", type=int, default=5, help="episodes when --seeds is not given (default 5)")
     p.add_argument("--sample", action="store_true", help="sample actions instead of taking the most likely")
     p.add_argument("--baselines", action="store_true", help="also evaluate scripted policies on the same seeds")
+    p.add_argument("--focal", type=int, metavar="K",
+                   help="the checkpoint plays the first K nodes (seat k: its network of node_k), --background the rest")
+    p.add_argument("--focal-nodes", metavar="LIST", help="the checkpoint plays these nodes, e.g. 0,3")
+    p.add_argument("--background", metavar="POLICY_OR_RUN",
+                   help=f"who plays the other nodes (default textbook): a scripted policy ({names}) "
+                        "or another run's folder (its network of node_k plays seat k)")
     p.add_argument("--experiment", default="evaluate", help="results/<experiment>/ (default: evaluate)")
     p.add_argument("--output-root", default="results", help="results root folder (default: results)")
     p.add_argument("-q", "--quiet", action="store_true")

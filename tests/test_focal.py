@@ -1,0 +1,138 @@
+"""``capgym evaluate --focal K --background POLICY``: focal seats play the checkpoint (its network of
+node_k in seat k), background seats the named scripted policy or another run's checkpoint; bad
+inputs stop with one line, exit status 2, nothing written."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+import torch
+
+from agents import population, scripted
+from agents.learn import checkpoint
+from agents.learn.config import TrainConfig
+from agents.learn.ppo import train
+from experiments.cli import main
+from experiments.evaluate_cmd import make_eval_env, play
+
+SCHEDULE = {"schedule": [{"at_ms": 300, "fault": "partition", "shape": "majority"}, {"at_ms": 800, "fault": "heal"}]}
+LOCAL, QUORUM, REFUSE, NOOP = 0, 1, 2, 3
+
+
+def rigged(folder, choices: dict[str, int]):
+    """A tiny trained Register-v0 checkpoint (3 nodes, 1 s) whose agent ``node_k`` is then made to
+    pick ``choices[node_k]`` whenever a decision is owed (a large bias on that logit): so a seat's
+    actions say which network played it."""
+    cfg = TrainConfig.model_validate({
+        "seed": 0, "env": {"params": {"nodes": 3, "duration_ms": 1000, "nemesis": SCHEDULE,
+                                      "check_linearizability": False}},
+        "ppo": {"total_steps": 256, "num_envs": 2, "num_steps": 64}})
+    tr = train(cfg)
+    for gi, w in enumerate(tr.weights):
+        agent = tr.agents[tr.groups[gi][0]]
+        key = max((k for k in w if k.startswith("actor.") and k.endswith(".bias")), key=lambda k: int(k.split(".")[1]))
+        w[key] = torch.zeros_like(w[key])
+        w[key][choices[agent]] = 100.0
+    return checkpoint.save(folder, tr)
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ck")
+    refuse = rigged(root / "refuse", {"node_0": REFUSE, "node_1": REFUSE, "node_2": LOCAL})
+    quorum = rigged(root / "quorum", dict.fromkeys(("node_0", "node_1", "node_2"), QUORUM))
+    return refuse, quorum
+
+
+def seat_actions(ck, focal, background: str, seed: int = 900_000_000) -> dict[str, Counter]:
+    """The decisions (non-no-op answers to an owed decision) each agent made in one episode."""
+    meta, weights = checkpoint.load(ck)
+    spec = meta["env"]
+    mine = population.Seat("checkpoint", checkpoint.Policy(meta, weights), "trained")
+    if background in scripted.SCRIPTED:
+        bg = population.scripted_seat(background, spec["id"])
+    else:
+        bm, bw = checkpoint.load(background)
+        bg = population.Seat("checkpoint", checkpoint.Policy(bm, bw), background)
+    pop = population.Population(spec, 3, focal, mine, bg)
+    seen: dict[str, Counter] = {a: Counter() for a in meta["agents"]}
+
+    def choose(agent, obs, mask):
+        a = pop.act(agent, obs, mask)
+        if obs[-1] > 0:  # a decision was owed
+            seen[agent][a] += 1
+        return a
+
+    play(make_eval_env(spec, check=False), choose, seed)
+    return seen
+
+
+def test_focal_seats_play_the_checkpoint_and_background_seats_the_named_policy(ckpts):
+    refuse, _ = ckpts
+    tb = seat_actions(refuse, [0], "textbook")
+    rnd = seat_actions(refuse, [0], "random")
+    assert set(tb["node_0"]) == {REFUSE} and set(rnd["node_0"]) == {REFUSE}  # node_0's network
+    for a in ("node_1", "node_2"):
+        assert set(tb[a]) == {NOOP}, tb[a]  # textbook: the no-op, i.e. the protocol's default
+        assert {LOCAL, QUORUM, REFUSE} <= set(rnd[a]), rnd[a]  # random: every legal choice
+    # --focal-nodes 2: seat 2 plays node_2's network (local), not node_0's (refuse)
+    other = seat_actions(refuse, [2], "textbook")
+    assert set(other["node_2"]) == {LOCAL} and set(other["node_0"]) == {NOOP}
+
+
+def test_background_checkpoint_plays_its_own_seats(ckpts):
+    refuse, quorum = ckpts
+    seen = seat_actions(refuse, [1], str(quorum))
+    assert set(seen["node_1"]) == {REFUSE}
+    assert set(seen["node_0"]) == {QUORUM} and set(seen["node_2"]) == {QUORUM}
+
+
+def test_focal_summary_from_the_command_line(ckpts, tmp_path, capsys):
+    refuse, _ = ckpts
+    root = tmp_path / "res"
+    out = {}
+    for bg in ("textbook", "always_local"):
+        assert main(["evaluate", str(refuse), "--focal", "2", "--background", bg, "--seeds", "1", "2",
+                     "--output-root", str(root), "--experiment", bg, "-q"]) == 0
+        (run,) = (root / bg).iterdir()
+        out[bg] = json.loads((run / "summary.json").read_text())
+    f = out["textbook"]["focal"]
+    assert f["nodes"] == [0, 1] and f["background"] == "textbook"
+    assert f["focal_per_capita_return"] < 0.0  # the focal seats refuse: no ok answers, only messages
+    assert f["background_per_capita_return"] > 5.0
+    assert set(out["textbook"]["runs"]) == {"focal", "all_background"}
+    assert f["welfare_change"] == pytest.approx(f["welfare"] - f["welfare_all_background"])
+    assert {"availability", "stale_fraction", "welfare"} <= set(f["measures"])
+    # a different background changes the background's figures, not who the focal seats are
+    g = out["always_local"]["focal"]
+    assert g["background"] == "always_local" and g["nodes"] == [0, 1]
+    assert g["background_per_capita_return"] != f["background_per_capita_return"]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--focal", "4"], "--focal"),
+    (["--focal", "0"], "--focal"),
+    (["--focal-nodes", "0,0"], "--focal-nodes"),
+    (["--focal-nodes", "0,7"], "--focal-nodes"),
+    (["--focal-nodes", "a"], "--focal-nodes"),
+    (["--focal", "1", "--focal-nodes", "0"], "--focal-nodes"),
+    (["--background", "random"], "--background"),
+    (["--focal", "1", "--background", "nope"], "always_quorum"),  # lists the valid names
+    (["--focal", "1", "--background", "eager"], "does not apply"),
+])
+def test_bad_focal_input_is_one_line_exit_2(ckpts, tmp_path, capsys, args, needle):
+    refuse, _ = ckpts
+    assert main(["evaluate", str(refuse), *args, "--output-root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err, err
+    assert not any(tmp_path.iterdir())
+
+
+def test_registry_names_per_game():
+    assert scripted.scripted_names("Register-v0")[:2] == ["textbook", "random"]
+    assert "eager" in scripted.scripted_names("capgym/Election-v0")
+    assert "eager" not in scripted.scripted_names("capgym/Commons-v0")
+    with pytest.raises(ValueError, match="choose from textbook, random"):
+        scripted.make_scripted("greedy", "capgym/Consensus-v0")
