@@ -72,18 +72,15 @@ class AskPolicy:
 
     def __init__(self, env_spec: dict, seat: Seat, k: int):
         self.env_spec, self.seat, self.k = env_spec, seat, k
-        self._game = None
+        self.game = game_of(env_spec)
 
     def __getstate__(self):
-        return {"env_spec": self.env_spec, "seat": self.seat, "k": self.k, "_game": None}
+        return {"env_spec": self.env_spec, "seat": self.seat, "k": self.k}
 
-    @property
-    def game(self):
-        if self._game is None:
-            from agents.learn.config import EnvSpec, make_env
-
-            self._game = make_env(EnvSpec(**self.env_spec)).game
-        return self._game
+    def __setstate__(self, state):
+        # built when unpickled (a live actor does it when it is warmed, before the run's clock starts)
+        self.__dict__.update(state)
+        self.game = game_of(self.env_spec)
 
     def __call__(self, ask) -> int:
         g = self.game
@@ -94,6 +91,22 @@ class AskPolicy:
         obs = [*g.features(ask), ask.t / 1000.0, 1.0]
         a = self.seat.act(f"node_{self.k}", obs, mask)
         return a if 0 <= a < k and mask[a] else ask.default
+
+
+_GAMES: dict = {}
+
+
+def game_of(env_spec: dict):
+    """The game object of ``env_spec`` (features and masks of an ``Ask``), one per spec and process."""
+    import json
+
+    key = json.dumps(env_spec, sort_keys=True, default=repr)
+    game = _GAMES.get(key)
+    if game is None:
+        from agents.learn.config import EnvSpec, make_env
+
+        game = _GAMES[key] = make_env(EnvSpec(**env_spec)).game
+    return game
 
 
 def scripted_seat(name: str, env_id: str, seed: int = 0) -> Seat:

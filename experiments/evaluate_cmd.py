@@ -87,16 +87,20 @@ def aggregate(episodes: list[dict]) -> dict:
     from agents.learn.runner import numeric_measures
 
     agents = list(episodes[0]["returns"])
-    R = np.array([[e["returns"][a] for a in agents] for e in episodes])
-    out: dict = {"episodes": len(episodes), "return_mean": float(R.mean()),
-                 "returns": {a: float(R[:, i].mean()) for i, a in enumerate(agents)}}
+    if any(r is None for e in episodes for r in e["returns"].values()):  # not measured (a live run's sim-only)
+        out: dict = {"episodes": len(episodes), "return_mean": None, "returns": dict.fromkeys(agents)}
+    else:
+        R = np.array([[e["returns"][a] for a in agents] for e in episodes])
+        out = {"episodes": len(episodes), "return_mean": float(R.mean()),
+               "returns": {a: float(R[:, i].mean()) for i, a in enumerate(agents)}}
     ms = [numeric_measures(e["global"]) for e in episodes]
     for k in sorted({k for m in ms for k in m}):
         out[k] = float(np.mean([m[k] for m in ms if k in m]))
     # over the episodes with a verdict: an unknown one (the checker's budget ran out) is neither
     lin = [v for e in episodes if isinstance(v := e["global"].get("linearizable"), bool)]
     out["linearizable_fraction"] = float(np.mean(lin)) if lin else None
-    out["welfare"] = float(np.mean([e.get("welfare", np.nan) for e in episodes]))
+    ws = [e.get("welfare", np.nan) for e in episodes]
+    out["welfare"] = None if any(w is None for w in ws) else float(np.mean(ws))
     return out
 
 
@@ -245,8 +249,81 @@ def focal_summary(results_by: dict[str, list[dict]], focal: list[int], backgroun
             "measures": measures}
 
 
+def populations(args: argparse.Namespace, meta: dict, weights: list, spec: dict
+                ) -> tuple[dict, list | None, str | None]:
+    """``(label -> agents.population.Population, focal seats or None, background name)``: the
+    trained agents in every seat (``trained``), or focal among background (``focal``, with the
+    ``all_background`` reference), and with ``--baselines`` each scripted policy in every seat."""
+    from agents import population, scripted
+    from agents.learn import checkpoint
+
+    n = len(meta["agents"])
+    pol = checkpoint.Policy(meta, weights, greedy=not args.sample, seed=0)
+    mine = population.Seat("checkpoint", pol, str(checkpoint.find(args.path)))
+    focal = focal_seats(args, n)
+    bg = None
+    if focal is None:
+        pops = {"trained": population.Population(spec, n, range(n), mine, mine)}
+    else:
+        bg = background_seat(args.background or "textbook", meta, greedy=not args.sample)
+        pops = {"focal": population.Population(spec, n, focal, mine, bg),
+                "all_background": population.Population(spec, n, [], mine, bg)}
+    if args.baselines:
+        for name in scripted.scripted_names(spec["id"]):
+            if name != "always_refuse":  # as baselines(): it answers nothing
+                seat = population.scripted_seat(name, spec["id"])
+                pops[name] = population.Population(spec, n, [], seat, seat)
+    return pops, focal, None if bg is None else bg.name
+
+
+def evaluate_live(pops: dict, spec: dict, seeds: list[int], address: str | None = None) -> dict[str, list[dict]]:
+    """Every population on every seed as live Ray actors (``experiments.evaluate_live``); one Ray
+    instance for all the runs (started here unless one is up or ``address`` names a cluster)."""
+    import ray
+
+    from experiments import evaluate_live
+    from experiments.live import _POOL, ensure_ray
+
+    env = make_eval_env(spec)
+    started = ensure_ray(address)
+    try:
+        return {label: [evaluate_live.play_live(env, pop, s) for s in seeds] for label, pop in pops.items()}
+    finally:
+        if started:
+            ray.shutdown()
+            _POOL.clear()
+
+
+#: the measures --compare-runtimes puts side by side (those a run has)
+COMPARED = ("return_mean", "welfare", "availability", "availability_partitioned", "stale_fraction",
+            "stale_reads", "ops", "messages", "decisions", "linearizable_fraction", "termination", "agreement",
+            "time_to_decide_ms", "rounds", "leaderless_fraction", "elections", "split_votes")
+
+
+def compare_runtimes(sim: dict[str, dict], live: dict[str, dict]) -> dict:
+    """Per policy, per measure both runtimes have a number for: ``{"sim", "live", "difference"}``
+    (live minus sim)."""
+    out: dict = {}
+    for label, s in sim.items():
+        lv = live[label]
+        row = {}
+        for k in COMPARED:
+            a, b = s.get(k), lv.get(k)
+            if isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool):
+                row[k] = {"sim": float(a), "live": float(b), "difference": float(b) - float(a)}
+        out[label] = row
+    return out
+
+
+def format_compare(cmp: dict) -> str:
+    lines = [f"{'policy':>16}  {'measure':>24}  {'sim':>10}  {'live':>10}  {'live - sim':>10}"]
+    for label, row in cmp.items():
+        for k, v in row.items():
+            lines.append(f"{label:>16}  {k:>24}  {v['sim']:>10.3f}  {v['live']:>10.3f}  {v['difference']:>10.3f}")
+    return "\n".join(lines)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from agents import population
     from agents.learn import checkpoint
     from experiments import results
 
@@ -259,34 +336,47 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     seeds = args.seeds if args.seeds else [EVAL_SEED_BASE + i for i in range(args.episodes)]
     spec = env_spec(meta["env"], args.overrides)
     make_eval_env(spec).close()  # validate before anything is written
-    pol = checkpoint.Policy(meta, weights, greedy=not args.sample, seed=0)
-    focal = focal_seats(args, len(meta["agents"]))
-    extra: dict = {}
-    if focal is None:
-        policies = {"trained": pol.act}
-    else:
-        bg = background_seat(args.background or "textbook", meta, greedy=not args.sample)
-        mine = population.Seat("checkpoint", pol, str(checkpoint.find(args.path)))
-        n = len(meta["agents"])
-        policies = {"focal": population.Population(spec, n, focal, mine, bg).act,
-                    "all_background": population.Population(spec, n, [], mine, bg).act}
-    if args.baselines:
-        policies.update(baselines(spec["id"]))
+    runtimes = ["sim", "live"] if args.compare_runtimes else [args.runtime]
+    if "live" in runtimes:
+        from experiments.evaluate_live import SIM_ONLY, check_live
+
+        check_live(spec["id"])
+    pops, focal, bg = populations(args, meta, weights, spec)
+    ckpt = str(checkpoint.find(args.path))
     run_dir = results.new_run_dir(args.output_root, args.experiment)
-    results.write_yaml(run_dir / "config.yaml", {"checkpoint": str(checkpoint.find(args.path)), "env": spec,
-                                                 "seeds": seeds, "greedy": not args.sample,
-                                                 **({} if focal is None else {"focal": focal, "background": bg.name})})
+    results.write_yaml(run_dir / "config.yaml", {"checkpoint": ckpt, "env": spec, "seeds": seeds,
+                                                 "greedy": not args.sample, "runtime": "+".join(runtimes),
+                                                 **({} if focal is None else {"focal": focal, "background": bg})})
     results.write_status(run_dir, results.STATUS_RUNNING)
-    by = evaluate(policies, spec, seeds)
-    if focal is not None:
-        extra["focal"] = focal_summary(by, focal, bg.name)
-    summary = write_evaluation(run_dir, by, {"experiment": args.experiment, "env": spec["id"], "seeds": seeds,
-                                             "checkpoint": str(checkpoint.find(args.path)), **extra})
+    extra: dict = {"experiment": args.experiment, "env": spec["id"], "seeds": seeds, "checkpoint": ckpt,
+                   "runtime": "+".join(runtimes)}
+    by: dict[str, list[dict]] = {}
+    per_runtime: dict[str, dict] = {}
+    for rt in runtimes:
+        got = (evaluate({k: p.act for k, p in pops.items()}, spec, seeds) if rt == "sim"
+               else evaluate_live(pops, spec, seeds, args.address))
+        per_runtime[rt] = got
+        suffix = "" if rt == runtimes[0] else f"@{rt}"
+        by.update({label + suffix: eps for label, eps in got.items()})
+        if focal is not None:
+            extra["focal" + suffix.replace("@", "_")] = focal_summary(got, focal, bg)
+    if "live" in runtimes:
+        extra["sim_only"] = SIM_ONLY[spec["id"]]
+        extra["live_stats"] = {label: [e["live"] for e in eps] for label, eps in per_runtime["live"].items()}
+    if args.compare_runtimes:
+        extra["compare"] = compare_runtimes({k: aggregate(v) for k, v in per_runtime["sim"].items()},
+                                            {k: aggregate(v) for k, v in per_runtime["live"].items()})
+    summary = write_evaluation(run_dir, by, extra)
     results.write_status(run_dir, results.STATUS_COMPLETE)
     if not args.quiet:
         print(format_table(summary["table"]))
-        if focal is not None:
-            print(format_focal(summary["focal"]))
+        for key in ("focal", "focal_live"):
+            if key in summary:
+                print(("live: " if key.endswith("live") else "") + format_focal(summary[key]))
+        if "compare" in summary:
+            print(format_compare(summary["compare"]))
+        if summary.get("sim_only"):
+            print(f"sim-only (not measured live): {', '.join(summary['sim_only'])}")
         print(f"results: {run_dir}")
     return 0
 
@@ -329,6 +419,12 @@ def register(subparsers) -> None:
     p.add_argument("--background", metavar="POLICY_OR_RUN",
                    help=f"who plays the other nodes (default textbook): a scripted policy ({names}) "
                         "or another run's folder (its network of node_k plays seat k)")
+    p.add_argument("--runtime", choices=("sim", "live"), default="sim",
+                   help="sim (default) or live: every node a Ray actor playing its seat's policy, same scenarios "
+                        "and fault schedules; measures read from sim node state are listed as sim-only")
+    p.add_argument("--compare-runtimes", action="store_true",
+                   help="run sim and live and report, per measure, sim, live and the difference")
+    p.add_argument("--address", help="the Ray cluster for --runtime live (default: a local Ray instance)")
     p.add_argument("--experiment", default="evaluate", help="results/<experiment>/ (default: evaluate)")
     p.add_argument("--output-root", default="results", help="results root folder (default: results)")
     p.add_argument("-q", "--quiet", action="store_true")

@@ -11,7 +11,7 @@ Entry point (what ``capgym run`` calls for ``runtime: live``)::
 
     from experiments.live import run_live
     history, events, stats = run_live(scenario, node_cls, params, address=None, agents=None,
-                                      options=None, stop=None)
+                                      options=None, stop=None, durable=None)
 
 * ``scenario``: a validated :class:`envs.world.config.ScenarioConfig` (or the plain dict of one);
 * ``node_cls``, ``params``: the protocol's node class and its validated ``Params`` (as for
@@ -22,6 +22,7 @@ Entry point (what ``capgym run`` calls for ``runtime: live``)::
   simulator's :class:`~envs.world.sim.Ask` is passed) answering that node's ``ctx.ask``;
 * ``options``: :class:`LiveOptions` (or a dict of its fields): batch interval, drain interval,
   CPU share per actor, spares, timeouts;
+* ``durable``: ``{node: dict}`` written on each node's disk before it starts;
 * ``stop``: a callable polled by the driver; when it returns True the run ends early
   (``stats["interrupted"]``).
 
@@ -83,8 +84,9 @@ def ensure_ray(address: str | None = None, num_cpus: float | None = None) -> boo
 
 def run_live(scenario: ScenarioConfig | dict, node_cls: type, params: Any = None, *, address: str | None = None,
              agents: dict | None = None, options: LiveOptions | dict | None = None,
-             stop: Callable[[], bool] | None = None) -> tuple[list, list, dict]:
-    """Run ``scenario`` live (see the module docstring); ``(history, events, stats)``."""
+             stop: Callable[[], bool] | None = None, durable: dict | None = None) -> tuple[list, list, dict]:
+    """Run ``scenario`` live (see the module docstring); ``(history, events, stats)``. ``durable``:
+    ``{node: dict}`` on each node's disk before it starts (e.g. Consensus-v0's private inputs)."""
     import ray
 
     from experiments.cli import UserError
@@ -100,6 +102,8 @@ def run_live(scenario: ScenarioConfig | dict, node_cls: type, params: Any = None
         world = LiveWorld(scn, node_cls, params, agents=agents, options=options)
     except ValueError as e:
         raise UserError(str(e)) from None
+    for i, d in (durable or {}).items():
+        world.states[i].durable.update(d)
     started = ensure_ray(address)
     try:
         world.run(stop=stop)

@@ -240,10 +240,13 @@ class LiveWorld(ClientSide):
         self._host = ray.get_runtime_context().get_node_id()
         self._run_id = f"{self.seed}-{time.time_ns()}"
         k = self.n + self.opt.spares
-        pooled = _pool_take(k, self.opt.start_timeout_s, (self.node_cls, self.params))
+        # the actors unpickle the node program and the agents' policies (importing what they need,
+        # e.g. torch) before the run's clock starts
+        warm = (self.node_cls, self.params, *self.agents.values())
+        pooled = _pool_take(k, self.opt.start_timeout_s, warm)
         fresh = [self._new_actor() for _ in range(k - len(pooled))]
         try:
-            pings = ray.get([a.ping.remote(self.node_cls, self.params) for a in fresh],
+            pings = ray.get([a.ping.remote(*warm) for a in fresh],
                             timeout=self.opt.start_timeout_s)
         except ray.exceptions.GetTimeoutError:
             for a in fresh + [a for a, _ in pooled]:
@@ -261,7 +264,7 @@ class LiveWorld(ClientSide):
         peers = self._peers()
         self._t0 = time.monotonic()
         net, nets = self._net_for_start()
-        refs = [st.actor.init.remote(self._spec(st), self._t0, st.offset, {}, peers, net,
+        refs = [st.actor.init.remote(self._spec(st), self._t0, st.offset, dict(st.durable), peers, net,
                                      self.agents.get(st.id), nets) for st in self.states]
         try:
             ray.get(refs, timeout=self.opt.start_timeout_s)
@@ -277,7 +280,7 @@ class LiveWorld(ClientSide):
             _mono, host = ray.get(actor.ping.remote(), timeout=self.opt.start_timeout_s)
             off = self._offset(actor, host)
         spare = self._new_actor()  # replace it in the background
-        self._waiting[spare.ping.remote(self.node_cls, self.params)] = ("spare", spare)
+        self._waiting[spare.ping.remote(self.node_cls, self.params, *self.agents.values())] = ("spare", spare)
         return actor, off
 
     # --- faults (the nemesis calls these) ----------------------------------------------------------

@@ -1,0 +1,160 @@
+"""``capgym evaluate RUN --runtime live``: trained agents as live Ray actors, one per node.
+
+Each evaluation seed's scenario is the game's own (``Game.scenario(seed)``: the same nodes,
+network, clocks, workload and fault schedule as the simulated episode of that seed), run by
+:func:`experiments.live.run_live` with seat ``k``'s policy (``agents.population.AskPolicy``)
+answering node ``k``'s decisions inside its actor. The observer's measures are then computed from
+the live run's history and trace, the way the game computes them in the simulator:
+
+* **Register-v0**: every measure (``ops``, ``decisions``, ``messages``, ``stale_reads``,
+  ``stale_fraction``, ``reads``, ``availability``, ``availability_partitioned``, ``linearizable``),
+  the local returns (``ok_reward`` per operation answered ok in time, ``msg_cost`` per message
+  sent) and the welfare (returns less ``stale_penalty`` per stale read, per agent, less
+  ``nonlinearizable_penalty``).
+* **Consensus-v0**: ``metrics.consensus`` over the trace, the returns (the decide reward and own
+  bias from each node's ``decide`` record, ``round_cost`` per decision) and the welfare. The
+  private inputs are put on each node's disk before it starts, as the environment does.
+* **Election-v0**: ``metrics.election`` over the trace (safety, time without a leader, elections,
+  split votes). What the environment samples from the simulator's node state every ``tick_ms``
+  (each node's local return for knowing a leader, the effective-leader fraction, hence the welfare)
+  is not computed live: listed under ``sim_only`` in the summary.
+* **Commons-v0** cannot be played live: the harvested resource is the environment's, outside the
+  nodes (one line, exit status 2).
+
+Live runs keep real time: the figures vary from run to run even with the same seed (see
+``docs/live.md``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from experiments.cli import UserError
+
+#: what a live evaluation cannot compute, per game (read from the simulator's node state)
+SIM_ONLY = {
+    "capgym/Register-v0": [],
+    "capgym/Consensus-v0": [],
+    "capgym/Election-v0": ["effective_leader_fraction", "returns", "return_mean", "welfare"],
+}
+NOT_LIVE = {"capgym/Commons-v0": "the harvested resource is the environment's, outside the nodes"}
+
+
+def check_live(env_id: str) -> None:
+    """UserError (one line) when ``env_id`` cannot be played live."""
+    if env_id in NOT_LIVE:
+        raise UserError(f"--runtime: {env_id} cannot run live: {NOT_LIVE[env_id]}")
+    if env_id not in SIM_ONLY:
+        raise UserError(f"--runtime: no live evaluation for {env_id} (choose from {', '.join(SIM_ONLY)})")
+
+
+def play_live(env, population, seed: int, address: str | None = None, options: dict | None = None) -> dict:
+    """One live episode of the game of ``env`` (an evaluation environment, used only for its game's
+    scenario, node program and parameters) with ``population``'s seats as node policies.
+
+    Returns the episode dict of ``experiments.evaluate_cmd.play`` (``seed``, ``returns`` per agent,
+    ``steps``: the decisions made, ``global``: the observer's measures, ``welfare``) plus ``live``:
+    the live runtime's stats (``experiments.live.run_live``)."""
+    from experiments.live import run_live
+
+    game = env.unwrapped.game if hasattr(env, "unwrapped") else env.game
+    scn = game.scenario(seed)
+    cls, params = game.node_program()
+    n = game.cfg.nodes
+    agents = {k: population.ask_policy(k) for k in range(n)}
+    durable = None
+    if game.name == "Consensus-v0":
+        durable = {i: {"input": v} for i, v in enumerate(consensus_inputs(game, seed))}
+    history, events, stats = run_live(scn, cls, params, address=address, agents=agents, options=options,
+                                      durable=durable)
+    m = MEASURES[game.name](game, scn, history, events, stats, seed)
+    returns = m.pop("returns")
+    welfare = m.pop("welfare")
+    names = [f"node_{k}" for k in range(n)]
+    return {"seed": seed, "steps": m["decisions"], "welfare": welfare, "live": stats,
+            "returns": dict.fromkeys(names, float("nan")) if returns is None else dict(zip(names, returns)),
+            "global": {**m, "returns": returns}}
+
+
+def _sends(events, n: int) -> list[int]:
+    c = Counter(e.node for e in events if e.kind == "send")
+    return [c.get(i, 0) for i in range(n)]
+
+
+def register_measures(game, scn, history, events, stats, seed) -> dict:
+    """Register-v0's measures, local returns and welfare from a history and a trace."""
+    from envs.register import StaleReads
+    from envs.world.records import OK
+    from metrics.availability import availability
+    from metrics.staleness import staleness
+
+    cfg, n = game.cfg, game.cfg.nodes
+    hist = sorted(history, key=lambda op: (op.complete is None, op.complete or 0.0, op.id))
+    st = staleness(hist, visibility=False)
+    av = availability(hist, [e for e in events if e.kind in ("partition", "heal")], latency=False)
+    sends = _sends(events, n)
+    ok = Counter(op.node for op in hist if op.status == OK)
+    returns = [round(cfg.ok_reward * ok.get(i, 0) - cfg.msg_cost * sends[i], 6) for i in range(n)]
+    m = {"ops": len(hist), "decisions": sum(1 for e in events if e.kind == "decision"),
+         "messages": sum(sends), "stale_reads": st["stale_reads"], "stale_fraction": st["stale_fraction"],
+         "reads": st["reads"], "availability": av["ok_fraction"],
+         "availability_partitioned": av["ok_fraction_partitioned"], "counts": av["counts"], "linearizable": None}
+    if cfg.check_linearizability:
+        from metrics.linearizability import check
+        from metrics.models import KV, REGISTER
+
+        model = KV if (scn.workload.keys or any(op.f in ("get", "put", "append") for op in hist)) else REGISTER
+        m["linearizable"] = check([op for op in hist if op.f in model.ops], model,
+                                  timeout=cfg.linearizability_timeout_s).ok
+    # the welfare charges stale reads as the environment's online detector finds them
+    ops = scn.workload.ops or {}
+    online = StaleReads(appends=bool(ops.get("append")))
+    stale = sum(online.complete(op) for op in hist if op.complete is not None)
+    welfare = (sum(returns) - cfg.stale_penalty * stale) / n
+    welfare -= cfg.nonlinearizable_penalty if m["linearizable"] is False else 0.0
+    return {**m, "returns": returns, "welfare": welfare}
+
+
+def consensus_inputs(game, seed: int) -> list[int]:
+    """Each node's private input, drawn as the environment draws it."""
+    from envs.world.rng import derive_rng
+
+    if game.cfg.inputs is not None:
+        return list(game.cfg.inputs)
+    rng = derive_rng(seed, "inputs")
+    return [rng.randrange(2) for _ in range(game.cfg.nodes)]
+
+
+def consensus_measures(game, scn, history, events, stats, seed) -> dict:
+    """Consensus-v0's measures, local returns and welfare from a trace."""
+    from metrics.consensus import consensus
+
+    cfg, n = game.cfg, game.cfg.nodes
+    inputs = consensus_inputs(game, seed)
+    decided: list = [None] * n
+    earned = [0.0] * n
+    for e in events:
+        if e.kind == "decide" and decided[e.node] is None:
+            v = e.fields["value"]
+            decided[e.node] = v
+            earned[e.node] += cfg.decide_reward + (cfg.own_bias if v == inputs[e.node] else 0.0)
+        elif e.kind == "decision":
+            earned[e.node] -= cfg.round_cost
+    m = consensus(events, nodes=range(n))
+    m.update(inputs=inputs, decided=decided, decisions=sum(1 for e in events if e.kind == "decision"))
+    returns = [round(x, 6) for x in earned]
+    welfare = sum(returns) / n + game.terminal_welfare(None, m)
+    return {**m, "returns": returns, "welfare": welfare}
+
+
+def election_measures(game, scn, history, events, stats, seed) -> dict:
+    """Election-v0's trace measures; the sampled ones are sim-only (``SIM_ONLY``)."""
+    from metrics.election import election
+
+    m = election(events, start=0.0, end=stats["true_time_ms"])
+    m["decisions"] = sum(1 for e in events if e.kind == "decision")
+    return {**m, "returns": None, "welfare": float("nan")}
+
+
+MEASURES = {"Register-v0": register_measures, "Consensus-v0": consensus_measures,
+            "Election-v0": election_measures}
