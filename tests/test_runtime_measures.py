@@ -1,0 +1,52 @@
+"""The measures ``capgym evaluate --runtime live`` computes from a run's history and trace
+(``experiments.evaluate_live``) are the environment's: on simulated episodes (the trace kept in
+full), Register-v0's and Consensus-v0's measures, local returns and welfare equal what the
+environment reports. No Ray needed."""
+
+from __future__ import annotations
+
+import pytest
+
+import envs.base
+from agents import population
+from envs.world.build import build_sim
+from experiments import evaluate_live
+from experiments.cli import UserError
+from experiments.evaluate_cmd import make_eval_env, play
+
+
+@pytest.fixture
+def full_trace(monkeypatch):
+    """Environments keep every send in their trace (they drop them by default; live traces have them)."""
+    monkeypatch.setattr(envs.base, "build_sim", lambda *a, **k: build_sim(*a, **{**k, "full_trace": True}))
+
+
+@pytest.mark.parametrize("env_id", ["capgym/Register-v0", "capgym/Consensus-v0"])
+def test_measures_from_history_and_trace_equal_the_environments(full_trace, env_id):
+    spec = {"id": env_id, "params": {"nodes": 5, "duration_ms": 1000, "faults": True}}
+    env = make_eval_env(spec)
+    compared = 0
+    for name in ("textbook", "random"):
+        seat = population.scripted_seat(name, env_id)
+        pop = population.Population(spec, 5, [], seat, seat)
+        for seed in (1, 2):
+            got = play(env, pop.act, seed)
+            ep = env.episode
+            m = evaluate_live.MEASURES[ep.game.name](ep.game, ep.scn, list(ep.sim.history),
+                                                     list(ep.sim.trace.events()), {"true_time_ms": ep.sim.now}, seed)
+            assert m.pop("welfare") == pytest.approx(ep.welfare, abs=1e-6)
+            assert m["returns"] == pytest.approx(ep.returns(), abs=1e-6)
+            assert m["returns"] == pytest.approx(list(got["returns"].values()), abs=1e-6)
+            assert m["decisions"] > 0
+            for k, v in m.items():
+                assert got["global"][k] == v, k
+                compared += 1
+    assert compared > 20
+
+
+def test_what_cannot_run_live_says_so_in_one_line():
+    with pytest.raises(UserError, match="Commons-v0 cannot run live") as e:
+        evaluate_live.check_live("capgym/Commons-v0")
+    assert "\n" not in str(e.value)
+    evaluate_live.check_live("capgym/Register-v0")
+    assert "effective_leader_fraction" in evaluate_live.SIM_ONLY["capgym/Election-v0"]
