@@ -232,20 +232,34 @@ def background_seat(text: str, meta: dict, greedy: bool):
         raise UserError(f"--background: {e}, or a run folder with a checkpoint") from None
 
 
+def local_returns(ep: dict) -> list | None:
+    """Each agent's *local* return in an episode (what its own node earned: the game's ``returns``
+    measure), whatever reward mode the environment pays; ``None`` when not measured."""
+    r = ep["global"].get("returns", list(ep["returns"].values()))
+    return None if r is None or any(x is None for x in r) else list(r)
+
+
 def focal_summary(results_by: dict[str, list[dict]], focal: list[int], background: str) -> dict:
-    """Focal per-capita return (mean over episodes of the focal agents' mean return), background
-    per-capita return (``None`` when every seat is focal), the observer's welfare and measures of
-    the mixed population, and its welfare minus the all-background population's."""
+    """Focal per-capita return (mean over episodes of the focal agents' mean *local* return: what
+    their own nodes earned, whatever reward they were trained on), background per-capita return
+    (``None`` when every seat is focal), the observer's welfare and measures of the mixed
+    population, and its welfare minus the all-background population's."""
     eps = results_by["focal"]
-    agents = list(eps[0]["returns"])
-    fa = [agents[k] for k in focal]
-    ba = [a for a in agents if a not in fa]
-    per = lambda names: float(np.mean([np.mean([e["returns"][a] for a in names]) for e in eps])) if names else None
+    n = len(eps[0]["returns"])
+    bg = [k for k in range(n) if k not in focal]
+    rs = [local_returns(e) for e in eps]
+
+    def per(seats):
+        if not seats or any(r is None for r in rs):
+            return None
+        return float(np.mean([np.mean([r[k] for k in seats]) for r in rs]))
+
     mixed, alone = aggregate(eps), aggregate(results_by["all_background"])
     measures = {k: v for k, v in mixed.items() if k not in ("returns", "episodes")}
-    return {"nodes": focal, "background": background, "focal_per_capita_return": per(fa),
-            "background_per_capita_return": per(ba), "welfare": mixed["welfare"],
-            "welfare_all_background": alone["welfare"], "welfare_change": mixed["welfare"] - alone["welfare"],
+    change = None if mixed["welfare"] is None or alone["welfare"] is None else mixed["welfare"] - alone["welfare"]
+    return {"nodes": focal, "background": background, "focal_per_capita_return": per(focal),
+            "background_per_capita_return": per(bg), "welfare": mixed["welfare"],
+            "welfare_all_background": alone["welfare"], "welfare_change": change,
             "measures": measures}
 
 
@@ -383,8 +397,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def format_focal(f: dict) -> str:
     fmt = lambda v: "-" if v is None else f"{v:.3f}"
-    return (f"focal nodes {','.join(map(str, f['nodes']))} among {f['background']}: focal per-capita return "
-            f"{fmt(f['focal_per_capita_return'])}, background per-capita return "
+    return (f"focal nodes {','.join(map(str, f['nodes']))} among {f['background']}: focal per-capita local return "
+            f"{fmt(f['focal_per_capita_return'])}, background's "
             f"{fmt(f['background_per_capita_return'])}, welfare {fmt(f['welfare'])} "
             f"(all background {fmt(f['welfare_all_background'])}, change {fmt(f['welfare_change'])})")
 
@@ -394,7 +408,8 @@ the first K nodes (or --focal-nodes 0,3 in those), every other node played by --
 scripted policy by name (default textbook) or another run's checkpoint folder. A checkpoint plays
 seat k with its agent node_k: with per-agent checkpoints (learner.share false) the network trained
 in seat k plays in seat k; with a shared one, the shared network with seat k's id. The summary's
-"focal" block gives focal and background per-capita return, the observer's welfare and measures,
+"focal" block gives focal and background per-capita local return (what their own nodes earned,
+whatever reward they were trained on), the observer's welfare and measures,
 and the welfare change against every seat played by the background ("all_background" run)."""
 
 

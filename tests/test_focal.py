@@ -93,11 +93,12 @@ def test_focal_summary_from_the_command_line(ckpts, tmp_path, capsys):
     refuse, _ = ckpts
     root = tmp_path / "res"
     out = {}
-    for bg in ("textbook", "always_local"):
-        assert main(["evaluate", str(refuse), "--focal", "2", "--background", bg, "--seeds", "1", "2",
-                     "--output-root", str(root), "--experiment", bg, "-q"]) == 0
-        (run,) = (root / bg).iterdir()
-        out[bg] = json.loads((run / "summary.json").read_text())
+    for bg, extra in (("textbook", []), ("always_local", []), ("textbook", ["env.params.reward_mode=global"])):
+        name = f"{bg}{len(extra)}"
+        assert main(["evaluate", str(refuse), *extra, "--focal", "2", "--background", bg, "--seeds", "1", "2",
+                     "--output-root", str(root), "--experiment", name, "-q"]) == 0
+        (run,) = (root / name).iterdir()
+        out[bg if not extra else "global"] = json.loads((run / "summary.json").read_text())
     f = out["textbook"]["focal"]
     assert f["nodes"] == [0, 1] and f["background"] == "textbook"
     assert f["focal_per_capita_return"] < 0.0  # the focal seats refuse: no ok answers, only messages
@@ -109,6 +110,11 @@ def test_focal_summary_from_the_command_line(ckpts, tmp_path, capsys):
     g = out["always_local"]["focal"]
     assert g["background"] == "always_local" and g["nodes"] == [0, 1]
     assert g["background_per_capita_return"] != f["background_per_capita_return"]
+    # per-capita returns are local (what each seat's node earned), whatever reward the env pays
+    h = out["global"]["focal"]
+    assert h["focal_per_capita_return"] == f["focal_per_capita_return"]
+    assert h["background_per_capita_return"] == f["background_per_capita_return"]
+    assert len(set(out["global"]["runs"]["focal"]["returns"].values())) == 1  # the global reward: one for all
 
 
 @pytest.mark.parametrize("args, needle", [
