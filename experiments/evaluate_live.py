@@ -37,6 +37,10 @@ SIM_ONLY = {
     "capgym/Consensus-v0": [],
     "capgym/Election-v0": ["effective_leader_fraction", "returns", "return_mean", "welfare"],
 }
+#: live options of an evaluation: the node actors import torch and the game to unpickle the agents'
+#: policies before the run's clock starts, which on a loaded 2-core machine takes more than the
+#: default minute when six fresh Ray workers do it at once
+OPTIONS = {"start_timeout_s": 300.0}
 NOT_LIVE = {"capgym/Commons-v0": "the harvested resource is the environment's, outside the nodes"}
 
 
@@ -65,7 +69,7 @@ def play_live(env, population, seed: int, address: str | None = None, options: d
     durable = None
     if game.name == "Consensus-v0":
         durable = {i: {"input": v} for i, v in enumerate(consensus_inputs(game, seed))}
-    history, events, stats = run_live(scn, cls, params, address=address, agents=agents, options=options,
+    history, events, stats = run_live(scn, cls, params, address=address, agents=agents, options=options or OPTIONS,
                                       durable=durable)
     m = MEASURES[game.name](game, scn, history, events, stats, seed)
     returns = m.pop("returns")
