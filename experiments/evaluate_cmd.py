@@ -308,24 +308,21 @@ def evaluate_live(pops: dict, spec: dict, seeds: list[int], address: str | None 
             _POOL.clear()
 
 
-#: the measures --compare-runtimes puts side by side (those a run has)
-COMPARED = ("return_mean", "welfare", "availability", "availability_partitioned", "stale_fraction",
-            "stale_reads", "ops", "messages", "decisions", "linearizable_fraction", "termination", "agreement",
-            "time_to_decide_ms", "rounds", "leaderless_fraction", "elections", "split_votes")
+#: shown first by --compare-runtimes (then every other numeric measure both runtimes have)
+FIRST = ("return_mean", "welfare", "availability", "availability_partitioned", "stale_fraction", "stale_reads",
+         "ops", "messages", "decisions", "linearizable_fraction")
 
 
 def compare_runtimes(sim: dict[str, dict], live: dict[str, dict]) -> dict:
-    """Per policy, per measure both runtimes have a number for: ``{"sim", "live", "difference"}``
-    (live minus sim)."""
+    """Per policy, per measure both runtimes have a number for (aggregates of :func:`aggregate`):
+    ``{"sim", "live", "difference"}`` (live minus sim)."""
     out: dict = {}
+    num = lambda v: isinstance(v, int | float) and not isinstance(v, bool)
     for label, s in sim.items():
         lv = live[label]
-        row = {}
-        for k in COMPARED:
-            a, b = s.get(k), lv.get(k)
-            if isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool):
-                row[k] = {"sim": float(a), "live": float(b), "difference": float(b) - float(a)}
-        out[label] = row
+        keys = [k for k in FIRST if k in s] + sorted(k for k in s if k not in FIRST and k != "episodes")
+        out[label] = {k: {"sim": float(s[k]), "live": float(lv[k]), "difference": float(lv[k]) - float(s[k])}
+                      for k in keys if num(s.get(k)) and num(lv.get(k))}
     return out
 
 

@@ -57,8 +57,8 @@ def play_live(env, population, seed: int, address: str | None = None, options: d
     scenario, node program and parameters) with ``population``'s seats as node policies.
 
     Returns the episode dict of ``experiments.evaluate_cmd.play`` (``seed``, ``returns`` per agent,
-    ``steps``: the decisions made, ``global``: the observer's measures, ``welfare``) plus ``live``:
-    the live runtime's stats (``experiments.live.run_live``)."""
+    ``steps``: the decisions made, ``global``: the observer's measures, ``welfare``; ``None`` for
+    what is sim-only) plus ``live``: the live runtime's stats (``experiments.live.run_live``)."""
     from experiments.live import run_live
 
     game = env.unwrapped.game if hasattr(env, "unwrapped") else env.game
@@ -76,7 +76,7 @@ def play_live(env, population, seed: int, address: str | None = None, options: d
     welfare = m.pop("welfare")
     names = [f"node_{k}" for k in range(n)]
     return {"seed": seed, "steps": m["decisions"], "welfare": welfare, "live": stats,
-            "returns": dict.fromkeys(names, float("nan")) if returns is None else dict(zip(names, returns)),
+            "returns": dict.fromkeys(names) if returns is None else dict(zip(names, returns)),
             "global": {**m, "returns": returns}}
 
 
@@ -157,7 +157,7 @@ def election_measures(game, scn, history, events, stats, seed) -> dict:
 
     m = election(events, start=0.0, end=stats["true_time_ms"])
     m["decisions"] = sum(1 for e in events if e.kind == "decision")
-    return {**m, "returns": None, "welfare": float("nan")}
+    return {**m, "returns": None, "welfare": None}
 
 
 MEASURES = {"Register-v0": register_measures, "Consensus-v0": consensus_measures,

@@ -50,3 +50,20 @@ def test_what_cannot_run_live_says_so_in_one_line():
     assert "\n" not in str(e.value)
     evaluate_live.check_live("capgym/Register-v0")
     assert "effective_leader_fraction" in evaluate_live.SIM_ONLY["capgym/Election-v0"]
+
+
+def test_commons_live_evaluation_is_refused_before_anything_is_written(tmp_path, capsys):
+    from agents.learn import checkpoint
+    from agents.learn.config import TrainConfig
+    from agents.learn.ppo import train
+    from experiments.cli import main
+
+    cfg = TrainConfig.model_validate({"env": {"id": "capgym/Commons-v0", "params": {"nodes": 3, "duration_ms": 500}},
+                                      "ppo": {"total_steps": 128, "num_envs": 2, "num_steps": 64}})
+    ck = checkpoint.save(tmp_path / "ck", train(cfg))
+    out = tmp_path / "res"
+    for flag in (["--runtime", "live"], ["--compare-runtimes"]):
+        assert main(["evaluate", str(ck), *flag, "--output-root", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Commons-v0 cannot run live" in err, err
+    assert not out.exists()
