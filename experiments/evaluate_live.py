@@ -65,6 +65,7 @@ def play_live(env, population, seed: int, address: str | None = None, options: d
     scn = game.scenario(seed)
     cls, params = game.node_program()
     n = game.cfg.nodes
+    population.reset()  # recurrent policies start the episode with zero memory (each actor gets a copy)
     agents = {k: population.ask_policy(k) for k in range(n)}
     durable = None
     if game.name == "Consensus-v0":
