@@ -24,7 +24,7 @@ from experiments.reproductions.claims import (
     relative,
 )
 
-FIELDS = {"claim", "paper", "source", "ours", "tolerance", "basis", "holds"}
+FIELDS = {"claim", "paper", "source", "ours", "tolerance", "basis", "holds", "evidence"}
 
 
 def folder_ok(out: Path, name: str) -> dict:
@@ -230,6 +230,25 @@ def test_claim_helpers():
             claim("c", 1, "s", 2, False, "t", "b", deviation="explained by the ablation in docs")]
     assert [c["claim"] for c in failing(rows)] == ["b"]
     assert claim("x", 1, "s", math.inf, False, "t", "b")["ours"] == "inf"  # JSON-friendly
+
+
+def test_claims_say_what_kind_of_evidence_they_are(tmp_path):
+    """A formula checked against the paper's printed number, or a bound from one side, is told
+    apart from a two-sided measurement: in the row, the summary's count and the Markdown table."""
+    from experiments.reproductions.claims import markdown, table
+
+    rows = [claim("a", 1, "s", 1, True, "t", "b"), claim("b", 1, "s", 1, True, "t", "b", evidence="computed"),
+            claim("c", 1, "s", 0, True, "t", "b", evidence="one-sided")]
+    assert [c["evidence"] for c in rows] == ["measured", "computed", "one-sided"]
+    assert "evidence: 1 measured, 1 one-sided, 1 computed" in table(rows)
+    assert "[holds] (computed) b" in table(rows) and "| computed | yes |" in markdown(rows)
+    with pytest.raises(ValueError, match="evidence"):
+        claim("d", 1, "s", 1, True, "t", "b", evidence="strong")
+    out, rc, _ = reproduce("raft-split-vote", quick=True, root=str(tmp_path), quiet=True)
+    kinds = {c["claim"].split(": ", 1)[1]: c["evidence"] for c in json.loads((out / "results.json").read_text())["claims"]}
+    assert kinds == {"the closed form gives the thesis's split-vote rate": "computed",
+                     "the sim's split-vote rate matches the closed form": "measured",
+                     "a numpy Monte Carlo of the model alone matches the closed form": "computed"}
 
 
 def test_commons_schelling_and_learners(tmp_path):
