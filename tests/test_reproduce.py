@@ -245,7 +245,8 @@ def test_claims_say_what_kind_of_evidence_they_are(tmp_path):
     with pytest.raises(ValueError, match="evidence"):
         claim("d", 1, "s", 1, True, "t", "b", evidence="strong")
     out, rc, _ = reproduce("raft-split-vote", quick=True, root=str(tmp_path), quiet=True)
-    kinds = {c["claim"].split(": ", 1)[1]: c["evidence"] for c in json.loads((out / "results.json").read_text())["claims"]}
+    claims = json.loads((out / "results.json").read_text())["claims"]
+    kinds = {c["claim"].split(": ", 1)[1]: c["evidence"] for c in claims}
     assert kinds == {"the closed form gives the thesis's split-vote rate": "computed",
                      "the sim's split-vote rate matches the closed form": "measured",
                      "a numpy Monte Carlo of the model alone matches the closed form": "computed"}

@@ -36,7 +36,6 @@ import math
 import random
 from collections.abc import Callable, Sequence
 
-
 EVIDENCE = ("measured", "one-sided", "computed")
 
 
@@ -134,8 +133,8 @@ def table(claims: Sequence[dict]) -> str:
     for c in claims:
         verdict = "holds" if c["holds"] else ("DEVIATION" if c.get("deviation") else "FAILS")
         kind = "" if c.get("evidence", "measured") == "measured" else f" ({c['evidence']})"
-        lines.append(f"  [{verdict}]{kind} {c['claim']}: paper {fmt(c['paper'])} ({c['source']}), ours {fmt(c['ours'])}; "
-                     f"{c['tolerance']} ({c['basis']})")
+        lines.append(f"  [{verdict}]{kind} {c['claim']}: paper {fmt(c['paper'])} ({c['source']}), "
+                     f"ours {fmt(c['ours'])}; {c['tolerance']} ({c['basis']})")
         if c.get("deviation") and not c["holds"]:
             lines.append(f"      deviation: {c['deviation']}")
     return "\n".join(lines)
