@@ -312,6 +312,7 @@ def write_run(run_dir: Path, cfg, datas: list, summary: dict, series: dict, mess
         page.html(f'<p class="note" id="window-{esc(d.entry.tag)}">{esc(d.entry.tag)}: {text}</p>')
         panels.append(TabPanel(child=fig, title=d.entry.tag))
     if panels:
+        page.html('<div id="spacetime"></div>')
         page.plot(Tabs(tabs=panels, sizing_mode="stretch_width") if len(panels) > 1 else panels[0].child)
     for d in datas:
         s = summary.get("runs", {}).get(d.entry.tag, {})
@@ -382,7 +383,8 @@ def timeline_figure(series: dict[str, list[dict]], faults: list, end: float):
 KIND_LOOK = {"send": ("circle", "#1f77b4"), "recv": ("circle", "#2ca02c"), "drop": ("x", "#d62728"),
              "timer": ("diamond", "#aaaaaa"), "client": ("square", "#9467bd"), "reply": ("square", "#e377c2"),
              "partition": ("triangle", "#d62728"), "heal": ("triangle", "#2ca02c"), "crash": ("x", "#000000"),
-             "start": ("star", "#000000"), "loss": ("triangle", "#ff7f0e")}
+             "start": ("star", "#000000"), "loss": ("triangle", "#ff7f0e"), "ask": ("circle", "#bcbd22"),
+             "decision": ("circle", "#8c564b")}
 OTHER_LOOK = ("circle", "#17becf")
 
 
@@ -848,11 +850,14 @@ def _sweep_sections(folder: Path, page: Page, light: bool, plots: bool) -> None:
                 rel = p.relative_to(folder) if p.is_absolute() and p.is_relative_to(folder) else p
                 link = f'<a href="{esc(rel)}/report.html">{esc(rel)}</a>'
             rows.append({**{k: v for k, v in r.items() if k != "run_dir"}, "folder": link})
-        cols = [k for k in rows[0] if k != "folder"]
+        cols = [k for k in ["run", *keys, "policy", "seed", "protocol", "status", measure] if k in rows[0]]
         head = "".join(f"<th>{esc(c)}</th>" for c in cols + ["folder (its page)"])
         body = "".join("<tr>" + "".join(f"<td>{esc(fmt(r.get(c)))}</td>" for c in cols) + f"<td>{r['folder']}</td></tr>"
                        for r in rows[:MAX_TABLE_ROWS])
-        page.html(f'<h2>Trials</h2><table class="t"><tr>{head}</tr>{body}</table>')
+        extra = len(rows) - MAX_TABLE_ROWS
+        more = f'<p class="note">{extra} more rows in sweep.csv</p>' if extra > 0 else ""
+        page.html(f'<h2>Trials</h2><p class="note">every trial\'s own folder, with its light page; all '
+                  f'measures in sweep.csv</p><table class="t"><tr>{head}</tr>{body}</table>{more}')
 
 
 def _aggregate_figure(agg: list[dict], keys: list[str], measure: str, entity: str | None):
