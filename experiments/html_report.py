@@ -51,6 +51,8 @@ WINDOW_MESSAGES = 1500
 INITIAL_VIEW_MESSAGES = 150
 #: operations of the failing key shown before and after the failing one in the Porcupine view
 OPS_BEFORE, OPS_AFTER = 250, 50
+#: prefix operations (the last ones) in the Porcupine view's first view
+FOCUS_PREFIX = 8
 #: seconds the report's own linearizability search may take per protocol
 CHECK_BUDGET_S = 10.0
 #: rows of a long table shown on the page
@@ -622,14 +624,21 @@ def linearizability_view(history: list, protocol: str | None, tag: str = ""):
         "id": [op.id for op in shown], "client": [op.process for op in shown], "f": [op.f for op in shown],
         "value": [_short(op.value, 60) for op in shown], "output": [_short(op.output, 60) for op in shown],
         "status": [op.status for op in shown], "category": [cat(op) for op in shown],
-        "label": [f"{op.f} {'' if op.value is None else _short(op.value, 12)}"
+        "label": [f"#{op.id} {op.f} {'' if op.value is None else _short(op.value, 12)}"
                   f"{'' if op.output is None else '→' + _short(op.output, 12)}" for op in shown],
     }, name=f"ops:{tag}")
     lo = min((op.invoke for op in shown), default=0.0)
     hi = max((op.complete if op.complete is not None else t_end for op in shown), default=1.0)
     span = max(hi - lo, 1e-6)
-    fig = figure(height=max(220, 34 * len(clients) + 100), sizing_mode="stretch_width",
-                 x_range=Range1d(lo - span * 0.02, hi + span * 0.02), y_range=Range1d(len(clients) - 0.4, -0.6),
+    # the first view: the end of the prefix, the failing operation and the zone test's conflict
+    focus = [op for op in shown if op.id == failing.id or op.id in conflict or op.id in prefix_ids[-FOCUS_PREFIX:]]
+    f_lo = min(op.invoke for op in focus)
+    f_hi = max(op.complete if op.complete is not None else op.invoke for op in focus)
+    pad = max((f_hi - f_lo) * 0.1, 1.0)
+    fig = figure(height=max(260, 40 * len(clients) + 160), sizing_mode="stretch_width",
+                 x_range=Range1d(max(lo - span * 0.02, f_lo - pad), min(hi + span * 0.02, f_hi + pad),
+                                 bounds=(lo - span * 0.02, hi + span * 0.02)),
+                 y_range=Range1d(len(clients) - 0.4, -0.6),
                  title=f"{tag}: operations per client; every linearization fails at #{failing.id}",
                  tools="xpan,xwheel_zoom,box_zoom,reset,save", active_scroll="xwheel_zoom",
                  x_axis_label="true time (ms), as the observer saw it")
@@ -637,14 +646,18 @@ def linearizability_view(history: list, protocol: str | None, tag: str = ""):
     fig.yaxis.major_label_overrides = {k: f"client {c}" for c, k in row.items()}
     bars = fig.hbar(y="y", left="left", right="right", height=0.6, source=src, line_color="#444444",
                     line_width=0.5, fill_color=factor_cmap("category", colors, cats), legend_field="category")
+    # a mark at each invocation, so that short operations stay visible at any zoom
+    marks = fig.scatter(x="left", y="y", source=src, size=7, marker="triangle", angle=-math.pi / 2,
+                        line_color="#444444", line_width=0.5, fill_color=factor_cmap("category", colors, cats))
+    fig.text(x="left", y="y", text="label", source=src, y_offset=-9, text_font_size="7pt", text_color="#333333")
     fig.add_layout(Span(location=failing.complete if failing.complete is not None else t_end, dimension="height",
                         line_color="#d62728", line_dash="dashed", line_width=1.5))
-    fig.add_tools(HoverTool(renderers=[bars], tooltips=[
+    fig.add_tools(HoverTool(renderers=[bars, marks], tooltips=[
         ("operation", "#@id (client @client)"), ("call", "@f @value"), ("returned", "@output (@status)"),
         ("invoked", "@left{0.000} ms"), ("completed", "@right{0.000} ms"), ("", "@category")]))
-    fig.legend.location = "top_left"
     fig.legend.orientation = "horizontal"
     fig.legend.label_text_font_size = "8pt"
+    fig.add_layout(fig.legend[0], "below")
     keyword = "" if key is None else f" on key {esc(_short(key, 40))}"
     tail = ", ".join(f"#{x}" for x in prefix_ids[-12:])
     text = (f'<p class="bad" id="counterexample-{esc(tag)}"><b>Not linearizable</b> ({esc(model.name)} model, '
