@@ -49,6 +49,10 @@ KINDS = ("run", "train", "evaluate", "align", "sweep", "reproduce")
 WINDOW_MESSAGES = 1500
 #: messages in a diagram's first view (zoom out to see its whole window)
 INITIAL_VIEW_MESSAGES = 150
+#: above this many nodes a diagram labels every few nodes and pans and zooms vertically too
+MANY_NODES = 40
+#: the tallest a space-time diagram is drawn (pixels)
+MAX_DIAGRAM_HEIGHT = 1000
 #: operations of the failing key shown before and after the failing one in the Porcupine view
 OPS_BEFORE, OPS_AFTER = 250, 50
 #: prefix operations (the last ones) in the Porcupine view's first view
@@ -513,15 +517,18 @@ def spacetime_figure(events, n: int, tag: str, messages: int = WINDOW_MESSAGES, 
     span = max(hi - lo, 1e-6)
     # the first view: the first INITIAL_VIEW_MESSAGES messages (zoom out for the whole window)
     first = msgs[INITIAL_VIEW_MESSAGES]["x0"] if len(msgs) > INITIAL_VIEW_MESSAGES else hi
-    fig = figure(height=max(260, 46 * (n + 1) + 110), sizing_mode="stretch_width",
+    many = n > MANY_NODES  # (then the nodes pan and zoom too)
+    fig = figure(height=min(max(260, 46 * (n + 1) + 110), MAX_DIAGRAM_HEIGHT), sizing_mode="stretch_width",
                  x_range=Range1d(lo - span * 0.01, first + (first - lo) * 0.02 + 1e-6,
                                  bounds=(lo - span * 0.01, hi + span * 0.01)),
                  y_range=Range1d(n - 0.4, -1.6), title=f"{tag}: space-time diagram",
-                 tools="xpan,xwheel_zoom,box_zoom,reset,save", active_scroll="xwheel_zoom",
-                 active_drag="xpan", x_axis_label="true time (ms)", output_backend="canvas")
+                 tools=f"{'pan,wheel_zoom,' if many else ''}xpan,xwheel_zoom,box_zoom,reset,save",
+                 active_scroll="xwheel_zoom", active_drag="pan" if many else "xpan",
+                 x_axis_label="true time (ms)", output_backend="canvas")
     fig.title.text_font_size = "10pt"
-    fig.yaxis.ticker = FixedTicker(ticks=list(range(-1, n)))
-    fig.yaxis.major_label_overrides = {-1: "world", **{i: f"n{i}" for i in range(n)}}
+    every = max(1, math.ceil(n / MANY_NODES))
+    fig.yaxis.ticker = FixedTicker(ticks=[-1, *range(0, n, every)])
+    fig.yaxis.major_label_overrides = {-1: "world", **{i: f"n{i}" for i in range(0, n, every)}}
     fig.ygrid.grid_line_color = None
     fig.segment(x0=[lo] * (n + 1), x1=[hi] * (n + 1), y0=list(range(-1, n)), y1=list(range(-1, n)),
                 color="#cccccc", line_width=1)

@@ -4,8 +4,8 @@ driven by Selenium through ``/usr/bin/chromedriver``, so that nothing downloads 
 For the quickstart and for a run that is not linearizable, the page must load with no error in the
 console; its space-time diagrams must hold exactly the trace's events and messages (all of them,
 or those of the window the page says it shows), with the trace's vector clocks; the counterexample
-must name the operation the checker says every linearization fails at; and a screenshot is
-written into the test's folder.
+must name the operation the checker says every linearization fails at; hovering over an event
+must show its clocks; and a screenshot is written into the test's folder.
 """
 
 from __future__ import annotations
@@ -83,6 +83,57 @@ def _open(driver, page: Path) -> dict:
     driver.get(page.as_uri())
     WebDriverWait(driver, 120, poll_frequency=0.2).until(lambda d: d.execute_script(READY))
     return driver.execute_script(SOURCES)
+
+
+#: the page position of event i of the data source ``events:<tag>`` (the diagram scrolled into view)
+EVENT_AT = """
+const [tag, i] = arguments;
+function* views(v) { yield v; for (const c of (v.child_views ?? [])) yield* views(c); }
+for (const root of Object.values(Bokeh.index)) for (const v of views(root)) {
+  if (!v.renderer_views) continue;
+  for (const rv of v.renderer_views.values()) {
+    const src = rv.model.data_source;
+    if (src && src.name === 'events:' + tag) {
+      v.el.scrollIntoView();
+      const r = v.el.getBoundingClientRect();
+      return [r.left + v.frame.x_scale.compute(src.data.t[i]), r.top + v.frame.y_scale.compute(src.data.y[i])];
+    }
+  }
+}
+return null;
+"""
+
+#: the text of Bokeh's tooltips now shown (they live in shadow roots)
+TOOLTIPS = """
+const out = [];
+function walk(n) {
+  if (n.shadowRoot) walk(n.shadowRoot);
+  for (const c of n.children ?? []) {
+    if ([...(c.classList ?? [])].some(x => /tooltip/i.test(x))) out.push(c.textContent);
+    walk(c);
+  }
+}
+walk(document.body);
+return out.join(" ");
+"""
+
+
+def _hover(driver, tag: str, i: int) -> str:
+    """Move the mouse onto event i of the diagram; the tooltip's text."""
+    import time
+
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+
+    x, y = driver.execute_script(EVENT_AT, tag, i)
+    action = ActionBuilder(driver)
+    action.pointer_action.move_to_location(int(x), int(y))
+    action.perform()
+    for _ in range(50):  # (the tooltip appears on the next animation frame)
+        text = driver.execute_script(TOOLTIPS)
+        if text.strip():
+            return text
+        time.sleep(0.1)
+    return ""
 
 
 def _no_console_errors(driver) -> None:
@@ -169,6 +220,12 @@ def test_counterexample_names_the_failing_operation(tmp_path, browser):
     prefix = {op.id for op in res.prefix}
     assert {i for i, c in zip(ops["id"], ops["category"]) if c == "linearizable prefix"} == prefix & set(ops["id"])
     _check_diagram(sources, run, "eventual", 1500, browser.find_element(By.TAG_NAME, "body").text)
+    # hovering over a send shows its node clock, Lamport and vector clock and message
+    ev = sources["events:eventual"]
+    i = ev["kind"].index("send")
+    tip = _hover(browser, "eventual", i)
+    assert f"vector clock: {ev['vc'][i]}" in tip and f"Lamport: {ev['lamport'][i]}" in tip, tip
+    assert f"node clock: {ev['clock'][i]:.3f} ms" in tip and ev["detail"][i] in tip, tip
     shot = tmp_path / "counterexample.png"
     browser.execute_script("document.getElementById('counterexample-eventual').scrollIntoView()")
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
