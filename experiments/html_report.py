@@ -314,7 +314,7 @@ def write_run(run_dir: Path, cfg, datas: list, summary: dict, series: dict, mess
     panels = []
     for d, fl in zip(datas, faults):
         n = cfg.world.nodes
-        fig, text = spacetime_figure(d.events, n, d.entry.tag, messages, start_ms, fl, d.sim_ms)
+        fig, text = spacetime_figure(d.events, n, d.entry.tag, messages, start_ms, fl)
         page.html(f'<p class="note" id="window-{esc(d.entry.tag)}">{esc(d.entry.tag)}: {text}</p>')
         panels.append(TabPanel(child=fig, title=d.entry.tag))
     if panels:
@@ -475,7 +475,7 @@ def _trace_totals(events) -> tuple[int, int]:
 
 
 def spacetime_figure(events, n: int, tag: str, messages: int = WINDOW_MESSAGES, start_ms: float = 0.0,
-                     faults: list | None = None, end: float | None = None):
+                     faults: list | None = None):
     """The interactive space-time diagram of one protocol's trace (its window); returns the figure
     and a sentence saying what the window holds. Its data sources are named ``events:<tag>`` and
     ``messages:<tag>`` (one row per event and per message shown)."""
@@ -597,6 +597,8 @@ def linearizability_view(history: list, protocol: str | None, tag: str = ""):
         return (f'<p class="note">the report\'s own search ({CHECK_BUDGET_S:g} s) {verdict}; the summary\'s '
                 f"verdict stands on its own reason above.</p>"), None
     failing = res.failing_op
+    if failing is None:
+        return '<p class="note">the checker named no failing operation.</p>', None
     key = res.failing_key
     ops = sorted((op for op in history if freeze(op.key) == key), key=lambda op: (op.invoke, op.id))
     prefix_ids = [op.id for op in res.prefix]
@@ -765,7 +767,7 @@ def _bars(rows: list[dict], keys: list[tuple[str, str]], label: str = "protocol"
                 "hi": [hi if hi is not None else float("nan") for hi in highs],
                 "color": [PALETTE[i % len(PALETTE)] for i in range(len(rows))]}
         src = ColumnDataSource(data)
-        fig = figure(x_range=labels, height=280, width=330, title=title, tools="save,reset")
+        fig = figure(x_range=labels, height=280, width=285, title=title, tools="save,reset")
         fig.vbar(x="x", top="v", width=0.7, source=src, color="color", alpha=0.85)
         if ci and any(lo is not None for lo in lows):
             fig.add_layout(Whisker(source=src, base="x", lower="lo", upper="hi", line_width=1.2))
