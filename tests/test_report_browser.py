@@ -50,6 +50,9 @@ return out;
 
 @pytest.fixture(scope="module")
 def browser():
+    import os
+
+    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager: never download a browser or driver
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
