@@ -1,6 +1,8 @@
-"""``capgym report DIR``: rebuild a run's summary, metrics and plots from its saved files, and the
-``report.html`` of any results folder (a run, training, evaluation, alignment study, sweep or
-reproduction: :mod:`experiments.html_report`).
+"""``capgym report DIR``: rebuild a results folder's report.html, and a run's summary, metrics and plots.
+
+Any results folder's ``report.html`` (a run, training, evaluation, alignment study, sweep or
+reproduction: :mod:`experiments.html_report`) is rebuilt from its saved files; a run's summary,
+``metrics.csv`` and plots too.
 
 :func:`write_outputs` is what ``capgym run`` calls at the end of a run too, so a report rebuilds
 exactly the summary the run wrote: both compute it only from the resolved config, the history and
