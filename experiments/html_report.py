@@ -603,6 +603,7 @@ def linearizability_view(history: list, protocol: str | None, tag: str = ""):
     ops = sorted((op for op in history if freeze(op.key) == key), key=lambda op: (op.invoke, op.id))
     prefix_ids = [op.id for op in res.prefix]
     in_prefix = set(prefix_ids)
+    position = {i: k for k, i in enumerate(prefix_ids, start=1)}  # the order the search linearized them in
     conflict = {op.id for op in res.conflict}
     i = next((j for j, op in enumerate(ops) if op.id == failing.id), 0)
     shown = ops[max(0, i - OPS_BEFORE):i + OPS_AFTER + 1]
@@ -633,6 +634,8 @@ def linearizability_view(history: list, protocol: str | None, tag: str = ""):
         "id": [op.id for op in shown], "client": [op.process for op in shown], "f": [op.f for op in shown],
         "value": [_short(op.value, 60) for op in shown], "output": [_short(op.output, 60) for op in shown],
         "status": [op.status for op in shown], "category": [cat(op) for op in shown],
+        "order": [f"{position[op.id]} of {len(prefix_ids)} in the prefix" if op.id in position else "-"
+                  for op in shown],
         "label": [f"#{op.id} {op.f} {'' if op.value is None else _short(op.value, 12)}"
                   f"{'' if op.output is None else '→' + _short(op.output, 12)}" for op in shown],
     }, name=f"ops:{tag}")
@@ -663,7 +666,8 @@ def linearizability_view(history: list, protocol: str | None, tag: str = ""):
                         line_color="#d62728", line_dash="dashed", line_width=1.5))
     fig.add_tools(HoverTool(renderers=[bars, marks], tooltips=[
         ("operation", "#@id (client @client)"), ("call", "@f @value"), ("returned", "@output (@status)"),
-        ("invoked", "@left{0.000} ms"), ("completed", "@right{0.000} ms"), ("", "@category")]))
+        ("invoked", "@left{0.000} ms"), ("completed", "@right{0.000} ms"), ("", "@category"),
+        ("linearized", "@order")]))
     fig.legend.orientation = "horizontal"
     fig.legend.label_text_font_size = "8pt"
     fig.add_layout(fig.legend[0], "below")
