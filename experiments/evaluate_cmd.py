@@ -204,6 +204,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     summary = write_evaluation(run_dir, by, {"experiment": args.experiment, "env": spec["id"], "seeds": seeds,
                                              "checkpoint": str(checkpoint.find(args.path))})
     results.write_status(run_dir, results.STATUS_COMPLETE)
+    from experiments.html_report import write as write_report
+
+    write_report(run_dir, "evaluate")  # report.html
     if not args.quiet:
         print(format_table(summary["table"]))
         print(f"results: {run_dir}")
