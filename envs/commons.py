@@ -21,7 +21,9 @@ Observation (``Box(7)``, local view only)
 
 Rewards
     local: what the node harvested. The observer's welfare: the mean harvest, minus
-    ``collapse_penalty`` (per agent) if the resource collapsed.
+    ``collapse_penalty`` (per agent) if the resource collapsed, charged at the step the collapse
+    happens (not at the episode's end, where a discounted return would barely see it: a 20 s
+    episode is about 1,000 steps), so a global-reward learner is told which harvest caused it.
 
 Variants (``variant=``)
     ``"default"``: the parameters above, 5 s. At these, with scripted ``greedy`` and
@@ -174,6 +176,7 @@ class CommonsGame(Game):
         ep.level = cfg.initial_level * p.capacity
         ep.min_level = ep.level
         ep.collapsed_at = None
+        ep.collapse_charged = False  # the observer's welfare has paid collapse_penalty
         steps = int(np.ceil(cfg.duration_ms / cfg.tick_ms)) + 1
         ep.harvests = np.zeros((steps, ep.n))  # per tick_ms step: what each agent harvested
         ep.tagged = np.zeros((steps, ep.n), dtype=bool)
@@ -223,8 +226,12 @@ class CommonsGame(Game):
             "returns": ep.returns(),
         }
 
-    def terminal_welfare(self, ep: Episode, m: dict) -> float:
-        return -self.cfg.collapse_penalty if m["collapsed"] else 0.0
+    def welfare_step(self, ep: Episode, local: list[float]) -> None:
+        """The mean harvest, minus ``collapse_penalty`` once, at the step the resource collapsed."""
+        super().welfare_step(ep, local)
+        if ep.collapsed_at is not None and not ep.collapse_charged:
+            ep.collapse_charged = True
+            ep.welfare -= self.cfg.collapse_penalty
 
 
 class raw_env(CapAEC):

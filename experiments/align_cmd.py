@@ -199,6 +199,9 @@ def _cmd_align(args: argparse.Namespace) -> int:
     if cfg.output.plots:
         (run_dir / "plots").mkdir(exist_ok=True)
         alignment_plot(run_dir / "plots" / "alignment.png", rows)
+    from experiments import html_report
+
+    html_report.write(run_dir, "align")
     say(format_report(rows))
     if "alignment_gap" in summary:
         say(f"alignment gap (welfare of global-reward agents minus local-reward agents, means over "

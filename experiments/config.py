@@ -71,6 +71,9 @@ class OutputConfig(Strict):
     shiviz: bool = Field(True, description="save trace.shiviz (skipped above max_export_events)")
     max_export_events: int = Field(200_000, ge=0, description="no ShiViz or JSONL export of a longer trace")
     plots: bool = True
+    report: Literal["full", "light", "none"] = Field(
+        "full", description="report.html: full (Bokeh figures, space-time diagram), light (tables and PNGs), none")
+    report_messages: int = Field(1500, ge=1, description="messages per space-time diagram in report.html (a window)")
     progress: bool = Field(True, description="progress bar on stderr for runs longer than a few seconds")
 
 

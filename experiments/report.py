@@ -1,4 +1,8 @@
-"""``capgym report RUN_DIR``: rebuild a run's summary, metrics and plots from its saved files.
+"""``capgym report DIR``: rebuild a results folder's report.html, and a run's summary, metrics and plots.
+
+Any results folder's ``report.html`` (a run, training, evaluation, alignment study, sweep or
+reproduction: :mod:`experiments.html_report`) is rebuilt from its saved files; a run's summary,
+``metrics.csv`` and plots too.
 
 :func:`write_outputs` is what ``capgym run`` calls at the end of a run too, so a report rebuilds
 exactly the summary the run wrote: both compute it only from the resolved config, the history and
@@ -12,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from experiments.cli import UserError
+from experiments.html_report import WINDOW_MESSAGES
 
 if TYPE_CHECKING:
     from experiments import runner
@@ -20,6 +25,8 @@ if TYPE_CHECKING:
 EXAMPLES = """examples:
   capgym report results/quickstart/20250101-120000-a1b2c3/
   capgym report results/raft/<run>/ --no-plots
+  capgym report results/raft/<run>/ --messages 5000 --start-ms 2000    another window of the space-time diagram
+  capgym report results/cap-sweep/<sweep>/                             a sweep's (or training's, ...) report.html
 """
 
 
@@ -122,20 +129,36 @@ def load_run(run_dir: Path) -> tuple[RunConfig, list[runner.RunData]]:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from experiments import runner
+    from experiments import html_report, runner
 
+    if args.messages < 1:
+        raise UserError(f"--messages: must be >= 1, not {args.messages}")
     run_dir = Path(args.run_dir)
+    kind = html_report.detect_kind(run_dir)
+    if kind != "run":
+        if args.no_html:
+            raise UserError(f"{run_dir}: a {kind} folder: only its report.html can be rebuilt (drop --no-html)")
+        path = html_report.write(run_dir, kind)
+        print(f"wrote {path} ({kind}, {html_report.size_text(path)})")
+        return 0
     cfg, datas = load_run(run_dir)
-    summary, _series, paths = write_outputs(run_dir, cfg, datas, make_plots=not args.no_plots)
+    summary, series, paths = write_outputs(run_dir, cfg, datas, make_plots=not args.no_plots)
     print(runner.format_table(summary["table"]))
     print(f"rebuilt {run_dir / 'summary.json'}, metrics.csv and {len(paths)} plots")
+    if not args.no_html:
+        path = html_report.write_run(run_dir, cfg, datas, summary, series, args.messages, args.start_ms)
+        print(f"wrote {path} ({html_report.size_text(path)})")
     return 0
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("report", help="rebuild a run's summary and plots from its saved files",
+    p = subparsers.add_parser("report", help="rebuild a run's summary, plots and report.html from its saved files",
                               description=__doc__.splitlines()[0], epilog=EXAMPLES,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder under results/")
-    p.add_argument("--no-plots", action="store_true", help="rebuild summary.json and metrics.csv only")
+    p.add_argument("run_dir", metavar="DIR", help="a results folder (run, train, evaluate, align, sweep, reproduce)")
+    p.add_argument("--no-plots", action="store_true", help="no PNG plots (a run)")
+    p.add_argument("--no-html", action="store_true", help="no report.html (a run)")
+    p.add_argument("--messages", type=int, default=WINDOW_MESSAGES,
+                   help="messages per space-time diagram (a window of a longer trace; default %(default)s)")
+    p.add_argument("--start-ms", type=float, default=0.0, help="true time the diagrams' window starts at")
     p.set_defaults(func=cmd_report)

@@ -119,6 +119,9 @@ def reproduce(name: str, quick: bool = False, overrides: list[str] = (), root: s
     results.write_text(out / "summary.txt", summary + "\n")
     status = results.STATUS_INTERRUPTED if stop() else results.STATUS_COMPLETE
     results.write_status(out, status, plots=[str(Path(p).relative_to(out)) for p in res["plots"]])
+    from experiments import html_report
+
+    html_report.write(out, "reproduce")
     say(summary)
     say(f"results: {out}  (table.csv, results.json, summary.txt, {', '.join(Path(p).name for p in res['plots'])})")
     if stop():

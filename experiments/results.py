@@ -12,6 +12,7 @@ exclusive ``mkdir`` (a random 6-hex id; retried on a clash), so two runs never s
     trace.jsonl.gz     the same as JSON Lines, vector clocks included (output.trace_jsonl; small runs)
     trace.shiviz       the trace as a ShiViz log (output.shiviz; skipped above output.max_export_events)
     plots/*.png        figures (experiments.plots)
+    report.html        the run report, one self-contained page (experiments.html_report)
     wandb/             the wandb run (offline unless the config says otherwise)
 
 A run of several protocols (``compare``) keeps each protocol's history and traces in a

@@ -106,6 +106,11 @@ def execute(cfg, quiet: bool = False) -> tuple[Path, int]:
             summary, series, paths = write_outputs(run_dir, cfg, datas,
                                                    make_plots=cfg.output.plots and not interrupted,
                                                    check=not interrupted)
+            if cfg.output.report != "none":
+                from experiments import html_report
+
+                html_report.write_run(run_dir, cfg, datas, summary, series, cfg.output.report_messages,
+                                      light=cfg.output.report == "light")
             if not cfg.output.trace:  # streamed for the measures, not kept
                 for d in datas:
                     if hasattr(d.events, "path"):
@@ -140,6 +145,7 @@ def execute(cfg, quiet: bool = False) -> tuple[Path, int]:
                          wandb=str(wandb_dir.relative_to(run_dir)) if wandb_dir else None)
     say(runner.format_table(summary["table"]))
     say(f"results: {run_dir}  (summary.json, metrics.csv, {len(paths)} plots"
+        f"{', report.html' if cfg.output.report != 'none' else ''}"
         f"{', wandb ' + cfg.wandb.mode if wandb_dir else ''})")
     return run_dir, 0
 

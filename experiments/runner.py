@@ -217,10 +217,20 @@ def observed(events) -> tuple[list[Event], dict | None]:
     A trace file (:class:`~envs.world.tracefile.TraceFile`) gives its events other than
     ``send``/``recv``/``drop`` (faults, lifecycle, client steps, protocol records: they grow with
     operations and faults, not with messages) and its counts (``kinds``, ``sends_by_msg``,
-    ``drops_by_why``), made column by column without one object per message. A list is returned
-    as it is, with ``None`` for the counts (the measures count it themselves)."""
+    ``drops_by_why``), made column by column without one object per message, of correct nodes only
+    (the events of nodes that the trace marks Byzantine are left out, as
+    :func:`metrics.byzantine.correct_view` leaves them out of a list), with the Byzantine nodes'
+    own sends under ``byzantine_sends``. A list is returned as it is, with ``None`` for the counts
+    (the measures count it themselves)."""
+    from metrics.byzantine import byzantine_nodes
+
     if hasattr(events, "counts"):
-        return list(events.events(exclude=("send", "recv", "drop"))), events.counts()
+        evs = list(events.events(exclude=("send", "recv", "drop")))
+        byz = set(byzantine_nodes(evs))
+        counts = events.counts(exclude_nodes=byz)
+        if byz:
+            counts["byzantine_sends"] = sum(events.counts(only_nodes=byz)["sends_by_msg"].values())
+        return evs, counts
     return events, None
 
 
@@ -233,9 +243,13 @@ def summarize(history: list[Op], events: list[Event], sim_ms: float, entry: Prot
     from metrics.byzantine import correct_view, faulty_writes, log_agreement
     from metrics.timeline import partition_intervals
 
-    events, counts = observed(events)  # (message counts include any Byzantine nodes' messages)
-    everything = history
+    events, counts = observed(events)  # (message counts of correct nodes only)
+    everything, every_event = history, events
     history, events, byzantine = correct_view(history, events)  # correct nodes and their clients only
+    if byzantine:  # what the liars sent: not the protocol's cost, but the attack's size
+        byzantine["messages_sent"] = (counts["byzantine_sends"] if counts is not None else
+                                      sum(e.kind == "send" and e.node is not None and str(e.node) in byzantine["nodes"]
+                                          for e in every_event))
     checked = history + faulty_writes(everything, {int(k) for k in byzantine["nodes"]}) if byzantine else history
 
     av = availability.availability(history, events)
@@ -368,7 +382,9 @@ def table_rows(summaries: dict[str, dict]) -> list[dict]:
     return [{"protocol": label, "availability": s["availability"], "linearizable": s["linearizable"],
              "linearizability_verdict": s.get("linearizability_verdict"),
              "stale_read_rate": s["stale_read_rate"], "lost_writes": s.get("lost_writes"),
-             "messages_per_op": s["messages_per_op"]}
+             "messages_per_op": s["messages_per_op"],
+             "log_conflicts": (s.get("log_agreement") or {}).get("conflicts"),
+             "byzantine_nodes": len((s.get("byzantine") or {}).get("nodes", {}))}
             for label, s in summaries.items()]
 
 
@@ -399,9 +415,17 @@ def _fmt(v, digits: int = 3) -> str:
 
 
 def format_table(rows: list[dict]) -> str:
-    """A fixed-width text table of :func:`table_rows`."""
+    """A fixed-width text table of :func:`table_rows`; the columns ``log conflicts`` (positions where
+    correct replicas hold different commands, ``metrics.byzantine.log_agreement``) and
+    ``Byzantine`` (nodes left out) are added when any row has a Byzantine node or a conflict."""
     cells = [[r["protocol"], _fmt(r["availability"]), _verdict_cell(r),
               _fmt(r["stale_read_rate"]), _fmt(r.get("lost_writes")), _fmt(r["messages_per_op"], 1)] for r in rows]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(TABLE_COLUMNS)]
+    heads = TABLE_COLUMNS
+    # safety of the replicated log, shown when a node lied or correct replicas disagree
+    if any(r.get("byzantine_nodes") or r.get("log_conflicts") for r in rows):
+        heads += ("log conflicts", "Byzantine")
+        for c, r in zip(cells, rows):
+            c += [_fmt(r.get("log_conflicts")), str(r.get("byzantine_nodes") or 0)]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(heads)]
     line = lambda cs: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cs, widths)))  # noqa: E731
-    return "\n".join([line(TABLE_COLUMNS), line(["-" * w for w in widths])] + [line(c) for c in cells])
+    return "\n".join([line(heads), line(["-" * w for w in widths])] + [line(c) for c in cells])

@@ -247,7 +247,8 @@ def _run_sweep(sweep, jobs, quiet, sweep_dir, say, resume, total) -> tuple[Path,
     if not resume:
         sweep_dir = results.new_run_dir(sweep.root, sweep.name).resolve()
         for p in sweep.points:  # every trial's folder goes under <sweep>/runs/
-            p.data["output"] = {**p.data.get("output", {}), "root": str(sweep_dir), "progress": False}
+            p.data["output"] = {**p.data.get("output", {}), "root": str(sweep_dir), "progress": False,
+                         "report": "light"}
             p.data["experiment"] = "runs"
         results.write_yaml(sweep_dir / "sweep.yaml", {**sweep.resolved(), "jobs": jobs})
         results.write_json(sweep_dir / "points.json", [p.to_json() for p in sweep.points])
@@ -403,8 +404,11 @@ def _aggregate(sweep_dir: Path, sweep, records: dict[int, dict], say) -> int:
         made += f", plots/{png.name}"
         if sweep.kind == "run":
             _log_wandb(sweep_dir, sweep, agg, png)
+    from experiments.html_report import write as write_report
+
+    write_report(sweep_dir, "sweep")  # report.html
     say(table)
-    say(f"results: {sweep_dir}  ({made})")
+    say(f"results: {sweep_dir}  ({made}, report.html)")
     failed = [r for r in records.values() if r["rc"] != 0 or r.get("error")]
     for r in failed:
         print(f"capgym sweep: trial {sweep.points[r['index']].label()} failed: "

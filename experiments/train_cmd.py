@@ -11,6 +11,7 @@ runs. The run folder (``results/<experiment>/<time>-<id>/``) gets::
     summary.json     the last iteration's figures, steps, time
     checkpoint/      each agent's weights (agents.learn.checkpoint), also every checkpoint_every iterations
     plots/returns.png, wandb/ (offline unless told otherwise)
+    report.html      the learning curves, one self-contained page (experiments.html_report)
 """
 
 from __future__ import annotations
@@ -169,9 +170,13 @@ def execute(cfg: TrainRunConfig, quiet: bool = False, on_iteration=None) -> tupl
     status = results.STATUS_INTERRUPTED if trained.interrupted else results.STATUS_COMPLETE
     results.write_status(run_dir, status, env_steps=trained.env_steps,
                          wandb=str(wandb_dir.relative_to(run_dir)) if wandb_dir else None)
+    if cfg.output.report != "none":
+        from experiments import html_report
+
+        html_report.write(run_dir, "train", light=cfg.output.report == "light")
     say(f"trained {trained.env_steps} env steps in {trained.seconds:.1f} s ({summary['sps']} steps/s); "
         f"mean return {last.get('return_mean', float('nan')):.3f}")
-    say(f"results: {run_dir}  (metrics.csv, summary.json, checkpoint/)")
+    say(f"results: {run_dir}  (metrics.csv, summary.json, checkpoint/, report.html)")
     return run_dir, 130 if trained.interrupted else 0
 
 

@@ -76,3 +76,32 @@ def test_game_class(coop, defect, cls):
 def test_game_class_rejects_bad_curves():
     with pytest.raises(ValueError):
         game_class([1, 2], [1, 2, 3])
+
+
+@pytest.mark.parametrize("variant", ["default", "dilemma"])
+def test_global_reward_charges_the_collapse_when_it_happens(variant):
+    """The observer's collapse penalty reaches global-reward agents at the step the resource
+    collapses, not at the episode's end (1,000 steps later in the dilemma variant, where a
+    discounted return would barely see it); the episode's total welfare is the same either way."""
+    env = parallel_raw_env(variant=variant, reward_mode="global", collapse_penalty=10.0)
+    obs, _ = env.reset(seed=0)
+    step = collapse_step = 0
+    total = 0.0
+    penalised = None
+    while env.agents:
+        actions = {a: int(o["action_mask"][:-1].nonzero()[0].max()) if o["action_mask"][:-1].any()
+                   else len(o["action_mask"]) - 1 for a, o in obs.items()}  # greedy: the largest harvest
+        obs, rew, *_ = env.step(actions)
+        step += 1
+        r = next(iter(rew.values()))
+        total += r
+        if penalised is None and r < -5:
+            penalised = step
+        if not collapse_step and env.episode.collapsed_at is not None:
+            collapse_step = step
+    assert collapse_step and step > collapse_step + 10, "all greedy collapses the commons early"
+    assert penalised == collapse_step
+    m = env.global_measures()
+    assert m["collapsed"]
+    harvest = sum(m["returns"]) / 5
+    assert total == pytest.approx(harvest - 10.0, abs=1e-6)

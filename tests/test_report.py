@@ -62,8 +62,9 @@ def test_report_on_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nope")]) == 2
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"capgym report: error: {tmp_path / 'nope'}: no such run folder",
-                   f"capgym report: error: {tmp_path}: not a run folder (no config.yaml)"]
+    assert err == [f"capgym report: error: {tmp_path / 'nope'}: no such folder",
+                   f"capgym report: error: {tmp_path}: not a results folder (no config.yaml, aggregate.json or "
+                   "results.json)"]
 
 
 def test_list_shows_protocols_nemesis_and_configs(capsys):

@@ -24,7 +24,7 @@ from experiments.reproductions.claims import (
     relative,
 )
 
-FIELDS = {"claim", "paper", "source", "ours", "tolerance", "basis", "holds"}
+FIELDS = {"claim", "paper", "source", "ours", "tolerance", "basis", "holds", "evidence"}
 
 
 def folder_ok(out: Path, name: str) -> dict:
@@ -44,7 +44,7 @@ def folder_ok(out: Path, name: str) -> dict:
 
 
 def test_all_four_are_registered():
-    assert available() == ["raft-election", "raft-split-vote", "cap", "pbs", "flp"]
+    assert available() == ["raft-election", "raft-split-vote", "cap", "pbs", "flp", "commons"]
     assert cdf([3, 1, 2]) == ([1, 2, 3], [1 / 3, 2 / 3, 1.0])
     assert percentile([1, 2, 3, math.inf], 50) == 2 and percentile([1, 2, 3, math.inf], 90) == math.inf
 
@@ -230,3 +230,61 @@ def test_claim_helpers():
             claim("c", 1, "s", 2, False, "t", "b", deviation="explained by the ablation in docs")]
     assert [c["claim"] for c in failing(rows)] == ["b"]
     assert claim("x", 1, "s", math.inf, False, "t", "b")["ours"] == "inf"  # JSON-friendly
+
+
+def test_claims_say_what_kind_of_evidence_they_are(tmp_path):
+    """A formula checked against the paper's printed number, or a bound from one side, is told
+    apart from a two-sided measurement: in the row, the summary's count and the Markdown table."""
+    from experiments.reproductions.claims import markdown, table
+
+    rows = [claim("a", 1, "s", 1, True, "t", "b"), claim("b", 1, "s", 1, True, "t", "b", evidence="computed"),
+            claim("c", 1, "s", 0, True, "t", "b", evidence="one-sided")]
+    assert [c["evidence"] for c in rows] == ["measured", "computed", "one-sided"]
+    assert "evidence: 1 measured, 1 one-sided, 1 computed" in table(rows)
+    assert "[holds] (computed) b" in table(rows) and "| computed | yes |" in markdown(rows)
+    with pytest.raises(ValueError, match="evidence"):
+        claim("d", 1, "s", 1, True, "t", "b", evidence="strong")
+    out, rc, _ = reproduce("raft-split-vote", quick=True, root=str(tmp_path), quiet=True)
+    claims = json.loads((out / "results.json").read_text())["claims"]
+    kinds = {c["claim"].split(": ", 1)[1]: c["evidence"] for c in claims}
+    assert kinds == {"the closed form gives the thesis's split-vote rate": "computed",
+                     "the sim's split-vote rate matches the closed form": "measured",
+                     "a numpy Monte Carlo of the model alone matches the closed form": "computed"}
+
+
+def test_commons_schelling_and_learners(tmp_path):
+    """Commons-v0 (dilemma variant): the scripted Schelling diagram is a Prisoner's Dilemma whose
+    claims hold; one short local- and global-reward training each, evaluated with the four social
+    outcome measures of Perolat et al. (the learned claim needs >= 2 training seeds: absent)."""
+    out, rc, _ = reproduce("commons", quick=True, root=str(tmp_path), quiet=True)
+    assert rc == 0
+    f = folder_ok(out, "commons")
+    (d,) = f["scripted"].values()
+    assert d["class"] == "Prisoner's Dilemma" and d["greed_everywhere"]
+    assert all(dk > ck for ck, dk in zip(d["cooperator"], d["defector"]))
+    assert d["cooperator"][-1] > d["defector"][0]
+    for mode in ("local", "global"):
+        m = f["learned"][mode]["mean"]
+        assert 0 <= m["equality"] <= 1 and m["efficiency"] > 0 and m["sustainability"] > 0
+        assert f["learned"][mode]["env_steps"] == 2048
+    assert (out / "training.png").stat().st_size > 5000
+    claims = json.loads((out / "results.json").read_text())["claims"]
+    assert not any("Perolat" in c["source"] for c in claims)
+
+
+def test_commons_claims_fail_where_the_game_is_no_dilemma():
+    """The claims can fail: a diagram where restraint pays more than greed (no dilemma), and
+    learners whose global-reward sustainability is below the local-reward one's."""
+    from experiments.reproductions import commons
+
+    p = commons.Params(growths=[0.5], schelling_seeds=3, train_seeds=3)
+    coop, defect = [5.0, 6.0, 7.0, 8.0, 9.0], [1.0, 2.0, 3.0, 4.0, 5.0]
+    per_seed = {m: [(coop[m - 1] + s * 0.1 if m else None, defect[m] + s * 0.1 if m < 5 else None, 0.0)
+                    for s in range(3)] for m in range(6)}
+    diagram = {"cooperator": coop, "defector": defect, "total": [0.0] * 6, "per_seed": per_seed}
+    f = {"scripted": {0.5: {"class": None}}}
+    evals = {"local": [{"sustainability": x} for x in (10.0, 11.0, 12.0)],
+             "global": [{"sustainability": x} for x in (5.0, 6.0, 7.0)]}
+    claims = commons.claims_of(p, f, {0.5: diagram}, evals)
+    assert len(claims) == 4 and not any(c["holds"] for c in claims[:1] + claims[2:])
+    assert claims[1]["holds"]  # R = C(4) = 9 > P = D(0) = 1 still

@@ -36,10 +36,14 @@ def _chunks(first: int = 16, most: int = 8192):
 
 
 def latency_stream(spec: dict, seed: int) -> Iterator[float]:
-    """An endless iterator of latencies (ms) drawn from ``spec`` in growing numpy chunks (seeded)."""
+    """An endless iterator of latencies (ms) drawn from ``spec`` in growing numpy chunks (seeded).
+
+    The generator is ``Generator(PCG64(seed))``, the very stream ``np.random.default_rng(seed)``
+    gives, built without ``default_rng``'s wrapper (a third of the cost of a link at 100 nodes,
+    where every episode builds 9,900 of them)."""
     kind = spec.get("dist", "exponential")
     floor = float(spec.get("min", 0.0))
-    g = np.random.default_rng(seed)
+    g = np.random.Generator(np.random.PCG64(seed))
     if kind == "constant":
         return itertools.repeat(float(spec.get("ms", 1.0)) + floor)
     if kind == "uniform":
@@ -126,14 +130,15 @@ class _LinkStreams(dict):
     cluster does not pay for links that never carry a message)."""
 
     def __init__(self, net: Network, src: int, seed: int):
+        from .rng import SeedDeriver
+
         super().__init__()
         self.net, self.src, self.seed = net, src, seed
+        self.derive = SeedDeriver(seed, "link", src)  # derive_seed(seed, "link", src, dst), prefix hashed once
 
     def __missing__(self, dst: int) -> Iterator[float]:
-        from .rng import derive_seed
-
         spec = self.net.link_specs.get((self.src, dst), self.net.latency_spec)
-        stream = self[dst] = latency_stream(spec, derive_seed(self.seed, "link", self.src, dst))
+        stream = self[dst] = latency_stream(spec, self.derive(dst))
         return stream
 
 

@@ -224,13 +224,23 @@ class TraceFile(Exports):
                 if (kinds is None or e.kind in kinds) and (exclude is None or e.kind not in exclude):
                     yield e._replace(vc=v)
 
-    def counts(self) -> dict:
+    def counts(self, exclude_nodes: Iterable[int] = (), only_nodes: Iterable[int] | None = None) -> dict:
         """Columnar counts, without making events: ``kinds`` (events per kind), ``sends_by_msg``
-        (``send`` events per message type) and ``drops_by_why``."""
+        (``send`` events per message type) and ``drops_by_why``. ``exclude_nodes``: leave out the
+        events of these nodes (world events, whose node is null, and the ``byzantine`` marks are
+        kept, as :func:`metrics.byzantine.correct_view` keeps them); ``only_nodes``: count only the
+        events of these nodes."""
         kinds: Counter = Counter()
         by_msg: Counter = Counter()
         by_why: Counter = Counter()
-        for tb in self._batches(columns=["kind", "msg", "fields"]):
+        exclude = pa.array(sorted(exclude_nodes), pa.int64())
+        only = None if only_nodes is None else pa.array(sorted(only_nodes), pa.int64())
+        for tb in self._batches(columns=["kind", "node", "msg", "fields"]):
+            if len(exclude):
+                keep = pc.or_kleene(pc.is_null(tb["node"]), pc.invert(pc.is_in(tb["node"], value_set=exclude)))
+                tb = tb.filter(pc.or_kleene(keep, pc.equal(tb["kind"], "byzantine")))
+            if only is not None:
+                tb = tb.filter(pc.fill_null(pc.is_in(tb["node"], value_set=only), False))
             for row in tb.group_by("kind").aggregate([("kind", "count")]).to_pylist():
                 kinds[row["kind"]] += row["kind_count"]
             sends = tb.filter(pc.equal(tb["kind"], "send"))

@@ -25,6 +25,7 @@ REPRODUCTIONS = {
     "cap": "experiments.reproductions.cap",
     "pbs": "experiments.reproductions.pbs",
     "flp": "experiments.reproductions.flp",
+    "commons": "experiments.reproductions.commons",
 }
 
 

@@ -9,7 +9,18 @@ Every reproduction returns a ``claims`` list, one row per published number or cl
      "tolerance": "within 25% of the paper: [215, 359]", # the band ``ours`` must fall in
      "basis": "relative band (the issue's target)",      # how the tolerance was chosen
      "holds": False,                                     # ours within the tolerance
+     "evidence": "measured",                             # what kind of test this is (below)
      "deviation": None}                                  # or the explanation of a known gap
+
+``evidence`` says how much a claim that holds shows, so that weak rows are not counted as strong:
+
+* ``measured``: the simulator's measurement tested against the paper's value or inequality, with
+  an interval that could have excluded it (the default);
+* ``one-sided``: the measurement can bound the paper's value from one side only (0 stale reads in
+  20,000 bound a probability of 1.9e-6 from above; a bootstrap interval of the 99.9th percentile of
+  1,000 trials cannot exceed their maximum; a median censored at the cap is only seen as ">=");
+* ``computed``: our computation of the paper's formula or model, outside the simulator (it checks
+  the formula and our reading of it against the paper's printed number, not the simulator).
 
 A claim that does not hold may carry ``deviation``: the explanation of a known gap, backed by a
 measured ablation written up in docs/reproductions.md. ``capgym reproduce NAME --check`` exits 1
@@ -25,12 +36,17 @@ import math
 import random
 from collections.abc import Callable, Sequence
 
+EVIDENCE = ("measured", "one-sided", "computed")
+
 
 def claim(claim: str, paper, source: str, ours, holds: bool, tolerance: str, basis: str,
-          deviation: str | None = None) -> dict:
-    """One row of the ``claims`` list (see the module docstring for the fields)."""
+          deviation: str | None = None, evidence: str = "measured") -> dict:
+    """One row of the ``claims`` list (see the module docstring for the fields). Raises
+    ``ValueError`` for an ``evidence`` kind not in :data:`EVIDENCE`."""
+    if evidence not in EVIDENCE:
+        raise ValueError(f"evidence must be one of {', '.join(EVIDENCE)}, not {evidence!r}")
     row = {"claim": claim, "paper": paper, "source": source, "ours": _plain(ours), "tolerance": tolerance,
-           "basis": basis, "holds": bool(holds)}
+           "basis": basis, "holds": bool(holds), "evidence": evidence}
     if deviation:
         row["deviation"] = deviation
     return row
@@ -113,21 +129,28 @@ def table(claims: Sequence[dict]) -> str:
         return "claims: none"
     lines = [f"claims ({sum(c['holds'] for c in claims)} of {len(claims)} hold; "
              f"{len(failing(claims))} fail, {sum(bool(c.get('deviation')) and not c['holds'] for c in claims)} "
-             "documented deviations):"]
+             f"documented deviations; evidence: {evidence_counts(claims)}):"]
     for c in claims:
         verdict = "holds" if c["holds"] else ("DEVIATION" if c.get("deviation") else "FAILS")
-        lines.append(f"  [{verdict}] {c['claim']}: paper {fmt(c['paper'])} ({c['source']}), ours {fmt(c['ours'])}; "
-                     f"{c['tolerance']} ({c['basis']})")
+        kind = "" if c.get("evidence", "measured") == "measured" else f" ({c['evidence']})"
+        lines.append(f"  [{verdict}]{kind} {c['claim']}: paper {fmt(c['paper'])} ({c['source']}), "
+                     f"ours {fmt(c['ours'])}; {c['tolerance']} ({c['basis']})")
         if c.get("deviation") and not c["holds"]:
             lines.append(f"      deviation: {c['deviation']}")
     return "\n".join(lines)
 
 
+def evidence_counts(claims: Sequence[dict]) -> str:
+    """``"5 measured, 1 one-sided, 2 computed"`` (kinds with none left out)."""
+    n = {k: sum(c.get("evidence", "measured") == k for c in claims) for k in EVIDENCE}
+    return ", ".join(f"{v} {k}" for k, v in n.items() if v)
+
+
 def markdown(claims: Sequence[dict]) -> str:
     """The paper-vs-ours table as Markdown (docs/reproductions.md)."""
-    rows = ["| claim | paper | source | ours | tolerance | holds |", "|---|---|---|---|---|---|"]
+    rows = ["| claim | paper | source | ours | tolerance | evidence | holds |", "|---|---|---|---|---|---|---|"]
     for c in claims:
         verdict = "yes" if c["holds"] else ("deviation" if c.get("deviation") else "**no**")
         rows.append(f"| {c['claim']} | {fmt(c['paper'])} | {c['source']} | {fmt(c['ours'])} | "
-                    f"{c['tolerance']} ({c['basis']}) | {verdict} |")
+                    f"{c['tolerance']} ({c['basis']}) | {c.get('evidence', 'measured')} | {verdict} |")
     return "\n".join(rows)

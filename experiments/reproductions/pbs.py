@@ -208,7 +208,8 @@ def run(p: Params, out: Path, stop=lambda: False) -> dict:
     if n == 100 and q == 30:
         rel = abs(ps_big - 1.88e-6) / 1.88e-6
         claims.append(claim("p_s, N=100, R=W=30: the closed form", 1.88e-6, f"{SOURCE}, Sec. 3", f"{ps_big:.4g}",
-                            rel <= 0.005, "equal at the paper's 3 significant digits (0.5%)", "rounding"))
+                            rel <= 0.005, "equal at the paper's 3 significant digits (0.5%)", "rounding",
+                            evidence="computed"))
     if not stop():
         st = closed_form_run(n, q, p.big_reads, p.seed + 1)
         b_lo, b_hi = binomial_interval(st["stale_reads"], st["reads"], conf)
@@ -220,7 +221,8 @@ def run(p: Params, out: Path, stop=lambda: False) -> dict:
                             f"{SOURCE}, Sec. 3 (closed form)",
                             f"{st['stale_reads']}/{st['reads']} stale, {conf:.0%} upper bound {b_hi:.2g}",
                             b_lo <= ps_big <= b_hi, "the interval [lo, upper bound] contains the formula",
-                            f"exact binomial interval at {conf:.0%}; {st['reads']} reads bound p_s from above only"))
+                            f"exact binomial interval at {conf:.0%}; {st['reads']} reads bound p_s from above only",
+                            evidence="one-sided"))
     # 3: t-visibility vs WARS
     curves = {}
     points = len(p.cases) * len(p.t_ms)

@@ -234,7 +234,7 @@ def claims_of(p: Params, rows: list[dict]) -> list[dict]:
         cf = r["closed_form"]
         out.append(claim(f"{where}: the closed form gives the thesis's split-vote rate", r["paper"], SOURCE, cf,
                          abs(cf - r["paper"]) <= half + 1e-12, f"|formula - thesis| <= {half:g}",
-                         "the thesis's printed precision (rounding)"))
+                         "the thesis's printed precision (rounding)", evidence="computed"))
         basis = (f"exact binomial interval at {p.confidence:.0%}" +
                  ("" if r["trials"] >= 20_000 else f"; {r['trials']} trials (quick): a wider interval"))
         out.append(claim(f"{where}: the sim's split-vote rate matches the closed form", r["paper"], SOURCE,
@@ -245,5 +245,5 @@ def claims_of(p: Params, rows: list[dict]) -> list[dict]:
                          SOURCE, f"{r['model_rate']:.4%} of {r['model_trials']}, CI [{r['model_lo']:.4%}, "
                          f"{r['model_hi']:.4%}]", r["model_lo"] <= cf <= r["model_hi"],
                          f"the interval contains the closed form {cf:.4%}",
-                         f"exact binomial interval at {p.confidence:.0%}"))
+                         f"exact binomial interval at {p.confidence:.0%}", evidence="computed"))
     return out
