@@ -346,7 +346,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise UserError(f"--episodes: must be >= 1, not {args.episodes}")
     seeds = args.seeds if args.seeds else [EVAL_SEED_BASE + i for i in range(args.episodes)]
     spec = env_spec(meta["env"], args.overrides)
-    make_eval_env(spec).close()  # validate before anything is written
+    env = make_eval_env(spec)  # validate before anything is written
+    if list(env.possible_agents) != list(meta["agents"]):
+        raise UserError(f"env.params.nodes: the checkpoint's agents are {', '.join(meta['agents'])}; the evaluation "
+                        f"environment's are {', '.join(env.possible_agents)}")
+    env.close()
     runtimes = ["sim", "live"] if args.compare_runtimes else [args.runtime]
     if "live" in runtimes:
         from experiments.evaluate_live import SIM_ONLY, check_live

@@ -127,6 +127,7 @@ def test_focal_summary_from_the_command_line(ckpts, tmp_path, capsys):
     (["--background", "random"], "--background"),
     (["--focal", "1", "--background", "nope"], "always_quorum"),  # lists the valid names
     (["--focal", "1", "--background", "eager"], "does not apply"),
+    (["env.params.nodes=4", "--focal", "1"], "env.params.nodes"),
 ])
 def test_bad_focal_input_is_one_line_exit_2(ckpts, tmp_path, capsys, args, needle):
     refuse, _ = ckpts
