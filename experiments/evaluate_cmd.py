@@ -15,6 +15,8 @@ Commons-v0's greedy and restrained (``agents.scripted.SCRIPTED``).
 
 ``--focal K --background POLICY`` (or ``--focal-nodes 0,3``) evaluates focal agents among
 background agents, as Melting Pot does: see ``FOCAL_HELP`` below and ``agents/population.py``.
+``--runtime live`` plays the same seats as live Ray actors on the same scenarios and fault
+schedules, ``--compare-runtimes`` both, side by side (``experiments/evaluate_live.py``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ EXAMPLES = """examples:
   capgym evaluate results/train-register/<run>/ --focal-nodes 0,3 --background results/train-register/<other>/
   capgym evaluate results/train-register/<run>/checkpoint --seeds 1 2 3 --baselines
   capgym evaluate results/train-register/<run>/ env.params.faults=true --episodes 20
+  capgym evaluate results/train-register/<run>/ --runtime live
+  capgym evaluate results/train-register/<run>/ --compare-runtimes --baselines
 """
 
 
