@@ -73,12 +73,26 @@ def play_live(env, population, seed: int, address: str | None = None, options: d
     history, events, stats = run_live(scn, cls, params, address=address, agents=agents, options=options or OPTIONS,
                                       durable=durable)
     m = MEASURES[game.name](game, scn, history, events, stats, seed)
-    returns = m.pop("returns")
+    local = m.pop("returns")
     welfare = m.pop("welfare")
     names = [f"node_{k}" for k in range(n)]
     return {"seed": seed, "steps": m["decisions"], "welfare": welfare, "live": stats,
-            "returns": dict.fromkeys(names) if returns is None else dict(zip(names, returns)),
-            "global": {**m, "returns": returns}}
+            "returns": dict(zip(names, paid(game.cfg, local, welfare, n))), "global": {**m, "returns": local}}
+
+
+def paid(cfg, local: list | None, welfare: float | None, n: int) -> list:
+    """What each agent's rewards summed to over the episode in the environment's reward mode (as
+    ``play``'s ``returns``): its local return, the welfare (global), or their mix; ``None`` each
+    when not measured. (The local returns stay in the measures' ``returns``, as in the sim.)"""
+    mode = cfg.reward_mode
+    if (mode != "global" and local is None) or (mode != "local" and welfare is None):
+        return [None] * n
+    if mode == "local":
+        return list(local)
+    if mode == "global":
+        return [welfare] * n
+    w = cfg.mixed_weight
+    return [(1.0 - w) * x + w * welfare for x in local]
 
 
 def _sends(events, n: int) -> list[int]:

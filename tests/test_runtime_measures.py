@@ -21,9 +21,11 @@ def full_trace(monkeypatch):
     monkeypatch.setattr(envs.base, "build_sim", lambda *a, **k: build_sim(*a, **{**k, "full_trace": True}))
 
 
-@pytest.mark.parametrize("env_id", ["capgym/Register-v0", "capgym/Consensus-v0"])
-def test_measures_from_history_and_trace_equal_the_environments(full_trace, env_id):
-    spec = {"id": env_id, "params": {"nodes": 5, "duration_ms": 1000, "faults": True}}
+@pytest.mark.parametrize("env_id, mode", [("capgym/Register-v0", "local"), ("capgym/Register-v0", "global"),
+                                          ("capgym/Register-v0", "mixed"), ("capgym/Consensus-v0", "local")])
+def test_measures_from_history_and_trace_equal_the_environments(full_trace, env_id, mode):
+    spec = {"id": env_id, "params": {"nodes": 5, "duration_ms": 1000, "faults": True, "reward_mode": mode,
+                                     "mixed_weight": 0.3}}
     env = make_eval_env(spec)
     compared = 0
     for name in ("textbook", "random"):
@@ -36,7 +38,10 @@ def test_measures_from_history_and_trace_equal_the_environments(full_trace, env_
                                                      list(ep.sim.trace.events()), {"true_time_ms": ep.sim.now}, seed)
             assert m.pop("welfare") == pytest.approx(ep.welfare, abs=1e-6)
             assert m["returns"] == pytest.approx(ep.returns(), abs=1e-6)
-            assert m["returns"] == pytest.approx(list(got["returns"].values()), abs=1e-6)
+            # what the rewards summed to in the env's mode (local, the welfare, or their mix)
+            paid = evaluate_live.paid(ep.game.cfg, m["returns"], ep.welfare, 5)
+            assert paid == pytest.approx(list(got["returns"].values()), abs=1e-6)
+            assert (paid == m["returns"]) == (mode == "local")
             assert m["decisions"] > 0
             for k, v in m.items():
                 assert got["global"][k] == v, k
