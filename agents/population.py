@@ -29,8 +29,16 @@ class Seat:
     :class:`agents.learn.checkpoint.Policy`) or ``"scripted"`` (``policy`` a
     ``policy(obs, mask) -> action`` and ``name`` its registry name)."""
 
-    def __init__(self, kind: str, policy, name: str):
+    def __init__(self, kind: str, policy, name: str, env_id: str | None = None, seed: int = 0):
         self.kind, self.policy, self.name = kind, policy, name
+        self.env_id, self.seed = env_id, seed  # a scripted seat's game and seed (to make one per node)
+
+    def for_node(self, k: int) -> Seat:
+        """This seat as node ``k`` plays it alone (a live actor): a scripted policy gets its own
+        generator, seeded from the seat's seed and ``k``, so that seats do not draw in lockstep."""
+        if self.kind != "scripted" or self.env_id is None:
+            return self
+        return scripted_seat(self.name, self.env_id, self.seed * 1_000_003 + k + 1)
 
     def act(self, agent: str, obs, mask) -> int:
         if self.kind == "checkpoint":
@@ -62,7 +70,7 @@ class Population:
 
     def ask_policy(self, k: int) -> Callable:
         """Seat ``k``'s ``policy(ask) -> action`` for the live runtime (picklable)."""
-        return AskPolicy(self.env_spec, self.seats[k], k)
+        return AskPolicy(self.env_spec, self.seats[k].for_node(k), k)
 
 
 class AskPolicy:
@@ -112,4 +120,4 @@ def game_of(env_spec: dict):
 def scripted_seat(name: str, env_id: str, seed: int = 0) -> Seat:
     """A seat played by the scripted policy ``name`` (``ValueError``, one line, when it does not
     apply to ``env_id``: see :func:`agents.scripted.make_scripted`)."""
-    return Seat("scripted", scripted.make_scripted(name, env_id, seed), name)
+    return Seat("scripted", scripted.make_scripted(name, env_id, seed), name, env_id, seed)

@@ -143,3 +143,28 @@ def test_registry_names_per_game():
     assert "eager" not in scripted.scripted_names("capgym/Commons-v0")
     with pytest.raises(ValueError, match="choose from textbook, random"):
         scripted.make_scripted("greedy", "capgym/Consensus-v0")
+
+
+def test_live_ask_policies_seat_by_seat():
+    """A node's ``policy(ask)``: the checkpoint's network of that node in focal seats; a scripted
+    background with its own seeded generator per node (seats do not draw in lockstep; the same
+    seed draws the same)."""
+    import pickle
+
+    from envs.world.sim import Ask
+
+    cloudpickle = pytest.importorskip("cloudpickle")  # what Ray ships a policy to its actor with
+
+    spec = {"id": "capgym/Register-v0", "params": {"nodes": 3}}
+    seat = population.scripted_seat("random", spec["id"])
+    pop = population.Population(spec, 3, [], seat, seat)
+
+    def draws(k):
+        p = pickle.loads(cloudpickle.dumps(pop.ask_policy(k)))
+        return [p(Ask(i, k, ("serve", i), [0.0, 1.0, 1.0, 0.0], None, 1, 100.0, 0)) for i in range(24)]
+
+    assert draws(0) != draws(1) != draws(2) and draws(1) == draws(1)
+    assert set(draws(0)) == {LOCAL, QUORUM, REFUSE}
+    tb = population.Population(spec, 3, [], None, population.scripted_seat("textbook", spec["id"]))
+    # textbook answers the protocol's default (here 1, quorum), whatever the seat
+    assert {tb.ask_policy(k)(Ask(0, k, ("serve", 0), [0.0, 1.0, 1.0, 0.0], None, 1, 100.0, 0)) for k in range(3)} == {1}
