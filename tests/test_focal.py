@@ -168,3 +168,20 @@ def test_live_ask_policies_seat_by_seat():
     tb = population.Population(spec, 3, [], None, population.scripted_seat("textbook", spec["id"]))
     # textbook answers the protocol's default (here 1, quorum), whatever the seat
     assert {tb.ask_policy(k)(Ask(0, k, ("serve", 0), [0.0, 1.0, 1.0, 0.0], None, 1, 100.0, 0)) for k in range(3)} == {1}
+
+
+def test_a_shared_checkpoint_plays_a_focal_seat_with_that_seats_id(tmp_path):
+    """With parameter sharing, seat k is the shared network given seat k's one-hot id."""
+    cfg = TrainConfig.model_validate({
+        "seed": 0, "env": {"params": {"nodes": 3, "duration_ms": 500, "check_linearizability": False}},
+        "ppo": {"total_steps": 128, "num_envs": 2, "num_steps": 64}, "learner": {"share": True}})
+    ck = checkpoint.save(tmp_path / "ck", train(cfg))
+    assert (ck / "shared.pt").is_file()
+    meta, weights = checkpoint.load(ck)
+    pol = checkpoint.Policy(meta, weights)
+    seat = population.Seat("checkpoint", pol, "shared")
+    pop = population.Population(meta["env"], 3, [2], seat, population.scripted_seat("textbook", meta["env"]["id"]))
+    obs, mask = [1.0, 1.0, 1.0, 0.0, 0.1, 1.0], [1, 1, 1, 0]
+    assert pop.act("node_2", obs, mask) == pol.act("node_2", obs, mask) and pop.act("node_0", obs, mask) == NOOP
+    assert main(["evaluate", str(ck), "--focal-nodes", "2", "--seeds", "1", "--output-root", str(tmp_path / "r"),
+                 "-q"]) == 0
