@@ -372,8 +372,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     by: dict[str, list[dict]] = {}
     per_runtime: dict[str, dict] = {}
     for rt in runtimes:
-        got = (evaluate({k: p.act for k, p in pops.items()}, spec, seeds) if rt == "sim"
-               else evaluate_live(pops, spec, seeds, args.address))
+        try:
+            got = (evaluate({k: p.act for k, p in pops.items()}, spec, seeds) if rt == "sim"
+                   else evaluate_live(pops, spec, seeds, args.address))
+        except KeyboardInterrupt:
+            results.write_status(run_dir, results.STATUS_INTERRUPTED)
+            raise
+        except UserError as e:  # e.g. Ray could not start or reach the cluster: the folder says so
+            results.write_status(run_dir, results.STATUS_FAILED, error=str(e))
+            raise
         per_runtime[rt] = got
         suffix = "" if rt == runtimes[0] else f"@{rt}"
         by.update({label + suffix: eps for label, eps in got.items()})
