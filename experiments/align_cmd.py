@@ -201,7 +201,8 @@ def _cmd_align(args: argparse.Namespace) -> int:
         alignment_plot(run_dir / "plots" / "alignment.png", rows)
     from experiments import html_report
 
-    html_report.write(run_dir, "align")
+    if cfg.output.report != "none":
+        html_report.write(run_dir, "align", light=cfg.output.report == "light")
     say(format_report(rows))
     if "alignment_gap" in summary:
         say(f"alignment gap (welfare of global-reward agents minus local-reward agents, means over "

@@ -226,6 +226,17 @@ def detect_kind(folder: str | Path) -> str:
     raise UserError(f"{folder}: not a results folder (no config.yaml, aggregate.json or results.json)")
 
 
+def default_mode() -> str:
+    """The page a command writes when its config does not say: ``$CAPGYM_REPORT`` (``full``,
+    ``light`` or ``none``), else ``full``. Raises :class:`UserError` for another value."""
+    import os
+
+    mode = os.environ.get("CAPGYM_REPORT") or "full"
+    if mode not in ("full", "light", "none"):
+        raise UserError(f"CAPGYM_REPORT: must be full, light or none, not {mode!r}")
+    return mode
+
+
 def write(folder: str | Path, kind: str | None = None, messages: int = WINDOW_MESSAGES, start_ms: float = 0.0,
           light: bool = False) -> Path:
     """Write ``folder/report.html`` for a folder of any kind (:func:`detect_kind` when ``kind`` is
