@@ -17,6 +17,8 @@ A sweep file names a base config, the grid and the seeds::
                                              # start Ray actors (live runs, Ray learners) also reserve
                                              # theirs: one placement group per trial
     scheduler: asha                          # training bases: stop poor trials early (optional)
+    wandb: {mode: offline}                   # one wandb run per trial from what it reports to Tune
+                                             # (WandbLoggerCallback; offline unless mode: online)
 
 The **kind** of the base is read from its keys: an ``align:`` section makes it an align config, an
 ``env:``/``ppo:``/``learner:`` section a training config, anything else a run config. Grid keys are
@@ -63,7 +65,7 @@ from experiments.config import RunConfig, apply_override, compose, parse_overrid
 
 #: the project root: base configs not found next to the sweep file are looked up here
 ROOT = Path(__file__).resolve().parent.parent
-SWEEP_KEYS = ("name", "base", "set", "grid", "seeds", "measure", "seed", "ray", "resources", "scheduler")
+SWEEP_KEYS = ("name", "base", "set", "grid", "seeds", "measure", "seed", "ray", "resources", "scheduler", "wandb")
 RUN_KEYS = tuple(RunConfig.model_fields)
 KINDS = ("run", "train", "align")
 
@@ -131,6 +133,7 @@ class Sweep:
     resources: dict = field(default_factory=lambda: {"cpu": 1.0, "gpu": 0.0})
     scheduler: str | None = None
     root: str = "results"
+    wandb: dict | None = None
 
     @property
     def entity(self) -> str | None:
@@ -139,7 +142,8 @@ class Sweep:
     def resolved(self) -> dict:
         return {"name": self.name, "base": str(self.base), "kind": self.kind, "grid": self.grid,
                 "seeds": self.seeds, "measure": self.measure, "seed": self.seed, "ray": {"address": self.address},
-                "resources": self.resources, "scheduler": self.scheduler, "runs": len(self.points)}
+                "resources": self.resources, "scheduler": self.scheduler, "wandb": self.wandb,
+                "runs": len(self.points)}
 
 
 # --- loading and expanding ------------------------------------------------------------------------
@@ -215,6 +219,24 @@ def _resources(v: Any) -> dict:
     return {k: float(x) for k, x in out.items()}
 
 
+def _wandb(v: Any) -> dict | None:
+    """The sweep's ``wandb:`` section (``experiments.config.WandbConfig``: mode, project, entity,
+    tags), or ``None`` when absent; a one-line UserError when malformed."""
+    if v is None:
+        return None
+    from pydantic import ValidationError
+
+    from envs.world.config import error_line
+    from experiments.config import WandbConfig
+
+    if not isinstance(v, dict):
+        raise UserError("wandb: must be {mode: offline|online|disabled, project: ..., tags: [...]}")
+    try:
+        return WandbConfig.model_validate(v).model_dump(mode="json")
+    except ValidationError as e:
+        raise UserError("wandb." + error_line(e)) from None
+
+
 def load_sweep(path: str | Path, overrides: list[str] = ()) -> Sweep:
     """Read a sweep file, apply overrides (sweep keys like ``seeds=2`` go to the sweep, the base
     kind's keys like ``world.duration_ms=500`` or ``ppo.total_steps=2048`` to every trial), expand
@@ -268,6 +290,7 @@ def load_sweep(path: str | Path, overrides: list[str] = ()) -> Sweep:
     if scheduler and kind != "train":
         raise UserError(f"scheduler: asha needs trials that report a training return each iteration "
                         f"(a train base; this base is a {kind} config)")
+    tracking = _wandb(spec.get("wandb"))
     common = spec.get("set") or {}
     if not isinstance(common, dict):
         raise UserError("set: must map override keys to values")
@@ -279,7 +302,7 @@ def load_sweep(path: str | Path, overrides: list[str] = ()) -> Sweep:
     for parts, value in cfg_over:
         apply_override(data, parts, value)
     sweep = Sweep(name, base, grid, seeds, measure, kind, sseed, address=address, resources=resources,
-                  scheduler=scheduler)
+                  scheduler=scheduler, wandb=tracking)
     sweep.points = expand(data, grid, seeds, kind)
     sweep.root = sweep.points[0].cfg.output.root
     return sweep

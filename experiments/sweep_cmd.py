@@ -395,7 +395,8 @@ def _tune(sweep, sweep_dir: Path, jobs: int, quiet: bool, resume: bool) -> bool:
                                             reuse_actors=sweep.scheduler is None,
                                             scheduler=_scheduler(sweep, sweep_dir)),
                 run_config=tune.RunConfig(name="tune", storage_path=str(sweep_dir), verbose=0,
-                                          callbacks=[_progress_callback(sweep_dir, labels, quiet)]))
+                                          callbacks=[_progress_callback(sweep_dir, labels, quiet),
+                                                     *_wandb_callback(sweep, sweep_dir)]))
         tuner.fit()
         return stopped["set"]  # (a Ctrl-C, which Tune handles itself, shows as trials without records)
     finally:
@@ -405,6 +406,28 @@ def _tune(sweep, sweep_dir: Path, jobs: int, quiet: bool, resume: bool) -> bool:
             import ray
 
             ray.kill(collector)
+
+
+def _wandb_callback(sweep, sweep_dir: Path) -> list:
+    """Tune's ``WandbLoggerCallback`` when the sweep file has a ``wandb:`` section whose mode is not
+    ``disabled``: one wandb run per trial (named after the trial, grouped as ``<name>-<folder>``,
+    the trial's config as ``wandb.config``), logging everything the trial reports to Tune (each
+    training iteration's ``return_mean`` and ``env_steps``; at the end its exit status and measure).
+    Offline by default (no account, no network): the runs are written straight into the sweep
+    folder, ``wandb/offline-run-<time>-<trial id>/`` (the logging actors run on this machine), for
+    ``wandb sync`` later. (Not into Tune's trial folders: Tune copies those from its staging area
+    when the trial ends, before the run's last records are written.)"""
+    w = sweep.wandb
+    if not w or w["mode"] == "disabled":
+        return []
+    from ray.air.integrations.wandb import WandbLoggerCallback
+
+    if w["mode"] == "offline":
+        os.environ["WANDB_MODE"] = "offline"
+    os.environ.setdefault("WANDB_SILENT", "true")
+    return [WandbLoggerCallback(project=w["project"], group=f"{sweep.name}-{sweep_dir.name}", mode=w["mode"],
+                                entity=w["entity"], tags=list(w["tags"]) or None, excludes=["run_dir"],
+                                dir=str(sweep_dir), reinit="finish_previous")]
 
 
 def _scheduler(sweep, sweep_dir: Path):
@@ -512,7 +535,8 @@ def load_resumable(folder: str | Path):
     try:
         s = sw.Sweep(spec["name"], Path(spec["base"]), spec["grid"], spec["seeds"], spec["measure"], spec["kind"],
                      spec.get("seed", 0), address=(spec.get("ray") or {}).get("address"),
-                     resources=spec.get("resources") or {"cpu": 1.0, "gpu": 0.0}, scheduler=spec.get("scheduler"))
+                     resources=spec.get("resources") or {"cpu": 1.0, "gpu": 0.0}, scheduler=spec.get("scheduler"),
+                     wandb=spec.get("wandb"))
         s.points = [sw.point_from_json(s.kind, p) for p in points]
     except (KeyError, TypeError) as e:
         raise UserError(f"--resume: {folder}: sweep.yaml or points.json is damaged ({e})") from None

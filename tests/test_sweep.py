@@ -125,6 +125,8 @@ def test_training_and_align_bases(tmp_path):
     (train_sweep_file, {"measure": "availability_connected"}, ["measure", "train sweep"]),
     (train_sweep_file, {"scheduler": "hyperband"}, ["scheduler", "hyperband"]),
     (sweep_file, {"scheduler": "asha"}, ["scheduler", "run config"]),
+    (sweep_file, {"wandb": {"mode": "loud"}}, ["wandb.mode"]),
+    (sweep_file, {"wandb": {"projekt": "x"}}, ["wandb.projekt", "unknown key"]),
 ])
 def test_bad_sweep_is_one_line_exit_2_nothing_written(tmp_path, capsys, make, over, words):
     path = make(tmp_path, **over)
@@ -284,6 +286,25 @@ def test_align_sweep_one_trial_per_policy_and_seed(tmp_path, ray_session):
         cfg = yaml.safe_load((Path(r["run_dir"]) / "config.yaml").read_text())
         assert cfg["env"]["params"]["reward_mode"] == r["policy"].removeprefix("ppo_")
     assert [a["policy"] for a in read_csv(folder / "aggregate.csv")] == ["ppo_local", "ppo_global"]
+
+
+@pytest.mark.ray
+def test_wandb_section_writes_an_offline_run_per_trial(tmp_path, ray_session, monkeypatch):
+    """``wandb: {mode: offline}`` in the sweep file: Tune's WandbLoggerCallback writes one offline
+    wandb run per trial (in the sweep folder's ``wandb/``), holding what the trial reported to Tune."""
+    from experiments.tracking import offline_summary
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    path = sweep_file(tmp_path, name="wb", grid={"world.nodes": [3]}, wandb={"mode": "offline", "tags": ["t"]})
+    assert main(["sweep", str(path), "-q", "--jobs", "2"]) == 0
+    (folder,) = (tmp_path / "results" / "wb").iterdir()
+    runs = sorted((folder / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2
+    for run in runs:
+        assert list(run.glob("run-*.wandb"))
+        s = offline_summary(run)
+        assert s["rc"] == 0 and s["trial_done"] == 1 and s["training_iteration"] == 1, s
+    assert yaml.safe_load((folder / "sweep.yaml").read_text())["wandb"]["mode"] == "offline"
 
 
 @pytest.mark.ray
