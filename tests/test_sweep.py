@@ -185,11 +185,23 @@ def test_bootstrap_ci_is_seeded_and_sane():
     assert mean_std([1, 3]) == (2.0, pytest.approx(2 ** 0.5))
 
 
-def test_shipped_sweeps_validate():
-    for path in sorted((ROOT / "configs" / "sweeps").glob("*.yaml")):
+def test_shipped_sweeps_validate(capsys):
+    """Every sweep in configs/sweeps composes and every trial validates (``--dry-run``: nothing runs)."""
+    paths = sorted((ROOT / "configs" / "sweeps").glob("*.yaml"))
+    assert {"align-register.yaml", "train-lr.yaml", "cap.yaml"} <= {p.name for p in paths}
+    for path in paths:
         sw = load_sweep(path)
         assert len(sw.points) == len(combinations(sw.grid)) * len(sw.seeds) * max(
             1, len({p.policy for p in sw.points})) > 1, path
+        assert main(["sweep", str(path), "--dry-run"]) == 0, path
+        assert capsys.readouterr().out.splitlines()[-1].startswith(f"{len(sw.points)} trials"), path
+    al = load_sweep(ROOT / "configs" / "sweeps" / "align-register.yaml")  # reward mode x mixed weight x 5 seeds
+    assert al.kind == "align" and al.seeds == [0, 1, 2, 3, 4]
+    assert sorted({p.policy for p in al.points}) == sorted([("ppo_local", "local", 0.5), ("ppo_global", "global", 0.5),
+                                                           ("ppo_mixed_0.5", "mixed", 0.5),
+                                                           ("ppo_mixed_0.9", "mixed", 0.9)])
+    lr = load_sweep(ROOT / "configs" / "sweeps" / "train-lr.yaml")
+    assert lr.kind == "train" and list(lr.grid) == ["ppo.lr"]
 
 
 # --- real Tune trials on one local Ray instance ----------------------------------------------------
