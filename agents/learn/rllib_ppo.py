@@ -8,11 +8,12 @@ cannot honour (MAPPO's central critic, a GRU policy, ``norm_adv: false``, ...). 
 ``capgym align`` and ``capgym sweep`` run it unchanged:
 
 * **Action masks are enforced.** :class:`MaskedObs` turns each agent's observation into
-  ``{"observations": ..., "action_mask": ...}`` (the keys of RLlib's example
-  ``ActionMaskingTorchRLModule``, ``ray.rllib.examples.rl_modules.classes.action_masking_rlm``,
-  which adds ``log(mask)`` to the logits, so an illegal action has probability 0 when sampling
-  and in the loss). The wrapper also counts actions the mask forbade (``illegal_actions`` in each
-  iteration's row; always 0).
+  ``{"observations": ..., "action_mask": ...}``, the keys of RLlib's example
+  ``ActionMaskingTorchRLModule`` (``ray.rllib.examples.rl_modules.classes.action_masking_rlm``);
+  :class:`agents.learn.rllib_module.MaskedPPOTorchRLModule` is that module adapted to RLlib's
+  current PPO module: it adds ``log(mask)`` to the logits, so an illegal action has probability 0
+  when sampling and in the loss. The wrapper also counts actions the mask forbade
+  (``illegal_actions`` in each iteration's row; always 0).
 * **Independent learners** (one RLModule per agent) or, with ``learner.share``, one shared module
   whose input has the agent's one-hot appended (as capgym's parameter sharing).
 * **Everything runs in this process** (``num_env_runners=0``, ``num_learners=0``): in a sweep a
@@ -217,9 +218,9 @@ def rllib_config(cfg):
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
-    from ray.rllib.examples.rl_modules.classes.action_masking_rlm import ActionMaskingTorchRLModule
 
     from agents.learn.config import make_env
+    from agents.learn.rllib_module import MaskedPPOTorchRLModule
 
     why = unsupported(cfg)
     if why:
@@ -230,7 +231,7 @@ def rllib_config(cfg):
              "vf_share_layers": False}
     modules = [SHARED] if share else agents
     spec = MultiRLModuleSpec(rl_module_specs={
-        m: RLModuleSpec(module_class=ActionMaskingTorchRLModule, model_config=dict(model)) for m in modules})
+        m: RLModuleSpec(module_class=MaskedPPOTorchRLModule, model_config=dict(model)) for m in modules})
     mapping = (lambda aid, *a, **k: SHARED) if share else (lambda aid, *a, **k: aid)
     batch = c.batch_steps
     return (
@@ -253,7 +254,12 @@ def rllib_config(cfg):
 
 def build(cfg):
     """An RLlib PPO ``Algorithm`` for a capgym ``TrainConfig``."""
+    import logging
+
     from ray.tune.registry import register_env
+
+    for name in ("ray.rllib", "ray.tune"):  # its notices (new API stack, gputil) are not capgym's
+        logging.getLogger(name).setLevel(logging.ERROR)
 
     register_env(ENV_NAME, env_creator)
     return rllib_config(cfg).build_algo()
