@@ -96,6 +96,23 @@ def test_rllib_module_as_capgym_weights_same_outputs(share):
     assert torch.allclose(values, net.value(x), atol=1e-5)
 
 
+def test_iteration_rows_with_and_without_ended_episodes():
+    """An iteration in which no episode ended (RLlib sums nothing: NaN) has 0 episodes and no return;
+    otherwise returns and measures are the sums over the ended episodes divided by their count."""
+    nan = float("nan")
+    learners = {"node_0": {"policy_loss": 0.1, "vf_loss": 2.0, "entropy": 0.5}}
+    none = {"env_runners": {"num_env_steps_sampled_lifetime": 1024, "capgym": {"episodes": nan, "illegal": nan}},
+            "learners": learners}
+    row = rllib_ppo._row(0, none, 100.0, ["node_0"], ["node_0"])
+    assert row["episodes"] == 0 and row["illegal_actions"] == 0 and "return_mean" not in row
+    assert row["env_steps"] == 1024 and row["value_loss/node_0"] == 2.0
+    two = {"env_runners": {"num_env_steps_sampled_lifetime": 2048, "capgym": {
+        "episodes": 2, "illegal": 0, "return": {"node_0": 30.0}, "global": {"availability": 1.5},
+        "global_n": {"availability": 2}}}, "learners": learners}
+    row = rllib_ppo._row(1, two, 100.0, ["node_0"], ["node_0"])
+    assert row["return_mean"] == row["return/node_0"] == 15.0 and row["global/availability"] == 0.75
+
+
 @pytest.mark.parametrize("over, words", [
     (["learner.critic=central"], "learner.critic: central (MAPPO) is not available with learner.backend: rllib"),
     (["learner.recurrent=gru"], "learner.recurrent"),

@@ -295,16 +295,16 @@ def _row(it: int, result: dict, sps: float, agents: list[str], modules: list[str
     """One ``metrics.csv`` row from an RLlib ``train()`` result, in capgym's columns."""
     er = result.get("env_runners", {})
     cg = er.get("capgym", {})
-    n = int(cg.get("episodes", 0))
+    n = int(_count(cg.get("episodes")))  # (an iteration in which no episode ended sums nothing: NaN)
     row: dict = {"iteration": it, "env_steps": env_steps(result), "sps": round(sps, 1), "episodes": n,
-                 "illegal_actions": int(cg.get("illegal", 0))}
+                 "illegal_actions": int(_count(cg.get("illegal")))}
     if n:
         rets = {a: float(cg.get("return", {}).get(a, 0.0)) / n for a in agents}
         row["return_mean"] = float(np.mean(list(rets.values())))
         row.update({f"return/{a}": v for a, v in rets.items()})
         counts = cg.get("global_n", {})
         for k in sorted(cg.get("global", {})):
-            row[f"global/{k}"] = float(cg["global"][k]) / max(1, int(counts.get(k, 1)))
+            row[f"global/{k}"] = float(cg["global"][k]) / max(1, int(_count(counts.get(k, 1))))
     learners = result.get("learners", {})
     stats = []
     for m in modules:
@@ -316,6 +316,15 @@ def _row(it: int, result: dict, sps: float, agents: list[str], modules: list[str
     for k in ("policy_loss", "value_loss", "entropy"):
         row[k] = float(np.mean([s[k] for s in stats]))
     return row
+
+
+def _count(x) -> float:
+    """A summed metric, 0 where nothing was summed (RLlib reports NaN or leaves it out)."""
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return 0.0
+    return 0.0 if math.isnan(x) else x
 
 
 def env_steps(result: dict) -> int:
