@@ -207,3 +207,19 @@ def test_sweep_and_align_train_with_rllib(tmp_path, ray_up):
     (al,) = (tmp_path / "results" / "align-register").iterdir()
     s = json.loads((al / "summary.json").read_text())
     assert s["runs"]["ppo_local"]["n"] == 1 and s["runs"]["ppo_local"]["availability"] > 0
+
+
+@pytest.mark.slow  # ~30 s: two RLlib trainings
+def test_same_seed_same_rllib_training(tmp_path, ray_up):
+    """Same seed, same RLlib training: identical weights and metrics (steps/s aside)."""
+    import torch
+
+    runs = []
+    for i in range(2):
+        assert main(["train", str(CONFIG), f"output.root={tmp_path / str(i)}", "-q", *TINY]) == 0
+        (run,) = (tmp_path / str(i) / "train-rllib-register").iterdir()
+        runs.append(run)
+    a, b = (torch.load(r / "checkpoint" / "node_0.pt", weights_only=True) for r in runs)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ra, rb = ([{k: v for k, v in r.items() if k != "sps"} for r in read_csv(run / "metrics.csv")] for run in runs)
+    assert ra == rb
