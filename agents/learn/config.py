@@ -4,9 +4,8 @@ A training config (``configs/train/*.yaml``)::
 
     env:     {id: capgym/Register-v0, params: {nodes: 5, duration_ms: 2000, reward_mode: local}}
     ppo:     {total_steps: 200000, num_envs: 8, num_steps: 128, lr: 3e-4, ...}   # PPOConfig
-    learner: {backend: local, share: false, critic: local, device: auto,       # LearnerConfig (backend:
-              # local | ray | rllib, agents.learn.rllib_ppo)
-              recurrent: none, rnn_hidden: 64}
+    learner: {backend: local, share: false, critic: local, device: auto,       # LearnerConfig
+              recurrent: none, rnn_hidden: 64}                   # backend: local | ray | rllib
     ray:     {address: null, num_cpus_per_learner: 0.25}
     seed: 0
 
