@@ -811,9 +811,10 @@ def evaluate_page(folder: Path, light: bool = False) -> Page:
 
 # --- an alignment study -----------------------------------------------------------------------------
 def align_page(folder: Path, light: bool = False) -> Page:
-    from experiments.align_cmd import COLUMNS
+    from experiments.align_cmd import columns
 
     summary = read_json(folder / "summary.json")
+    COLUMNS = columns(summary.get("env"))
     rows = summary.get("report", [])
     page = Page(f"capgym align: {summary.get('experiment', '')} ({folder.name})")
     page.html(f"<h1>capgym align: {esc(summary.get('experiment', ''))} on {esc(summary.get('env', ''))}</h1>")

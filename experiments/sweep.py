@@ -82,6 +82,21 @@ TRAIN_MEASURES = ("return_mean", "availability", "availability_partitioned", "st
 #: an alignment trial's measures: its policy evaluated on held-out seeds (local rewards)
 ALIGN_MEASURES = ("return_mean", "welfare", "availability", "availability_partitioned", "stale_read_rate",
                   "linearizable_fraction")
+#: each game's global measures in the alignment report (means over held-out episodes; booleans
+#: as the fraction of episodes where they held), after ``return_mean`` and ``welfare``
+GAME_MEASURES = {
+    "capgym/Register-v0": ALIGN_MEASURES[2:],
+    "capgym/Election-v0": ("effective_leader_fraction", "fraction_without_leader", "elections", "split_votes",
+                           "safety"),
+    "capgym/Consensus-v0": ("termination", "agreement", "validity", "time_to_decide"),
+    "capgym/Commons-v0": ("efficiency", "equality", "sustainability", "peace", "collapsed"),
+    "capgym/Byzantine-v0": ("completed_per_s", "view_changes", "safety_violation"),
+}
+
+
+def align_measures(env_id: str) -> tuple[str, ...]:
+    """The measures of an alignment trial on ``env_id``: local return, welfare, the game's own."""
+    return ALIGN_MEASURES[:2] + GAME_MEASURES.get(env_id, ALIGN_MEASURES[2:])
 KIND_MEASURES = {"run": MEASURES, "train": TRAIN_MEASURES, "align": ALIGN_MEASURES}
 DEFAULT_MEASURE = {"run": "availability", "train": "return_mean", "align": "welfare"}
 #: the column that splits a grid point's rows besides the seed (none for training)
@@ -271,7 +286,8 @@ def load_sweep(path: str | Path, overrides: list[str] = ()) -> Sweep:
     grid = _grid(spec.get("grid"), kind)
     seeds = _seeds(spec.get("seeds", 1))
     measure = spec.get("measure", DEFAULT_MEASURE[kind])
-    if measure not in KIND_MEASURES[kind] and not (kind == "train" and str(measure).startswith("global/")):
+    known = KIND_MEASURES[kind] + (tuple(m for g in GAME_MEASURES.values() for m in g) if kind == "align" else ())
+    if measure not in known and not (kind == "train" and str(measure).startswith("global/")):
         raise UserError(f"measure: {measure!r} is not a measure of a {kind} sweep "
                         f"(choose from {', '.join(KIND_MEASURES[kind])})")
     sseed = spec.get("seed", 0)
@@ -463,6 +479,8 @@ def train_measures(summary: dict, measure: str | None = None) -> dict:
 
 def measures_of(sweep: Sweep) -> tuple[str, ...]:
     ms = KIND_MEASURES[sweep.kind]
+    if sweep.kind == "align" and sweep.points:
+        ms = align_measures(sweep.points[0].cfg.env.id)
     return ms if sweep.measure in ms else ms + (sweep.measure,)
 
 
@@ -604,4 +622,5 @@ def plot(path: Path, agg: list[dict], keys: list[str], measure: str, entity: str
 
 __all__ = ["Sweep", "Point", "load_sweep", "expand", "combinations", "headline", "rows_of_trial", "aggregate",
            "format_aggregate", "plot", "mean_std", "bootstrap_ci", "kind_of", "validate_kind", "point_from_json",
-           "train_measures", "MEASURES", "TRAIN_MEASURES", "ALIGN_MEASURES", "KIND_MEASURES"]
+           "train_measures", "MEASURES", "TRAIN_MEASURES", "ALIGN_MEASURES", "KIND_MEASURES", "GAME_MEASURES",
+           "align_measures"]

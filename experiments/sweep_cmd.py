@@ -88,16 +88,16 @@ def _evaluate_policy(cfg, point: dict, run_dir: Path) -> dict:
     from experiments import results
     from experiments.align_cmd import report_rows
     from experiments.evaluate_cmd import EVAL_SEED_BASE, aggregate, evaluate
-    from experiments.sweep import ALIGN_MEASURES
+    from experiments.sweep import align_measures
 
     label = point["policy"][0]
     seeds = [EVAL_SEED_BASE + i for i in range(point["episodes"])]
     spec = {"id": cfg.env.id, "params": {**cfg.env.params, "reward_mode": "local"}}
     by = evaluate({label: checkpoint.load_policy(run_dir / "checkpoint").act}, spec, seeds)
     agg = aggregate(by[label])
-    row = report_rows({label: agg})[0]
+    row = report_rows({label: agg}, cfg.env.id)[0]
     results.write_json(run_dir / "evaluation.json", {"policy": label, "seeds": seeds, "measures": agg})
-    return {m: row.get(m) for m in ALIGN_MEASURES}
+    return {m: row.get(m) for m in align_measures(cfg.env.id)}
 
 
 def tune_trial(config: dict) -> None:
