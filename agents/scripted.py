@@ -153,3 +153,36 @@ def schelling(make_env, cooperate: Policy, defect: Policy, n: int, seeds: Sequen
 
     return {"cooperator": [mean(k + 1, 0) for k in range(n)], "defector": [mean(k, 1) for k in range(n)],
             "total": [mean(m, 2) for m in range(n + 1)], "per_seed": per_seed}
+
+
+# --- Byzantine-v0 (envs/byzantine_game.py): scripted adversaries ------------------------------------
+# Actions 0 honest, 1 drop, 2 delay, 3 equivocate, 4 corrupt (5: the no-op); observation[0:8] the
+# one-hot of the phase's message type (request, pre_prepare, prepare, commit, checkpoint, view_change,
+# new_view, other). A self-contained block: BYZANTINE_BASELINES names them for evaluation.
+
+def byzantine_slow_primary(obs, mask) -> int:
+    """Byzantine-v0: delay every pre-prepare (just below the view-change timeout by default, so the
+    primary is slow but never replaced: the performance attack of Clement et al., "Making Byzantine
+    Fault Tolerant Systems Tolerate Byzantine Faults", NSDI 2009); honest in every other phase."""
+    if not mask[0]:
+        return _noop(mask)
+    return 2 if obs[1] > 0 else 0
+
+
+def byzantine_mute_backup(obs, mask) -> int:
+    """Byzantine-v0: drop prepares and commits (a backup that withholds its votes), honest otherwise."""
+    if not mask[0]:
+        return _noop(mask)
+    return 1 if obs[2] > 0 or obs[3] > 0 else 0
+
+
+#: Byzantine-v0's scripted adversaries by name (the textbook no-op is ``honest``)
+BYZANTINE_BASELINES: dict[str, Policy] = {
+    "honest": always(0),
+    "drop": always(1),
+    "delay": always(2),
+    "equivocate": always(3),
+    "corrupt": always(4),
+    "slow_primary": byzantine_slow_primary,
+    "mute_backup": byzantine_mute_backup,
+}
