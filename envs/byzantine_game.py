@@ -20,11 +20,13 @@ Actions (``Discrete(6)``)
     every recipient); ``5`` the no-op (legal only with nothing to decide; an agent that owes a
     decision and sends it gets ``0``, honest). All five choices are legal at every decision.
 
-Observation (``Box(15)``, the Byzantine node's local view only)
+Observation (``Box(17)``, the node's local view only)
     ``[one-hot of the phase's message type among request, pre_prepare, prepare, commit, checkpoint,
     view_change, new_view, other (8), messages in the batch, 1.0 when this node is the primary of
-    its view, 1.0 while it is changing views, its view / 10, requests pending here / 10, clock_s,
-    owes_decision]``. The protocol state is the honest PBFT object the node still runs inside.
+    its view, 1.0 while it is changing views, its view / 10, requests pending here / 10, 1.0 for a
+    view-change-timeout decision (``honest_learners``), view changes since the last view entered / 4,
+    clock_s, owes_decision]``. The protocol state is the honest PBFT object the node still runs
+    inside.
 
 Rewards (the adversaries' side; the observer judges correct replicas and correct clients only,
 ``metrics.byzantine``). Clients send every operation to every replica and complete on ``f + 1``
@@ -35,7 +37,8 @@ matching replies (``workload.replies``, the paper's section 4.1), so every clien
     ``i`` (a view led by a correct primary: shared among the adversaries); ``+violation_reward`` at
     the end when safety was broken (correct replicas executed different requests at one sequence
     number, or the correct clients' history is not linearizable).
-    global (the same for every agent: the adversaries' team): per step ``view_change_reward`` per
+    global (the adversaries' team, the same for every agent; negated for the correct replicas with
+    ``honest_learners``): per step ``view_change_reward`` per
     view change, ``+miss_reward`` per operation that ended without ``ok``, ``-ok_cost`` per
     operation completed ``ok`` (so liveness lost is paid as completed requests per second lost), and
     ``violation_reward`` at the end for a safety violation.
@@ -55,10 +58,13 @@ the Byzantine nodes then follow the script and nobody owes a decision (the scrip
 the table in ``docs/byzantine.md``; ``pbft`` with ``f + 1`` nodes, the primary among them, is the
 strategy known to break safety).
 
-``honest_learners`` (two-sided game): designed, not built. It is meant to let the correct
-replicas' agents choose PBFT's view-change timeout (section 4.4's ``T``, as a multiple of
-``view_change_timeout_ms``) through an ask in PBFT's ``start_timer``, rewarded with the negation of
-the adversaries' global reward; ``True`` is refused with a ``ValueError`` until PBFT asks.
+``honest_learners`` (the two-sided game): every replica's PBFT asks its agent, whenever its
+view-change timer starts from idle, which multiple of ``T`` (section 4.4; ``view_change_timeout_ms``,
+still doubled per failed view change) to wait: actions ``0..4`` pick ``timeout_multiples``
+(``[0.25, 0.5, 1, 2, 4]``; the default, ``2``, is ``T`` itself). The correct replicas' agents then
+learn too: their local reward is the adversaries' team reward negated (the same each step), and in
+the global and mixed modes the global term is negated for them (``Episode.side``), so the game is
+zero-sum. A Byzantine node's agent answers its own (inner) PBFT's timeout asks as well.
 """
 
 from __future__ import annotations
@@ -95,8 +101,9 @@ class ByzantineConfig(EnvConfig):
     violation_reward: float = Field(50.0, ge=0, description="at the end, when safety was broken")
     check_linearizability: bool = True
     linearizability_timeout_s: float = Field(5.0, gt=0, description="wall-clock budget of the check")
-    honest_learners: bool = Field(False, description="two-sided game: correct replicas' agents choose the "
-                                  "view-change timeout (designed, not built: True is refused)")
+    honest_learners: bool = Field(False, description="two-sided game: every replica's agent also chooses the "
+                                  "multiple of PBFT's view-change timeout T (protocol_params.learn_timeout); "
+                                  "the correct replicas' reward is the adversaries' team reward negated")
 
     @model_validator(mode="after")
     def _check(self):
@@ -114,8 +121,10 @@ class ByzantineConfig(EnvConfig):
             raise ValueError(f"adversary_strategy: unknown {self.adversary_strategy!r} "
                              f"(choose from {', '.join(STRATEGY_NAMES)})")
         if self.honest_learners:
-            raise ValueError("honest_learners: the two-sided game is not built yet (PBFT does not ask for its "
-                             "view-change timeout)")
+            self.protocol_params = {**self.protocol_params, "learn_timeout": True}
+        m = self.protocol_params.get("timeout_multiples")
+        if m is not None and len(m) != len(ACTIONS):
+            raise ValueError(f"protocol_params.timeout_multiples: Byzantine-v0 needs {len(ACTIONS)}, not {len(m)}")
         return self
 
 
@@ -123,7 +132,7 @@ class ByzantineGame(Game):
     Config = ByzantineConfig
     name = "Byzantine-v0"
     n_actions = len(ACTIONS)
-    n_features = len(Phased.PHASES) + 1 + 1 + 4
+    n_features = (len(Phased.PHASES) + 1) + 1 + 4 + 2  # phase one-hot (with "other"), batch, state, timeout
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -156,6 +165,11 @@ class ByzantineGame(Game):
         ep.views = 0  # highest view a correct replica entered
         ep.views_paid = 0
         ep.actions = [0] * self.n_actions
+        ep.timeouts = [0] * self.n_actions  # honest_learners: how often each multiple of T was chosen
+        ep.team = 0.0  # the adversaries' team reward not yet paid into the welfare
+        ep.honest = [i for i in range(ep.n) if i not in byz] if cfg.honest_learners else []
+        if cfg.honest_learners:
+            ep.side = [1.0 if i in byz else -1.0 for i in range(ep.n)]
         ep.verdict = None
         miss, earned = cfg.miss_reward, ep.earned
 
@@ -173,16 +187,27 @@ class ByzantineGame(Game):
 
     # --- decisions ------------------------------------------------------------------------------
     def features(self, ask: Ask) -> list[float]:
-        obs = list(ask.obs) if ask.obs is not None else [0.0] * (len(Phased.PHASES) + 2)
+        """A phase: ``[phase one-hot (8), batch size, primary, changing, view / 10, pending / 10, 0, tries / 4]``
+        from the Byzantine node's own (inner, honest) PBFT state. A view-change timeout
+        (``honest_learners``): the same with the one-hot and the batch size zero and ``1`` before ``tries``."""
         ep = self.ep()
         node = ep.sim.states[ask.node].obj if ep is not None else None
-        inner = getattr(node, "inner", None)
-        if inner is None or not hasattr(inner, "d"):
-            return obs + [0.0] * 4
-        v = inner.view
-        return obs + [float(v % inner.n == ask.node), float(inner.changing), v / 10.0, len(inner.pending) / 10.0]
+        pbft = getattr(node, "inner", node)
+        if ask.point[0] == "view_change_timeout":
+            tries, v, pending, changing = ask.obs
+            return [0.0] * (len(Phased.PHASES) + 2) + [float(v % ep.n == ask.node), float(changing), v / 10.0,
+                                                         pending / 10.0, 1.0, tries / 4.0]
+        obs = list(ask.obs)
+        if pbft is None or not hasattr(pbft, "d"):
+            return obs + [0.0] * 6
+        v = pbft.view
+        return obs + [float(v % ep.n == ask.node), float(pbft.changing), v / 10.0, len(pbft.pending) / 10.0,
+                      0.0, pbft.tries / 4.0]
 
     def action(self, ep: Episode, ask: Ask, a: int) -> int:
+        if ask.point[0] != "byzantine":
+            ep.timeouts[a] += 1
+            return a
         ep.actions[a] += 1
         if a != Phased.HONEST:
             node = ep.sim.states[ask.node].obj
@@ -194,6 +219,9 @@ class ByzantineGame(Game):
         return a
 
     def default(self, ep: Episode, ask: Ask) -> int:
+        if ask.point[0] != "byzantine":
+            ep.timeouts[ask.default] += 1
+            return ask.default
         ep.actions[Phased.HONEST] += 1
         return Phased.HONEST
 
@@ -218,19 +246,26 @@ class ByzantineGame(Game):
                     for i in self.byz:
                         ep.earned[i] += share
             ep.views = views
+        c = self.cfg
+        team = (c.view_change_reward * (ep.views - ep.views_paid) + c.miss_reward * (ep.miss - ep.miss_paid)
+                - c.ok_cost * (ep.ok - ep.ok_paid))
+        ep.views_paid, ep.miss_paid, ep.ok_paid = ep.views, ep.miss, ep.ok
         if ep.done and ep.verdict is None:
             ep.verdict = self.safety(ep)
             if ep.verdict["safety_violation"]:
                 for i in self.byz:
-                    ep.earned[i] += self.cfg.violation_reward
+                    ep.earned[i] += c.violation_reward
+                for i in ep.honest:
+                    ep.earned[i] -= c.violation_reward
+        ep.team += team
+        for i in ep.honest:  # the correct replicas' side: the adversaries' team reward, negated
+            ep.earned[i] -= team
 
     def welfare_step(self, ep: Episode, local: list[float]) -> None:
         """The adversaries' team reward this step: view changes and failed operations gained,
-        operations completed ok lost."""
-        c = self.cfg
-        ep.welfare += (c.view_change_reward * (ep.views - ep.views_paid) + c.miss_reward * (ep.miss - ep.miss_paid)
-                       - c.ok_cost * (ep.ok - ep.ok_paid))
-        ep.views_paid, ep.miss_paid, ep.ok_paid = ep.views, ep.miss, ep.ok
+        operations completed ok lost (the violation is paid by ``terminal_welfare``)."""
+        ep.welfare += ep.team
+        ep.team = 0.0
 
     def safety(self, ep: Episode) -> dict:
         """The observer's safety verdict over correct replicas and correct clients."""
@@ -262,6 +297,7 @@ class ByzantineGame(Game):
             "view_changes": ep.views,
             **verdict,
             "actions": dict(zip(ACTIONS, ep.actions, strict=True)),
+            "timeout_multiples": dict(zip(map(str, self.params.timeout_multiples), ep.timeouts, strict=True)),
             "decisions": ep.decisions,
             "returns": ep.returns(),
         }

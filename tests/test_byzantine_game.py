@@ -26,6 +26,13 @@ def mostly(p_honest, seed):
     return policy
 
 
+def team_reward(g):
+    """The adversaries' team (global) reward of an episode, from its global measures."""
+    c = bg.ByzantineConfig()
+    return (c.view_change_reward * g["view_changes"] + c.miss_reward * g["ops_failed"] - c.ok_cost * g["ops_ok"]
+            + (c.violation_reward if g["safety_violation"] else 0.0))
+
+
 def play(policy, seed, api="parallel", **kw):
     env = (bg.parallel_env if api == "parallel" else bg.env)(**kw)
     return scripted.run_episode(env, policy, seed=seed)
@@ -77,13 +84,9 @@ def test_honest_adversaries_cost_nothing_and_dropping_forces_view_changes():
 
 
 def test_global_reward_is_the_adversaries_team_figure():
-    c = bg.ByzantineConfig()
     for policy in (scripted.textbook, scripted.always(1)):
         r = play(policy, 1, reward_mode="global")
-        g = r["global"]
-        want = (c.view_change_reward * g["view_changes"] + c.miss_reward * g["ops_failed"] - c.ok_cost * g["ops_ok"]
-                + (c.violation_reward if g["safety_violation"] else 0.0))
-        assert list(r["returns"].values()) == pytest.approx([want] * 4)
+        assert list(r["returns"].values()) == pytest.approx([team_reward(r["global"])] * 4)
 
 
 def test_only_the_byzantine_nodes_owe_decisions_and_their_masks_are_honest():
@@ -93,6 +96,7 @@ def test_only_the_byzantine_nodes_owe_decisions_and_their_masks_are_honest():
     rng = np.random.default_rng(0)
     while env.agents:
         for a, o in obs.items():
+            assert env.observation_space(a).contains(o)
             if o["observation"][-1] == 1.0:
                 owed.add(a)
                 assert list(o["action_mask"]) == [1, 1, 1, 1, 1, 0]
@@ -119,8 +123,43 @@ def test_scripted_baselines_play():
 
 @pytest.mark.parametrize("bad, word", [({"adversaries": 4}, "adversaries"), ({"adversary_strategy": "nope"}, "nope"),
                                        ({"byzantine_nodes": [0, 9]}, "byzantine_nodes"),
-                                       ({"honest_learners": True}, "honest_learners")])
+                                       ({"protocol_params": {"timeout_multiples": [1, 2]}}, "timeout_multiples")])
 def test_config_errors_are_one_line(bad, word):
     with pytest.raises(ValueError) as e:
         bg.env(**bad)
     assert word in str(e.value) and "\n" not in str(e.value)
+
+
+def test_two_sided_game_zero_sum_and_the_timeout_matters():
+    """honest_learners: every replica's agent picks the multiple of PBFT's view-change timeout T.
+    Against a primary that drops its pre-prepares, a short T replaces it sooner (more requests
+    complete) than a long one; the correct replicas' reward is the adversaries' team reward negated."""
+    def policies(honest):
+        return {"node_0": scripted.always(1), **{f"node_{i}": scripted.always(honest) for i in (1, 2, 3)}}
+
+    figures = {}
+    for mode in ("local", "global"):
+        for honest in (0, 4):  # 0.25 T and 4 T
+            r = play(policies(honest), 2, honest_learners=True, reward_mode=mode, duration_ms=3000)
+            g = r["global"]
+            assert g["timeout_multiples"][("0.25", "4.0")[honest // 4]] > 0
+            team = team_reward(g)
+            if mode == "global":
+                assert r["returns"]["node_0"] == pytest.approx(team)
+            for i in (1, 2, 3):
+                assert r["returns"][f"node_{i}"] == pytest.approx(-team)
+            figures[mode, honest] = g["completed_per_s"]
+            assert not g["safety_violation"]
+    assert figures["local", 0] > figures["local", 4] + 10
+    assert figures["local", 0] == figures["global", 0]  # the reward mode changes rewards only
+
+
+def test_two_sided_game_passes_pettingzoo_api_tests():
+    import warnings
+
+    from pettingzoo.test import api_test, parallel_api_test
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        api_test(bg.env(honest_learners=True, faults=True, duration_ms=1000), num_cycles=100)
+        parallel_api_test(bg.parallel_env(honest_learners=True, faults=True, duration_ms=1000), num_cycles=100)
