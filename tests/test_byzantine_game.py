@@ -38,17 +38,12 @@ def play(policy, seed, api="parallel", **kw):
     return scripted.run_episode(env, policy, seed=seed)
 
 
-@pytest.mark.parametrize("nodes", [4, 7])
-def test_at_most_f_random_adversaries_never_break_safety(nodes):
-    """n = 3f + 1 with f adversaries acting at random (every choice, every phase), partitions and
-    loss from the nemesis: correct replicas never execute different requests at one sequence
-    number, and the correct clients' history is linearizable (Castro and Liskov 1999, section 4.5)."""
+def random_adversaries_stay_safe(nodes, seeds, **kw):
     f = (nodes - 1) // 3
-    seeds = range(24) if nodes == 4 else range(8)
     tampered = executed = 0
     for seed in seeds:
         g = play(mostly((0.2, 0.5, 0.8)[seed % 3], seed), seed, nodes=nodes, adversaries=f, duration_ms=3000,
-                 faults=["partition", "loss", "clock"])["global"]
+                 faults=["partition", "loss", "clock"], **kw)["global"]
         executed += g["log_agreement"]["positions"]
         assert g["log_agreement"]["conflicts"] == 0, (seed, g["log_agreement"])
         assert g["linearizable"] is True, seed
@@ -56,6 +51,22 @@ def test_at_most_f_random_adversaries_never_break_safety(nodes):
         tampered += sum(v for k, v in g["actions"].items() if k != "honest")
         assert g["byzantine"]["nodes"] == {str(i): "phased" for i in range(f)}
     assert tampered > 100 * len(seeds) and executed > 100 * len(seeds)  # they lied, and PBFT progressed
+
+
+@pytest.mark.parametrize("nodes", [4, 7])
+def test_at_most_f_random_adversaries_never_break_safety(nodes):
+    """n = 3f + 1 with f adversaries acting at random (every choice, every phase), partitions, loss
+    and clock faults from the nemesis: correct replicas never execute different requests at one
+    sequence number, and the correct clients' history is linearizable (Castro and Liskov 1999,
+    section 4.5). 24 seeds at n = 4, 8 at n = 7 (the slow suite: 200 and 50, and two-sided)."""
+    random_adversaries_stay_safe(nodes, range(24) if nodes == 4 else range(8))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("nodes", [4, 7])
+@pytest.mark.parametrize("two_sided", [False, True])
+def test_at_most_f_random_adversaries_never_break_safety_many_seeds(nodes, two_sided):
+    random_adversaries_stay_safe(nodes, range(100, 300) if nodes == 4 else range(100, 150), honest_learners=two_sided)
 
 
 def test_f_plus_one_colluding_liars_are_caught_breaking_safety():

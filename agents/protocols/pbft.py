@@ -51,6 +51,12 @@ replica keeps on disk; here everything it has vouched for lives in ``ctx.durable
 every prepare, commit, checkpoint, view-change and new-view it sends and before it answers a
 client, so that a crash-recovered replica never contradicts itself.
 
+Learnable choice: with ``learn_timeout`` the replica asks its agent (``ctx.ask(("view_change_timeout", k),
+(tries, view, pending, changing))``) which of ``timeout_multiples`` of ``T`` to wait whenever its
+view-change timer starts from idle (not on the restarts after each execution), and starts the timer
+when the answer comes; the default is the multiple nearest 1 (the paper's ``T``). This is the honest
+side's action in ``capgym/Byzantine-v0``'s two-sided game.
+
 Trace records: ``execute`` (``seq``, ``op``: the request's ``(entry, op id)`` or None for a null
 request), ``apply`` (``key``, ``value``), ``view`` (``view``: a view entered), ``stable`` (``seq``).
 """
