@@ -174,3 +174,28 @@ def test_two_sided_game_passes_pettingzoo_api_tests():
         warnings.simplefilter("ignore")
         api_test(bg.env(honest_learners=True, faults=True, duration_ms=1000), num_cycles=100)
         parallel_api_test(bg.parallel_env(honest_learners=True, faults=True, duration_ms=1000), num_cycles=100)
+
+
+def test_train_config_runs_and_the_table_reads_it(tmp_path, capsys):
+    """``capgym train configs/train/byzantine.yaml`` (tiny budget), then the learned-against-scripted
+    table from its checkpoint: every policy has a row, and only the world's pbft liars (f + 1 = 2
+    of them here) break safety."""
+    import json
+
+    from experiments import byzantine_table
+    from experiments.cli import main
+
+    root = tmp_path / "res"
+    code = main(["train", "configs/train/byzantine.yaml", "ppo.total_steps=256", "ppo.num_envs=2",
+                 "ppo.num_steps=64", "env.params.duration_ms=800", "env.params.adversaries=2",
+                 f"output.root={root}", "wandb.mode=disabled", "-q"])
+    assert code == 0
+    (run,) = (root / "train-byzantine").iterdir()
+    assert json.loads((run / "status.json").read_text())["status"] == "complete"
+    rows = byzantine_table.rows_for(str(run), episodes=1)
+    by = {r["policy"]: r for r in rows}
+    assert {"trained (PPO, greedy)", "random", "scripted slow_primary", "world strategy pbft"} <= set(by)
+    assert all(r["adversaries"] == 2 for r in rows)
+    assert by["world strategy pbft"]["violations"] == 1
+    assert sum(r["violations"] for r in rows) == 1
+    assert "| 2 | world strategy pbft |" in byzantine_table.markdown(rows)
