@@ -58,7 +58,7 @@ def two_sided_rows(spec: dict, seeds: list[int], pol, k: int) -> list[dict]:
     byz = {f"node_{i}" for i in (spec["params"].get("byzantine_nodes") or range(k))}
     sides = {"trained": pol.act,
              "slow_primary": lambda a, o, m: scripted.byzantine_slow_primary(o, m),
-             "drop": lambda a, o, m: scripted.always(1)(o, m)}
+             "drop": lambda a, o, m: scripted.BYZANTINE_BASELINES["drop"](o, m)}
     honest = {"trained T": pol.act, "textbook T": lambda a, o, m: scripted.textbook(o, m)}
     policies = {}
     for an, adv in sides.items():
