@@ -180,7 +180,8 @@ class ByzantineGame(Game):
                 ep.ok += 1
                 return
             ep.miss += 1
-            for i in ep.tampered.pop((("client", op.process), op.id), ()):
+            rid = (("client", op.process) if op.node is None else op.node, op.id)  # PBFT's request id
+            for i in ep.tampered.pop(rid, ()):
                 earned[i] += miss
 
         sim.on_complete.append(completed)
@@ -213,9 +214,8 @@ class ByzantineGame(Game):
             node = ep.sim.states[ask.node].obj
             for _dst, body in getattr(node, "asked", {}).get(ask.point[2], ()):
                 if body[0] in CARRIES_REQUEST and isinstance(body[3], tuple) and len(body[3]) == 6:
-                    m = body[3]
-                    ep.tampered.setdefault((m[1], m[2]) if not isinstance(m[1], tuple) else
-                                           (("client", m[1][1]), m[2]), set()).add(ask.node)
+                    m = body[3]  # ("req", client or entry replica, op id, ...): its id is (m[1], m[2])
+                    ep.tampered.setdefault((m[1], m[2]), set()).add(ask.node)
         return a
 
     def default(self, ep: Episode, ask: Ask) -> int:

@@ -199,3 +199,17 @@ def test_train_config_runs_and_the_table_reads_it(tmp_path, capsys):
     assert by["world strategy pbft"]["violations"] == 1
     assert sum(r["violations"] for r in rows) == 1
     assert "| 2 | world strategy pbft |" in byzantine_table.markdown(rows)
+
+
+@pytest.mark.parametrize("replies", [None, 1])
+def test_local_reward_credits_the_failures_an_adversary_tampered_with(replies):
+    """Two liars (f + 1) drop every phase: no request completes, no correct replica enters a new
+    view, and each liar is credited miss_reward for every failed operation, since it tampered with
+    each one's messages; correct replicas earn nothing. Clients that wait for f + 1 replies, and
+    (replies: 1) clients of one entry replica each, whose requests the liars also carried."""
+    kw = {} if replies is None else {"workload": {"clients": 4, "timeout_ms": 1000, "replies": 1}}
+    r = play(scripted.BYZANTINE_BASELINES["drop"], 0, adversaries=2, **kw)
+    g = r["global"]
+    assert g["ops_ok"] == 0 and g["view_changes"] == 0 and g["ops_failed"] > 0
+    assert r["returns"]["node_0"] == r["returns"]["node_1"] == g["ops_failed"] * bg.ByzantineConfig().miss_reward
+    assert r["returns"]["node_2"] == r["returns"]["node_3"] == 0.0
