@@ -49,7 +49,8 @@ Global measures (final ``infos[agent]["global"]`` and ``global_measures()``)
     ``log_agreement`` (``metrics.byzantine.log_agreement`` over the correct replicas),
     ``linearizable`` (``metrics.linearizability``; None when not checked, ``"unknown"`` past the time
     budget), ``safety_violation`` (a log conflict, or not linearizable), ``actions`` (how often each
-    choice was made), ``byzantine`` (the nodes left out), ``decisions``, ``returns``.
+    choice was made), ``timeout_multiples`` (how often each multiple of ``T`` was chosen:
+    ``honest_learners``), ``byzantine`` (the nodes left out), ``decisions``, ``returns``.
 
 With at most ``f`` adversaries (whatever they choose) a safety violation is a bug in PBFT or in the
 world (``tests/test_byzantine_game.py`` plays random adversaries over seeds). ``adversary_strategy``
