@@ -116,11 +116,14 @@ def test_only_the_byzantine_nodes_owe_decisions_and_their_masks_are_honest():
     assert owed == {"node_1", "node_4"}
 
 
+@pytest.mark.parametrize("two_sided", [False, True])
 @pytest.mark.parametrize("api", ["aec", "parallel"])
-def test_same_seed_same_episode(api):
-    runs = [play(scripted.make_random(7), 5, api=api, faults=True, duration_ms=1000) for _ in range(2)]
+def test_same_seed_same_episode(api, two_sided):
+    runs = [play(scripted.make_random(7), 5, api=api, faults=True, duration_ms=1000, honest_learners=two_sided)
+            for _ in range(2)]
     assert runs[0] == runs[1]
     assert runs[0]["global"]["decisions"] > 0
+    assert (sum(runs[0]["global"]["timeout_multiples"].values()) > 0) == two_sided
 
 
 def test_scripted_baselines_play():
