@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# the CPU build of torch first (a newer or unpinned torch would pull a multi-GB CUDA build)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[test,bench]"
+	$(PY) -m pip install -q -e ".[test,bench,rllib]"
 	touch $(STAMP)
 
 # the compiled modules (envs/world/_core.pyx, metrics/_wgl.pyx), rebuilt in place when a source changes

@@ -195,3 +195,47 @@ def schelling(make_env, cooperate: Policy, defect: Policy, n: int, seeds: Sequen
 
     return {"cooperator": [mean(k + 1, 0) for k in range(n)], "defector": [mean(k, 1) for k in range(n)],
             "total": [mean(m, 2) for m in range(n + 1)], "per_seed": per_seed}
+
+
+# --- Byzantine-v0 (envs/byzantine_game.py): scripted adversaries ------------------------------------
+# Actions 0 honest, 1 drop, 2 delay, 3 equivocate, 4 corrupt (5: the no-op); observation[0:8] the
+# one-hot of the phase's message type (request, pre_prepare, prepare, commit, checkpoint, view_change,
+# new_view, other); observation[13] is 1 for a view-change-timeout decision (the two-sided game), which
+# these adversaries leave at the textbook T. A self-contained block: BYZANTINE_BASELINES names them.
+
+def byzantine_phase(action: int) -> Policy:
+    """Byzantine-v0: ``action`` in every phase; the textbook T at a view-change-timeout decision."""
+
+    def policy(obs, mask) -> int:
+        return _noop(mask) if not mask[0] or obs[13] > 0 else action
+
+    policy.__name__ = f"byzantine_phase_{action}"
+    return policy
+
+
+def byzantine_slow_primary(obs, mask) -> int:
+    """Byzantine-v0: delay every pre-prepare (just below the view-change timeout by default, so the
+    primary is slow but never replaced: the performance attack of Clement et al., "Making Byzantine
+    Fault Tolerant Systems Tolerate Byzantine Faults", NSDI 2009); honest in every other phase."""
+    if not mask[0] or obs[13] > 0:
+        return _noop(mask)
+    return 2 if obs[1] > 0 else 0
+
+
+def byzantine_mute_backup(obs, mask) -> int:
+    """Byzantine-v0: drop prepares and commits (a backup that withholds its votes), honest otherwise."""
+    if not mask[0] or obs[13] > 0:
+        return _noop(mask)
+    return 1 if obs[2] > 0 or obs[3] > 0 else 0
+
+
+#: Byzantine-v0's scripted adversaries by name (the textbook no-op is ``honest``)
+BYZANTINE_BASELINES: dict[str, Policy] = {
+    "honest": byzantine_phase(0),
+    "drop": byzantine_phase(1),
+    "delay": byzantine_phase(2),
+    "equivocate": byzantine_phase(3),
+    "corrupt": byzantine_phase(4),
+    "slow_primary": byzantine_slow_primary,
+    "mute_backup": byzantine_mute_backup,
+}

@@ -1,9 +1,12 @@
 """PPO on Register-v0 for a fixed number of environment steps: capgym's trainer beside RLlib's PPO.
 
-Both train independent policies (one per agent) with the same network ([64, 64]), batch
-(1024 env steps per update) and 4 epochs, on the same environment (5 nodes, a fixed partition);
-both run in this process (RLlib: local EnvRunner and Learner, ``num_env_runners=0``). Printed:
-environment steps per second of each (wall-clock, setup excluded), then ``ratio: <capgym over RLlib>``.
+One training config, ``configs/train/rllib_register.yaml`` (5 nodes, a fixed partition, independent
+policies with the same network [64, 64], 8 copies x 128 steps = 1024 env steps per update, 4 epochs,
+4 minibatches), trained twice in this process: by capgym's PPO (``learner.backend=local``) and by
+RLlib's (``learner.backend=rllib``: RLlib's PPOConfig mapped from the same keys, action masks
+enforced, local EnvRunner and Learner). Printed: environment steps per second of each over the
+timed iterations (the first iteration of each is a warm-up, not timed), then
+``ratio: <capgym over RLlib>``.
 
     python benchmarks/train_vs_rllib.py [--steps 8192]
 """
@@ -11,49 +14,41 @@ environment steps per second of each (wall-clock, setup excluded), then ``ratio:
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "configs" / "train" / "rllib_register.yaml"
 
 
-def capgym_sps(env: dict, steps: int) -> float:
-    from agents.learn.config import TrainConfig
-    from agents.learn.ppo import train
-
-    cfg = TrainConfig.model_validate({"env": env, "ppo": {"total_steps": steps, "num_envs": 8, "num_steps": 128,
-                                                          "update_epochs": 4, "num_minibatches": 4}})
-    tr = train(cfg)
-    return tr.env_steps / tr.seconds
-
-
-def rllib_sps(env: dict, steps: int, opts: dict) -> float:
+def steps_per_second(backend: str, steps: int) -> tuple[float, int]:
+    """Env steps/s of one training over ``steps`` timed env steps (after one warm-up iteration)."""
     from agents.learn import rllib_ppo
+    from agents.learn.ppo import train
+    from experiments.train_cmd import load_train_config
 
-    algo = rllib_ppo.build(env, **opts)
-    try:
-        n0 = rllib_ppo.env_steps(algo.train())  # a warm-up iteration, not timed
-        t0 = time.perf_counter()
-        while True:
-            n = rllib_ppo.env_steps(algo.train())
-            if n - n0 >= steps:
-                return (n - n0) / (time.perf_counter() - t0)
-    finally:
-        algo.stop()
+    cfg = load_train_config(CONFIG, [f"learner.backend={backend}", "learner.device=cpu"])
+    batch = cfg.ppo.batch_steps
+    cfg = load_train_config(CONFIG, [f"learner.backend={backend}", "learner.device=cpu",
+                                     f"ppo.total_steps={steps + batch}"]).train_config()
+    tr = (rllib_ppo.train if backend == "rllib" else train)(cfg)
+    rows = tr.rows[1:]
+    done = [r["env_steps"] for r in tr.rows]
+    timed = done[-1] - done[0]
+    seconds = sum((b - a) / r["sps"] for a, b, r in zip(done, done[1:], rows))
+    return timed / seconds, timed
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=8192, help="environment steps timed for each trainer")
     args = ap.parse_args()
-    cfg = yaml.safe_load((ROOT / "configs" / "train" / "rllib_register.yaml").read_text())
-    env, opts = cfg["env"], cfg["rllib"]
-    ours = capgym_sps(env, args.steps)
-    print(f"capgym PPO: {ours:,.0f} env steps/s ({args.steps} steps, 5 agents, independent learners)")
-    theirs = rllib_sps(env, args.steps, opts)
-    print(f"RLlib PPO:  {theirs:,.0f} env steps/s ({args.steps} steps, new API stack, local runner)")
+    from experiments.live import ensure_ray
+
+    ours, n = steps_per_second("local", args.steps)
+    print(f"capgym PPO: {ours:,.0f} env steps/s ({n} steps, 5 agents, independent learners)")
+    ensure_ray(None)  # RLlib's Algorithm needs Ray up (dashboard off); it runs in this process
+    theirs, n = steps_per_second("rllib", args.steps)
+    print(f"RLlib PPO:  {theirs:,.0f} env steps/s ({n} steps, new API stack, local runner, action masks)")
     print(f"ratio: {ours / theirs:.1f}")
 
 

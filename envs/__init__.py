@@ -1,7 +1,7 @@
 """capgym environments: PettingZoo games on the simulated world (``envs/world``).
 
-After ``import envs``, ``capgym/Register-v0``, ``capgym/Election-v0``, ``capgym/Consensus-v0`` and
-``capgym/Commons-v0`` can be made with ``pettingzoo.make("aec", ...)`` and
+After ``import envs``, ``capgym/Register-v0``, ``capgym/Election-v0``, ``capgym/Consensus-v0``,
+``capgym/Commons-v0`` and ``capgym/Byzantine-v0`` can be made with ``pettingzoo.make("aec", ...)`` and
 ``pettingzoo.make("parallel", ...)``; see ``docs/environments.md``.
 
 Importing PettingZoo takes about a second, and everything that uses the simulator imports this

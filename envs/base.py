@@ -183,6 +183,8 @@ class Episode:
         self.done = False
         self.mode = cfg.reward_mode
         self.final: dict | None = None
+        self.side: list[float] | None = None  # per agent, the sign of the global term (a game's setup may set
+        # it: two sides of a zero-sum game, e.g. Byzantine-v0's adversaries +1 and correct replicas -1)
         k, d = game.n_actions, game.n_features
         self.noop_mask = np.zeros(k + 1, dtype=np.int8)
         self.noop_mask[k] = 1
@@ -284,9 +286,12 @@ class Episode:
             return local
         glob = self.welfare - self.welfare_paid
         self.welfare_paid = self.welfare
+        side = self.side
         if mode == "global":
-            return [glob] * self.n
+            return [glob] * self.n if side is None else [s * glob for s in side]
         w = self.game.cfg.mixed_weight
+        if side is not None:
+            return [(1.0 - w) * x + w * s * glob for x, s in zip(local, side, strict=True)]
         return [(1.0 - w) * x + w * glob for x in local]
 
     def release(self) -> None:

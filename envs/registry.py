@@ -18,6 +18,7 @@ ENVIRONMENTS = {
     "capgym/Election-v0": "envs.election",
     "capgym/Consensus-v0": "envs.consensus",
     "capgym/Commons-v0": "envs.commons",
+    "capgym/Byzantine-v0": "envs.byzantine_game",
 }
 
 

@@ -91,52 +91,69 @@ def load(path, overrides) -> tuple:
     return validate_train(data), acfg
 
 
-#: the report's columns: (key in a row, heading)
+#: the report's columns on Register-v0: (key in a row, heading); other games: :func:`columns`
 COLUMNS = (("return_mean", "local return"), ("welfare", "welfare"), ("availability", "availability"),
            ("availability_partitioned", "avail. (partition)"), ("stale_read_rate", "stale-read rate"),
            ("linearizable_fraction", "linearizable"))
+HEADINGS = dict(COLUMNS) | {"effective_leader_fraction": "effective leader", "fraction_without_leader":
+                            "without leader", "split_votes": "split votes", "time_to_decide": "time to decide (ms)",
+                            "completed_per_s": "completed/s", "view_changes": "view changes",
+                            "safety_violation": "safety violated"}
 
 
-def report_rows(runs: dict) -> list[dict]:
-    """One row per policy: ``COLUMNS`` from the evaluation's aggregated measures."""
+def columns(env_id: str | None = None) -> tuple[tuple[str, str], ...]:
+    """The report's columns for ``env_id``: local return, welfare and the game's own global
+    measures (``experiments.sweep.GAME_MEASURES``); Register-v0's when ``env_id`` is None."""
+    from experiments.sweep import align_measures
+
+    return tuple((k, HEADINGS.get(k, k.replace("_", " "))) for k in align_measures(env_id or "capgym/Register-v0"))
+
+
+def measure_of(agg: dict, key: str):
+    """A measure of an evaluation's aggregate (``evaluate_cmd.aggregate``) by its report name."""
+    if key == "stale_read_rate":
+        return agg.get("stale_read_rate", agg.get("stale_fraction"))
+    return agg.get(key)
+
+
+def report_rows(runs: dict, env_id: str | None = None) -> list[dict]:
+    """One row per policy: :func:`columns` from the evaluation's aggregated measures."""
     from experiments.evaluate_cmd import table_row
 
+    cols = columns(env_id)
     rows = []
     for label, agg in runs.items():
         if "ci" in agg:  # a trained policy: means over training seeds, with their intervals
-            row = {"protocol": label, **{k: agg.get(k) for k, _ in COLUMNS}, "n": agg.get("n")}
-            row["ci"] = {k: agg["ci"].get(k) for k, _ in COLUMNS if agg["ci"].get(k)}
+            row = {"protocol": label, **{k: agg.get(k) for k, _ in cols}, "n": agg.get("n")}
+            row["ci"] = {k: agg["ci"].get(k) for k, _ in cols if agg["ci"].get(k)}
         else:
-            row = table_row(label, agg)
-            row["availability_partitioned"] = agg.get("availability_partitioned")
+            row = {**table_row(label, agg), **{k: measure_of(agg, k) for k, _ in cols}}
         rows.append(row)
     return rows
 
 
-def format_report(rows: list[dict]) -> str:
+def format_report(rows: list[dict], env_id: str | None = None) -> str:
     """The report as a Markdown table (what docs/learning.md shows): trained policies' means over
     training seeds with their 95% bootstrap intervals in brackets."""
     fmt = lambda v: "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+    cols = columns(env_id)
 
     def cell(r, k):
         lo, hi = ((r.get("ci") or {}).get(k) or [None, None])
         return fmt(r.get(k)) + ("" if lo is None or r.get(k) is None else f" [{lo:.3f}, {hi:.3f}]")
 
-    lines = ["| policy | " + " | ".join(h for _, h in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
-    lines += ["| " + r["protocol"] + " | " + " | ".join(cell(r, k) for k, _ in COLUMNS) + " |" for r in rows]
+    lines = ["| policy | " + " | ".join(h for _, h in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    lines += ["| " + r["protocol"] + " | " + " | ".join(cell(r, k) for k, _ in cols) + " |" for r in rows]
     return "\n".join(lines)
 
 
-def alignment_plot(path: Path, rows: list[dict]) -> Path:
-    """Bars per policy: local return, welfare, availability (overall, during the partition),
-    stale-read rate."""
+def alignment_plot(path: Path, rows: list[dict], env_id: str | None = None) -> Path:
+    """Bars per policy: local return, welfare and the game's measures (whiskers: 95% intervals)."""
     from experiments.plots import pyplot, save_figure
 
     plt = pyplot()
-    specs = (("return_mean", "local return (per agent)"), ("welfare", "observer's welfare (per agent)"),
-             ("availability", "availability"), ("availability_partitioned", "availability during partition"),
-             ("stale_read_rate", "stale-read rate"))
-    fig, axes = plt.subplots(1, len(specs), figsize=(17, 3.8), layout="constrained")
+    specs = columns(env_id)
+    fig, axes = plt.subplots(1, len(specs), figsize=(3.2 * len(specs), 3.8), layout="constrained")
     labels = [r["protocol"] for r in rows]
     for ax, (key, title) in zip(axes, specs):
         means = [r.get(key) or 0.0 for r in rows]
@@ -182,27 +199,29 @@ def _cmd_align(args: argparse.Namespace) -> int:
     agg = json.loads((run_dir / "aggregate.json").read_text())["aggregate"]
     runs: dict = {}
     for r in agg:
-        runs[r["policy"]] = {**{m: r[f"{m}_mean"] for m in sw.ALIGN_MEASURES}, "n": r["n"],
-                             "ci": {m: [r[f"{m}_ci_low"], r[f"{m}_ci_high"]] for m in sw.ALIGN_MEASURES}}
+        ms = sw.align_measures(cfg.env.id)
+        runs[r["policy"]] = {**{m: r.get(f"{m}_mean") for m in ms}, "n": r["n"],
+                             "ci": {m: [r.get(f"{m}_ci_low"), r.get(f"{m}_ci_high")] for m in ms}}
     seeds = [EVAL_SEED_BASE + i for i in range(acfg.episodes)]
     if acfg.baselines:
         eval_spec = {"id": cfg.env.id, "params": {**cfg.env.params, "reward_mode": "local"}}
         for label, eps in evaluate(baselines(cfg.env.id), eval_spec, seeds).items():
             runs[label] = aggregate(eps)
-    rows = report_rows(runs)
+    rows = report_rows(runs, cfg.env.id)
     summary = {"experiment": cfg.experiment, "env": cfg.env.id, "seeds": seeds, "training_seeds": train_seeds,
                "modes": acfg.modes, "mixed_weight": acfg.mixed_weight, "runs": runs, "report": rows}
     if "ppo_local" in runs and "ppo_global" in runs:
         summary["alignment_gap"] = alignment_gap(runs["ppo_global"]["welfare"], runs["ppo_local"]["welfare"])
     results.write_json(run_dir / "summary.json", summary)
-    results.write_text(run_dir / "report.md", format_report(rows) + "\n")
+    results.write_text(run_dir / "report.md", format_report(rows, cfg.env.id) + "\n")
     if cfg.output.plots:
         (run_dir / "plots").mkdir(exist_ok=True)
-        alignment_plot(run_dir / "plots" / "alignment.png", rows)
+        alignment_plot(run_dir / "plots" / "alignment.png", rows, cfg.env.id)
     from experiments import html_report
 
-    html_report.write(run_dir, "align")
-    say(format_report(rows))
+    if cfg.output.report != "none":
+        html_report.write(run_dir, "align", light=cfg.output.report == "light")
+    say(format_report(rows, cfg.env.id))
     if "alignment_gap" in summary:
         say(f"alignment gap (welfare of global-reward agents minus local-reward agents, means over "
             f"{acfg.seeds} training seeds): {summary['alignment_gap']}")

@@ -27,6 +27,7 @@ Every mistake becomes a :class:`~experiments.cli.UserError` whose text is one li
 from __future__ import annotations
 
 import copy
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -72,7 +73,9 @@ class OutputConfig(Strict):
     max_export_events: int = Field(200_000, ge=0, description="no ShiViz or JSONL export of a longer trace")
     plots: bool = True
     report: Literal["full", "light", "none"] = Field(
-        "full", description="report.html: full (Bokeh figures, space-time diagram), light (tables and PNGs), none")
+        default_factory=lambda: os.environ.get("CAPGYM_REPORT") or "full", validate_default=True,
+        description="report.html: full (Bokeh figures, space-time diagram), light (tables and PNGs), none "
+                    "(default: full, or $CAPGYM_REPORT)")
     report_messages: int = Field(1500, ge=1, description="messages per space-time diagram in report.html (a window)")
     progress: bool = Field(True, description="progress bar on stderr for runs longer than a few seconds")
 

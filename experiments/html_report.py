@@ -226,6 +226,17 @@ def detect_kind(folder: str | Path) -> str:
     raise UserError(f"{folder}: not a results folder (no config.yaml, aggregate.json or results.json)")
 
 
+def default_mode() -> str:
+    """The page a command writes when its config does not say: ``$CAPGYM_REPORT`` (``full``,
+    ``light`` or ``none``), else ``full``. Raises :class:`UserError` for another value."""
+    import os
+
+    mode = os.environ.get("CAPGYM_REPORT") or "full"
+    if mode not in ("full", "light", "none"):
+        raise UserError(f"CAPGYM_REPORT: must be full, light or none, not {mode!r}")
+    return mode
+
+
 def write(folder: str | Path, kind: str | None = None, messages: int = WINDOW_MESSAGES, start_ms: float = 0.0,
           light: bool = False) -> Path:
     """Write ``folder/report.html`` for a folder of any kind (:func:`detect_kind` when ``kind`` is
@@ -800,9 +811,10 @@ def evaluate_page(folder: Path, light: bool = False) -> Page:
 
 # --- an alignment study -----------------------------------------------------------------------------
 def align_page(folder: Path, light: bool = False) -> Page:
-    from experiments.align_cmd import COLUMNS
+    from experiments.align_cmd import columns
 
     summary = read_json(folder / "summary.json")
+    COLUMNS = columns(summary.get("env"))
     rows = summary.get("report", [])
     page = Page(f"capgym align: {summary.get('experiment', '')} ({folder.name})")
     page.html(f"<h1>capgym align: {esc(summary.get('experiment', ''))} on {esc(summary.get('env', ''))}</h1>")

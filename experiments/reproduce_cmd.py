@@ -121,7 +121,9 @@ def reproduce(name: str, quick: bool = False, overrides: list[str] = (), root: s
     results.write_status(out, status, plots=[str(Path(p).relative_to(out)) for p in res["plots"]])
     from experiments import html_report
 
-    html_report.write(out, "reproduce")
+    mode = html_report.default_mode()
+    if mode != "none":
+        html_report.write(out, "reproduce", light=mode == "light")
     say(summary)
     say(f"results: {out}  (table.csv, results.json, summary.txt, {', '.join(Path(p).name for p in res['plots'])})")
     if stop():

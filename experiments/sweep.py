@@ -13,8 +13,12 @@ A sweep file names a base config, the grid and the seeds::
     measure: availability                    # the measure plotted against the first grid axis (optional)
     seed: 0                                  # the sweep's own seed: the bootstrap's resampling (optional)
     ray: {address: null}                     # a Ray cluster to run the trials on (optional; --address)
-    resources: {cpu: 1, gpu: 0}              # what Tune reserves for each trial (optional)
+    resources: {cpu: 1, gpu: 0}              # what Tune reserves for each trial (optional); trials that
+                                             # start Ray actors (live runs, Ray learners) also reserve
+                                             # theirs: one placement group per trial
     scheduler: asha                          # training bases: stop poor trials early (optional)
+    wandb: {mode: offline}                   # one wandb run per trial from what it reports to Tune
+                                             # (WandbLoggerCallback; offline unless mode: online)
 
 The **kind** of the base is read from its keys: an ``align:`` section makes it an align config, an
 ``env:``/``ppo:``/``learner:`` section a training config, anything else a run config. Grid keys are
@@ -61,7 +65,7 @@ from experiments.config import RunConfig, apply_override, compose, parse_overrid
 
 #: the project root: base configs not found next to the sweep file are looked up here
 ROOT = Path(__file__).resolve().parent.parent
-SWEEP_KEYS = ("name", "base", "set", "grid", "seeds", "measure", "seed", "ray", "resources", "scheduler")
+SWEEP_KEYS = ("name", "base", "set", "grid", "seeds", "measure", "seed", "ray", "resources", "scheduler", "wandb")
 RUN_KEYS = tuple(RunConfig.model_fields)
 KINDS = ("run", "train", "align")
 
@@ -78,6 +82,21 @@ TRAIN_MEASURES = ("return_mean", "availability", "availability_partitioned", "st
 #: an alignment trial's measures: its policy evaluated on held-out seeds (local rewards)
 ALIGN_MEASURES = ("return_mean", "welfare", "availability", "availability_partitioned", "stale_read_rate",
                   "linearizable_fraction")
+#: each game's global measures in the alignment report (means over held-out episodes; booleans
+#: as the fraction of episodes where they held), after ``return_mean`` and ``welfare``
+GAME_MEASURES = {
+    "capgym/Register-v0": ALIGN_MEASURES[2:],
+    "capgym/Election-v0": ("effective_leader_fraction", "fraction_without_leader", "elections", "split_votes",
+                           "safety"),
+    "capgym/Consensus-v0": ("termination", "agreement", "validity", "time_to_decide"),
+    "capgym/Commons-v0": ("efficiency", "equality", "sustainability", "peace", "collapsed"),
+    "capgym/Byzantine-v0": ("completed_per_s", "view_changes", "safety_violation"),
+}
+
+
+def align_measures(env_id: str) -> tuple[str, ...]:
+    """The measures of an alignment trial on ``env_id``: local return, welfare, the game's own."""
+    return ALIGN_MEASURES[:2] + GAME_MEASURES.get(env_id, ALIGN_MEASURES[2:])
 KIND_MEASURES = {"run": MEASURES, "train": TRAIN_MEASURES, "align": ALIGN_MEASURES}
 DEFAULT_MEASURE = {"run": "availability", "train": "return_mean", "align": "welfare"}
 #: the column that splits a grid point's rows besides the seed (none for training)
@@ -103,6 +122,7 @@ class Point:
     data: dict = field(default_factory=dict)
     policy: tuple[str, str, float] | None = None
     episodes: int = 0
+    bundles: list[dict] = field(default_factory=list)
 
     def label(self) -> str:
         pol = f" policy={self.policy[0]}" if self.policy else ""
@@ -111,7 +131,7 @@ class Point:
     def to_json(self) -> dict:
         return {"index": self.index, "values": self.values, "seed": self.seed,
                 "policy": list(self.policy) if self.policy else None, "episodes": self.episodes,
-                "config": self.data}
+                "bundles": self.bundles, "config": self.data}
 
 
 @dataclass
@@ -128,6 +148,7 @@ class Sweep:
     resources: dict = field(default_factory=lambda: {"cpu": 1.0, "gpu": 0.0})
     scheduler: str | None = None
     root: str = "results"
+    wandb: dict | None = None
 
     @property
     def entity(self) -> str | None:
@@ -136,7 +157,8 @@ class Sweep:
     def resolved(self) -> dict:
         return {"name": self.name, "base": str(self.base), "kind": self.kind, "grid": self.grid,
                 "seeds": self.seeds, "measure": self.measure, "seed": self.seed, "ray": {"address": self.address},
-                "resources": self.resources, "scheduler": self.scheduler, "runs": len(self.points)}
+                "resources": self.resources, "scheduler": self.scheduler, "wandb": self.wandb,
+                "runs": len(self.points)}
 
 
 # --- loading and expanding ------------------------------------------------------------------------
@@ -212,6 +234,24 @@ def _resources(v: Any) -> dict:
     return {k: float(x) for k, x in out.items()}
 
 
+def _wandb(v: Any) -> dict | None:
+    """The sweep's ``wandb:`` section (``experiments.config.WandbConfig``: mode, project, entity,
+    tags), or ``None`` when absent; a one-line UserError when malformed."""
+    if v is None:
+        return None
+    from pydantic import ValidationError
+
+    from envs.world.config import error_line
+    from experiments.config import WandbConfig
+
+    if not isinstance(v, dict):
+        raise UserError("wandb: must be {mode: offline|online|disabled, project: ..., tags: [...]}")
+    try:
+        return WandbConfig.model_validate(v).model_dump(mode="json")
+    except ValidationError as e:
+        raise UserError("wandb." + error_line(e)) from None
+
+
 def load_sweep(path: str | Path, overrides: list[str] = ()) -> Sweep:
     """Read a sweep file, apply overrides (sweep keys like ``seeds=2`` go to the sweep, the base
     kind's keys like ``world.duration_ms=500`` or ``ppo.total_steps=2048`` to every trial), expand
@@ -246,7 +286,8 @@ def load_sweep(path: str | Path, overrides: list[str] = ()) -> Sweep:
     grid = _grid(spec.get("grid"), kind)
     seeds = _seeds(spec.get("seeds", 1))
     measure = spec.get("measure", DEFAULT_MEASURE[kind])
-    if measure not in KIND_MEASURES[kind] and not (kind == "train" and str(measure).startswith("global/")):
+    known = KIND_MEASURES[kind] + (tuple(m for g in GAME_MEASURES.values() for m in g) if kind == "align" else ())
+    if measure not in known and not (kind == "train" and str(measure).startswith("global/")):
         raise UserError(f"measure: {measure!r} is not a measure of a {kind} sweep "
                         f"(choose from {', '.join(KIND_MEASURES[kind])})")
     sseed = spec.get("seed", 0)
@@ -265,6 +306,7 @@ def load_sweep(path: str | Path, overrides: list[str] = ()) -> Sweep:
     if scheduler and kind != "train":
         raise UserError(f"scheduler: asha needs trials that report a training return each iteration "
                         f"(a train base; this base is a {kind} config)")
+    tracking = _wandb(spec.get("wandb"))
     common = spec.get("set") or {}
     if not isinstance(common, dict):
         raise UserError("set: must map override keys to values")
@@ -276,7 +318,7 @@ def load_sweep(path: str | Path, overrides: list[str] = ()) -> Sweep:
     for parts, value in cfg_over:
         apply_override(data, parts, value)
     sweep = Sweep(name, base, grid, seeds, measure, kind, sseed, address=address, resources=resources,
-                  scheduler=scheduler)
+                  scheduler=scheduler, wandb=tracking)
     sweep.points = expand(data, grid, seeds, kind)
     sweep.root = sweep.points[0].cfg.output.root
     return sweep
@@ -344,24 +386,51 @@ def expand(data: dict, grid: dict[str, list], seeds: list[int], kind: str = "run
                 except UserError as e:
                     raise UserError(f"grid {where}: {e}") from None
                 points.append(Point(len(points), values, seed, cfg, cfg.model_dump(mode="json"),
-                                    tuple(pol) if pol else None, episodes))
+                                    tuple(pol) if pol else None, episodes, own_ray_bundles(kind, cfg)))
     return points
 
 
 def _refuse_own_ray(kind: str, cfg) -> None:
-    """Trials that would start Ray actors of their own (live runs, Ray learners) could wait forever
-    for CPUs that the sweep's own trials hold; until each gets a placement group, they are refused."""
+    """Trials that start Ray work of their own (live runs, Ray learners) run on the sweep's Ray
+    instance inside their trial's placement group (:func:`own_ray_bundles`); pointing one at a Ray
+    cluster of its own cannot work from inside a trial, so that is refused in one line."""
+    own = (kind == "run" and cfg.runtime == "live") or (kind != "run" and cfg.learner.backend == "ray")
+    if own and cfg.ray.address is not None:
+        raise UserError("ray.address: a sweep's trials run on the sweep's Ray instance; give the cluster to the "
+                        "sweep (ray: {address: ...} in the sweep file, or --address), not to its trials")
+
+
+def own_ray_bundles(kind: str, cfg) -> list[dict]:
+    """The Ray resources a trial's own actors ask for, one bundle per actor (Ray's resource names):
+    a live run's node actors (``world.nodes`` plus the driver's spares, plus one for a restart's
+    replacement starting before the crashed actor is gone) at the live runtime's CPU share each;
+    a training's learner actors with ``learner.backend: ray`` (one per agent, or one shared) at
+    ``ray.num_cpus_per_learner`` / ``num_gpus_per_learner`` each. None for anything else.
+    The sweep reserves them with the trial's own bundle in one placement group per trial, which
+    the trial's actors fall into (Tune captures child tasks), so a trial never waits on CPUs that
+    other trials hold."""
     if kind == "run" and cfg.runtime == "live":
-        raise UserError("runtime: live runs start Ray actors of their own; a sweep runs sim trials only")
+        from experiments.live.driver import LiveOptions
+
+        opt = LiveOptions()
+        return [{"CPU": float(opt.actor_cpus)}] * (cfg.world.nodes + opt.spares + 1)
     if kind != "run" and cfg.learner.backend == "ray":
-        raise UserError("learner.backend: ray learners are Ray actors of their own; a sweep trains with "
-                        "learner.backend: local")
+        from agents.learn.config import make_env
+
+        env = make_env(cfg.env)
+        n = 1 if cfg.learner.share else len(env.possible_agents)
+        env.close()
+        one = {"CPU": float(cfg.ray.num_cpus_per_learner)}
+        if cfg.ray.num_gpus_per_learner:
+            one["GPU"] = float(cfg.ray.num_gpus_per_learner)
+        return [one] * n
+    return []
 
 
 def point_from_json(kind: str, j: dict) -> Point:
     """A :class:`Point` saved with :meth:`Point.to_json` (``points.json``), re-validated."""
     return Point(j["index"], j["values"], j["seed"], validate_kind(kind, copy.deepcopy(j["config"])), j["config"],
-                 tuple(j["policy"]) if j.get("policy") else None, j.get("episodes", 0))
+                 tuple(j["policy"]) if j.get("policy") else None, j.get("episodes", 0), j.get("bundles") or [])
 
 
 # --- reading the trials back ----------------------------------------------------------------------
@@ -410,6 +479,8 @@ def train_measures(summary: dict, measure: str | None = None) -> dict:
 
 def measures_of(sweep: Sweep) -> tuple[str, ...]:
     ms = KIND_MEASURES[sweep.kind]
+    if sweep.kind == "align" and sweep.points:
+        ms = align_measures(sweep.points[0].cfg.env.id)
     return ms if sweep.measure in ms else ms + (sweep.measure,)
 
 
@@ -551,4 +622,5 @@ def plot(path: Path, agg: list[dict], keys: list[str], measure: str, entity: str
 
 __all__ = ["Sweep", "Point", "load_sweep", "expand", "combinations", "headline", "rows_of_trial", "aggregate",
            "format_aggregate", "plot", "mean_std", "bootstrap_ci", "kind_of", "validate_kind", "point_from_json",
-           "train_measures", "MEASURES", "TRAIN_MEASURES", "ALIGN_MEASURES", "KIND_MEASURES"]
+           "train_measures", "MEASURES", "TRAIN_MEASURES", "ALIGN_MEASURES", "KIND_MEASURES", "GAME_MEASURES",
+           "align_measures"]

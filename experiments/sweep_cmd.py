@@ -7,7 +7,9 @@ Ray Tune experiment (``Tuner`` over a ``grid_search`` of the trials, on a local 
 dashboard off, or the instance this process already has): each trial runs the ordinary command
 (:func:`experiments.run_cmd.execute`, :func:`experiments.train_cmd.execute`) in its Tune worker and
 leaves its ordinary results folder under ``results/<name>/<time>-<id>/runs/``; ``--jobs N`` caps the
-trials running at once (each reserves ``resources:``, one CPU by default). Training trials report
+trials running at once (each reserves ``resources:``, one CPU by default; a trial whose command
+starts Ray actors -- a live run's nodes, Ray learners -- reserves them too, in one placement group
+per trial, :func:`trial_resources`). Training trials report
 each iteration's ``return_mean`` and ``env_steps`` to Tune. At the end: ``sweep.csv``, the
 aggregate (mean, std and 95% bootstrap CI over seeds, printed and saved) and a plot of the chosen
 measure against the first grid axis.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -85,16 +88,16 @@ def _evaluate_policy(cfg, point: dict, run_dir: Path) -> dict:
     from experiments import results
     from experiments.align_cmd import report_rows
     from experiments.evaluate_cmd import EVAL_SEED_BASE, aggregate, evaluate
-    from experiments.sweep import ALIGN_MEASURES
+    from experiments.sweep import align_measures
 
     label = point["policy"][0]
     seeds = [EVAL_SEED_BASE + i for i in range(point["episodes"])]
     spec = {"id": cfg.env.id, "params": {**cfg.env.params, "reward_mode": "local"}}
     by = evaluate({label: checkpoint.load_policy(run_dir / "checkpoint").act}, spec, seeds)
     agg = aggregate(by[label])
-    row = report_rows({label: agg})[0]
+    row = report_rows({label: agg}, cfg.env.id)[0]
     results.write_json(run_dir / "evaluation.json", {"policy": label, "seeds": seeds, "measures": agg})
-    return {m: row.get(m) for m in ALIGN_MEASURES}
+    return {m: row.get(m) for m in align_measures(cfg.env.id)}
 
 
 def tune_trial(config: dict) -> None:
@@ -230,15 +233,71 @@ def run_sweep(sweep, jobs: int = 1, quiet: bool = False, sweep_dir: Path | None 
     say = (lambda *a, **k: None) if quiet else print
     resume = sweep_dir is not None
     total = len(sweep.points)
-    # before anything is written: a cluster that cannot be reached is one line, exit 2
-    started = ensure_ray(sweep.address, num_cpus=None if sweep.address else max(jobs, os.cpu_count() or 1))
+    # before anything is written: a cluster that cannot be reached is one line, exit 2; a local
+    # instance has room for `jobs` trials at once, placement groups included
+    need = max(trial_cpus(sweep, p) for p in sweep.points)
+    started = ensure_ray(sweep.address,
+                         num_cpus=None if sweep.address else max(math.ceil(jobs * need), os.cpu_count() or 1))
     try:
+        check_fits(sweep)
         return _run_sweep(sweep, jobs, quiet, sweep_dir, say, resume, total)
     finally:
         if started:
             import ray
 
             ray.shutdown()
+
+
+def trial_bundles(sweep, point) -> list[dict]:
+    """The placement group of one trial: its own bundle (``resources:``) first, then one bundle per
+    Ray actor its command starts (:func:`experiments.sweep.own_ray_bundles`: live node actors, Ray
+    learners)."""
+    head = {"CPU": sweep.resources["cpu"]}
+    if sweep.resources.get("gpu"):
+        head["GPU"] = sweep.resources["gpu"]
+    return [head] + [dict(b) for b in point.bundles]
+
+
+def trial_cpus(sweep, point) -> float:
+    return sum(b.get("CPU", 0.0) for b in trial_bundles(sweep, point))
+
+
+def check_fits(sweep) -> None:
+    """A one-line UserError when some trial's placement group can never be placed on the Ray
+    instance (more CPUs or GPUs in all than it has, or a bundle bigger than its biggest node):
+    Tune would wait for it forever."""
+    import ray
+
+    from experiments.cli import UserError
+
+    total = ray.cluster_resources()
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    for p in sweep.points:
+        bundles = trial_bundles(sweep, p)
+        for res in ("CPU", "GPU"):
+            want = sum(b.get(res, 0.0) for b in bundles)
+            if want > total.get(res, 0.0) + 1e-9:
+                own = f", with {len(bundles) - 1} Ray actors of its own" if len(bundles) > 1 else ""
+                raise UserError(f"resources: trial {p.label()} needs {want:g} {res}s{own}, but the Ray instance has "
+                                f"{total.get(res, 0.0):g} (lower resources.{res.lower()} or the actors' share, "
+                                f"or use a bigger cluster)")
+            big = max(b.get(res, 0.0) for b in bundles)
+            if nodes and big > max(n.get(res, 0.0) for n in nodes) + 1e-9:
+                raise UserError(f"resources: trial {p.label()} asks for {big:g} {res}s in one bundle, more than any "
+                                f"node of the Ray instance has")
+
+
+def trial_resources(sweep):
+    """What ``tune.with_resources`` gets: the plain ``resources:`` when no trial starts Ray actors of
+    its own, else one placement group per trial (``PlacementGroupFactory``, from the bundles saved
+    with each trial), which Tune reserves whole before the trial starts and into which the trial's
+    actors go (Tune's placement groups capture child tasks)."""
+    if not any(p.bundles for p in sweep.points):
+        return dict(sweep.resources)
+    from ray.tune import PlacementGroupFactory
+
+    head = trial_bundles(sweep, sweep.points[0])[0]
+    return lambda config: PlacementGroupFactory([dict(head)] + [dict(b) for b in config["point"].get("bundles") or []])
 
 
 def _run_sweep(sweep, jobs, quiet, sweep_dir, say, resume, total) -> tuple[Path, int]:
@@ -319,7 +378,7 @@ def _tune(sweep, sweep_dir: Path, jobs: int, quiet: bool, resume: bool) -> bool:
             collector = ray.remote(Collector).options(name=name, num_cpus=0, scheduling_strategy=here,
                                                       get_if_exists=True).remote(str(sweep_dir))
         logging.getLogger("ray.tune").setLevel(logging.ERROR)
-        trainable = tune.with_resources(tune_trial, dict(sweep.resources))
+        trainable = tune.with_resources(tune_trial, trial_resources(sweep))
         if stopped["set"]:
             return True
         if resume:
@@ -336,7 +395,8 @@ def _tune(sweep, sweep_dir: Path, jobs: int, quiet: bool, resume: bool) -> bool:
                                             reuse_actors=sweep.scheduler is None,
                                             scheduler=_scheduler(sweep, sweep_dir)),
                 run_config=tune.RunConfig(name="tune", storage_path=str(sweep_dir), verbose=0,
-                                          callbacks=[_progress_callback(sweep_dir, labels, quiet)]))
+                                          callbacks=[_progress_callback(sweep_dir, labels, quiet),
+                                                     *_wandb_callback(sweep, sweep_dir)]))
         tuner.fit()
         return stopped["set"]  # (a Ctrl-C, which Tune handles itself, shows as trials without records)
     finally:
@@ -346,6 +406,28 @@ def _tune(sweep, sweep_dir: Path, jobs: int, quiet: bool, resume: bool) -> bool:
             import ray
 
             ray.kill(collector)
+
+
+def _wandb_callback(sweep, sweep_dir: Path) -> list:
+    """Tune's ``WandbLoggerCallback`` when the sweep file has a ``wandb:`` section whose mode is not
+    ``disabled``: one wandb run per trial (named after the trial, grouped as ``<name>-<folder>``,
+    the trial's config as ``wandb.config``), logging everything the trial reports to Tune (each
+    training iteration's ``return_mean`` and ``env_steps``; at the end its exit status and measure).
+    Offline by default (no account, no network): the runs are written straight into the sweep
+    folder, ``wandb/offline-run-<time>-<trial id>/`` (the logging actors run on this machine), for
+    ``wandb sync`` later. (Not into Tune's trial folders: Tune copies those from its staging area
+    when the trial ends, before the run's last records are written.)"""
+    w = sweep.wandb
+    if not w or w["mode"] == "disabled":
+        return []
+    from ray.air.integrations.wandb import WandbLoggerCallback
+
+    if w["mode"] == "offline":
+        os.environ["WANDB_MODE"] = "offline"
+    os.environ.setdefault("WANDB_SILENT", "true")
+    return [WandbLoggerCallback(project=w["project"], group=f"{sweep.name}-{sweep_dir.name}", mode=w["mode"],
+                                entity=w["entity"], tags=list(w["tags"]) or None, excludes=["run_dir"],
+                                dir=str(sweep_dir), reinit="finish_previous")]
 
 
 def _scheduler(sweep, sweep_dir: Path):
@@ -453,7 +535,8 @@ def load_resumable(folder: str | Path):
     try:
         s = sw.Sweep(spec["name"], Path(spec["base"]), spec["grid"], spec["seeds"], spec["measure"], spec["kind"],
                      spec.get("seed", 0), address=(spec.get("ray") or {}).get("address"),
-                     resources=spec.get("resources") or {"cpu": 1.0, "gpu": 0.0}, scheduler=spec.get("scheduler"))
+                     resources=spec.get("resources") or {"cpu": 1.0, "gpu": 0.0}, scheduler=spec.get("scheduler"),
+                     wandb=spec.get("wandb"))
         s.points = [sw.point_from_json(s.kind, p) for p in points]
     except (KeyError, TypeError) as e:
         raise UserError(f"--resume: {folder}: sweep.yaml or points.json is damaged ({e})") from None

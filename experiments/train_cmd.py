@@ -33,6 +33,7 @@ EXAMPLES = """examples:
   capgym train configs/train/register.yaml ppo.total_steps=20000 env.params.reward_mode=global
   capgym train configs/train/register.yaml learner.backend=ray learner.share=true
   capgym train configs/train/register.yaml learner.critic=central          MAPPO
+  capgym train configs/train/register.yaml learner.backend=rllib          RLlib's PPO, action masks enforced
 """
 
 
@@ -115,17 +116,32 @@ def execute(cfg: TrainRunConfig, quiet: bool = False, on_iteration=None) -> tupl
     (optional) is called with each iteration's ``metrics.csv`` row, plus ``run_dir``, after it is
     written (a sweep reports it to Ray Tune)."""
     hook = on_iteration
-    from agents.learn import checkpoint
-    from agents.learn.ppo import train
-    from experiments import plots, results
-    from experiments.run_cmd import StopFlag
-
     if cfg.learner.backend == "ray":
         # before any folder is made: a cluster that cannot be reached is a one-line error (exit 2);
         # a cluster gets the project folder shipped to its workers, as live runs do
         from experiments.live import ensure_ray
 
         ensure_ray(cfg.ray.address)
+    ray_started = False
+    if cfg.learner.backend == "rllib":  # RLlib's Algorithm needs Ray up (it runs in this process)
+        from experiments.live import ensure_ray
+
+        ray_started = ensure_ray(None)
+    try:
+        return _execute(cfg, quiet, hook)
+    finally:
+        if ray_started:
+            import ray
+
+            ray.shutdown()
+
+
+def _execute(cfg: TrainRunConfig, quiet: bool, hook) -> tuple[Path, int]:
+    from agents.learn import checkpoint
+    from agents.learn.ppo import train
+    from experiments import plots, results
+    from experiments.run_cmd import StopFlag
+
     run_dir = results.new_run_dir(cfg.output.root, cfg.experiment)
     results.write_yaml(run_dir / "config.yaml", cfg.model_dump(mode="json"))
     results.write_status(run_dir, results.STATUS_RUNNING)
@@ -141,9 +157,16 @@ def execute(cfg: TrainRunConfig, quiet: bool = False, on_iteration=None) -> tupl
             hook({**row, "run_dir": str(run_dir)})
 
     stop = StopFlag()
+    progress = cfg.output.progress and not quiet
     try:
         with stop:
-            trained = train(cfg.train_config(), on_iteration, stop, progress=cfg.output.progress and not quiet)
+            if cfg.learner.backend == "rllib":  # RLlib's PPO; its own checkpoint beside capgym's weights
+                from agents.learn import rllib_ppo
+
+                trained = rllib_ppo.train(cfg.train_config(), on_iteration, stop, progress=progress,
+                                          native=run_dir / "checkpoint" / "rllib")
+            else:
+                trained = train(cfg.train_config(), on_iteration, stop, progress=progress)
         checkpoint.save(run_dir / "checkpoint", trained)
     except KeyboardInterrupt:
         results.write_status(run_dir, results.STATUS_INTERRUPTED)

@@ -5,7 +5,14 @@ else on two xdist workers, then the ``ray`` tests alone, so that live runs, whos
 time, never share the 2-core machine with a busy worker (and never two local Ray instances start
 at once)."""
 
+import os
+
 import pytest
+
+# Runs build a light report.html (tables and PNG links) unless a test asks for the full page: the
+# Bokeh page costs a few seconds per run, and its own tests (test_html_report, test_report_browser)
+# ask for it with output.report=full.
+os.environ.setdefault("CAPGYM_REPORT", "light")
 
 RAY_FILES = ("test_live", "test_rllib")
 

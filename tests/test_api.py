@@ -24,7 +24,8 @@ def test_fresh_interpreter_import_registers_the_games():
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert p.returncode == 0, p.stderr
     envs, registered, base = json.loads(p.stdout.splitlines()[-1])
-    assert envs == ["capgym/Register-v0", "capgym/Election-v0", "capgym/Consensus-v0", "capgym/Commons-v0"]
+    assert envs == ["capgym/Register-v0", "capgym/Election-v0", "capgym/Consensus-v0", "capgym/Commons-v0",
+                    "capgym/Byzantine-v0"]
     assert all(registered) and base == "CapAEC"
 
 

@@ -72,7 +72,8 @@ def _run(tmp_path: Path, config: str, *overrides: str) -> Path:
     from experiments.cli import main
 
     root = tmp_path / "results"
-    assert main(["run", str(ROOT / config), f"output.root={root}", "wandb.mode=disabled", "-q", *overrides]) == 0
+    assert main(["run", str(ROOT / config), f"output.root={root}", "wandb.mode=disabled", "output.report=full", "-q",
+                 *overrides]) == 0
     (run,) = [p for p in root.glob("*/*") if p.is_dir()]
     assert (run / "report.html").is_file()
     return run

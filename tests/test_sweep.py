@@ -112,17 +112,21 @@ def test_training_and_align_bases(tmp_path):
     (sweep_file, {"measure": "happiness"}, ["measure", "happiness"]),
     (sweep_file, {"base": "configs/nope.yaml"}, ["base", "nope.yaml"]),
     (sweep_file, {"colour": "red"}, ["colour", "unknown key"]),
-    (sweep_file, {"set": {"world.duration_ms": 300, "runtime": "live"}}, ["runtime", "live"]),
+    (sweep_file, {"set": {"world.duration_ms": 300, "runtime": "live", "ray.address": "10.0.0.1:6379"}},
+     ["ray.address", "the sweep"]),
     (sweep_file, {"resources": {"cpu": 0}}, ["resources.cpu", "> 0"]),
     (sweep_file, {"resources": {"tpu": 1}}, ["resources:"]),
     (sweep_file, {"ray": {"adress": "x"}}, ["ray:"]),
     (train_sweep_file, {"grid": {"world.nodes": [3]}}, ["grid.world.nodes", "unknown key", "train config"]),
     (train_sweep_file, {"grid": {"ppo.lr": [0.001, -1]}}, ["ppo.lr=-1", "ppo.lr"]),
     (train_sweep_file, {"grid": {"ppo.lrr": [0.1]}}, ["ppo.lrr", "unknown key"]),
-    (train_sweep_file, {"grid": {"learner.backend": ["ray"]}}, ["learner.backend", "local"]),
+    (train_sweep_file, {"grid": {"learner.backend": ["ray"]}, "set": {**TRAIN_SET, "ray.address": "10.0.0.1:6379"}},
+     ["ray.address", "the sweep"]),
     (train_sweep_file, {"measure": "availability_connected"}, ["measure", "train sweep"]),
     (train_sweep_file, {"scheduler": "hyperband"}, ["scheduler", "hyperband"]),
     (sweep_file, {"scheduler": "asha"}, ["scheduler", "run config"]),
+    (sweep_file, {"wandb": {"mode": "loud"}}, ["wandb.mode"]),
+    (sweep_file, {"wandb": {"projekt": "x"}}, ["wandb.projekt", "unknown key"]),
 ])
 def test_bad_sweep_is_one_line_exit_2_nothing_written(tmp_path, capsys, make, over, words):
     path = make(tmp_path, **over)
@@ -181,11 +185,23 @@ def test_bootstrap_ci_is_seeded_and_sane():
     assert mean_std([1, 3]) == (2.0, pytest.approx(2 ** 0.5))
 
 
-def test_shipped_sweeps_validate():
-    for path in sorted((ROOT / "configs" / "sweeps").glob("*.yaml")):
+def test_shipped_sweeps_validate(capsys):
+    """Every sweep in configs/sweeps composes and every trial validates (``--dry-run``: nothing runs)."""
+    paths = sorted((ROOT / "configs" / "sweeps").glob("*.yaml"))
+    assert {"align-register.yaml", "train-lr.yaml", "cap.yaml"} <= {p.name for p in paths}
+    for path in paths:
         sw = load_sweep(path)
         assert len(sw.points) == len(combinations(sw.grid)) * len(sw.seeds) * max(
             1, len({p.policy for p in sw.points})) > 1, path
+        assert main(["sweep", str(path), "--dry-run"]) == 0, path
+        assert capsys.readouterr().out.splitlines()[-1].startswith(f"{len(sw.points)} trials"), path
+    al = load_sweep(ROOT / "configs" / "sweeps" / "align-register.yaml")  # reward mode x mixed weight x 5 seeds
+    assert al.kind == "align" and al.seeds == [0, 1, 2, 3, 4]
+    assert sorted({p.policy for p in al.points}) == sorted([("ppo_local", "local", 0.5), ("ppo_global", "global", 0.5),
+                                                           ("ppo_mixed_0.5", "mixed", 0.5),
+                                                           ("ppo_mixed_0.9", "mixed", 0.9)])
+    lr = load_sweep(ROOT / "configs" / "sweeps" / "train-lr.yaml")
+    assert lr.kind == "train" and list(lr.grid) == ["ppo.lr"]
 
 
 # --- real Tune trials on one local Ray instance ----------------------------------------------------
@@ -282,6 +298,73 @@ def test_align_sweep_one_trial_per_policy_and_seed(tmp_path, ray_session):
         cfg = yaml.safe_load((Path(r["run_dir"]) / "config.yaml").read_text())
         assert cfg["env"]["params"]["reward_mode"] == r["policy"].removeprefix("ppo_")
     assert [a["policy"] for a in read_csv(folder / "aggregate.csv")] == ["ppo_local", "ppo_global"]
+
+
+@pytest.mark.ray
+def test_wandb_section_writes_an_offline_run_per_trial(tmp_path, ray_session, monkeypatch):
+    """``wandb: {mode: offline}`` in the sweep file: Tune's WandbLoggerCallback writes one offline
+    wandb run per trial (in the sweep folder's ``wandb/``), holding what the trial reported to Tune."""
+    from experiments.tracking import offline_summary
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    path = sweep_file(tmp_path, name="wb", grid={"world.nodes": [3]}, wandb={"mode": "offline", "tags": ["t"]})
+    assert main(["sweep", str(path), "-q", "--jobs", "2"]) == 0
+    (folder,) = (tmp_path / "results" / "wb").iterdir()
+    runs = sorted((folder / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2
+    for run in runs:
+        assert list(run.glob("run-*.wandb"))
+        s = offline_summary(run)
+        assert s["rc"] == 0 and s["trial_done"] == 1 and s["training_iteration"] == 1, s
+    assert yaml.safe_load((folder / "sweep.yaml").read_text())["wandb"]["mode"] == "offline"
+
+
+@pytest.mark.ray
+def test_ray_learner_trials_reserve_a_placement_group_each(tmp_path, ray_session):
+    """Trials with ``learner.backend: ray`` (one shared learner actor of 0.25 CPU each) on the shared
+    2-CPU Ray instance, two at a time, each trial itself holding 1.75 CPUs: without a placement
+    group per trial, the first trial's learner would wait for a CPU the second trial holds (or, on
+    an instance this small, forever); with one, Tune starts a trial only when its own CPUs and its
+    learner's fit together, the learner runs inside that group, and both finish. A trial that could
+    never fit is refused in one line before anything is written."""
+    import ray
+
+    before = set(ray.util.placement_group_table())
+    path = train_sweep_file(tmp_path, grid={"learner.share": [True]}, seeds=2, resources={"cpu": 1.75},
+                            set={**TRAIN_SET, "output.root": str(tmp_path / "results"), "learner.backend": "ray",
+                                 "ppo.total_steps": 256, "env.params.nodes": 3})
+    assert main(["sweep", str(path), "-q", "--jobs", "2"]) == 0
+    (folder,) = (tmp_path / "results" / "tl").iterdir()
+    rows = read_csv(folder / "sweep.csv")
+    assert [(r["seed"], r["status"]) for r in rows] == [("0", "complete"), ("1", "complete")]
+    points = json.loads((folder / "points.json").read_text())
+    assert [p["bundles"] for p in points] == [[{"CPU": 0.25}]] * 2
+    for r in rows:
+        cfg = yaml.safe_load((Path(r["run_dir"]) / "config.yaml").read_text())
+        assert cfg["learner"]["backend"] == "ray" and (Path(r["run_dir"]) / "checkpoint").is_dir()
+    groups = [g for k, g in ray.util.placement_group_table().items() if k not in before]
+    assert sorted(str(g["bundles"]) for g in groups) == [str({0: {"CPU": 1.75}, 1: {"CPU": 0.25}})] * 2
+
+    big = train_sweep_file(tmp_path, grid={"learner.share": [False]}, seeds=1,
+                           set={**TRAIN_SET, "output.root": str(tmp_path / "big"), "learner.backend": "ray",
+                                "ray.num_cpus_per_learner": 2})
+    assert main(["sweep", str(big), "-q"]) == 2
+    assert not (tmp_path / "big").exists()
+
+
+@pytest.mark.slow  # ~70 s: live runs keep real time, and each trial starts its node actors (fresh workers)
+@pytest.mark.ray
+def test_live_trials_reserve_their_node_actors(tmp_path, ray_session):
+    """``runtime: live`` trials, two at a time: each trial's placement group holds its own CPU and one
+    bundle per node actor (3 nodes, a spare, a replacement), and the runs complete."""
+    path = sweep_file(tmp_path, name="lv", grid={"world.nodes": [3]},
+                      set={"world.duration_ms": 300, "wandb.mode": "disabled", "output.root": str(tmp_path / "results"),
+                           "output.shiviz": False, "output.plots": False, "runtime": "live"})
+    assert main(["sweep", str(path), "-q", "--jobs", "2"]) == 0
+    (folder,) = (tmp_path / "results" / "lv").iterdir()
+    rows = read_csv(folder / "sweep.csv")
+    assert [r["status"] for r in rows] == ["complete", "complete"] and all(float(r["ops"]) > 0 for r in rows)
+    assert [len(p["bundles"]) for p in json.loads((folder / "points.json").read_text())] == [5, 5]
 
 
 @pytest.mark.slow  # ~1 min: without actor reuse every trial starts its own worker

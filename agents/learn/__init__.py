@@ -9,7 +9,7 @@ Ray agent actors, checkpoints and RLlib integration. See ``docs/learning.md``.
 * :mod:`agents.learn.mappo` -- the centralized critic's global state (MAPPO);
 * :mod:`agents.learn.actors` -- one Ray actor per agent (or sharing group);
 * :mod:`agents.learn.checkpoint` -- save/load per-agent weights, ``load_policy(path)``;
-* :mod:`agents.learn.rllib_ppo` -- the environments under RLlib's PPO.
+* :mod:`agents.learn.rllib_ppo` -- RLlib's PPO as a backend (``learner.backend: rllib``), masks enforced.
 
 torch is imported by the submodules, never here.
 """

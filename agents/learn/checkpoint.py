@@ -47,7 +47,8 @@ def save(folder: str | Path, trained) -> Path:
     meta = {"env": cfg.env.model_dump(mode="json"), "agents": trained.agents, "groups": trained.groups,
             "dims": trained.dims, "hidden": cfg.ppo.hidden, "share": cfg.learner.share,
             "critic": cfg.learner.critic, "seed": cfg.seed, "env_steps": trained.env_steps,
-            "recurrent": cfg.learner.recurrent, "rnn_hidden": cfg.learner.rnn_hidden}
+            "recurrent": cfg.learner.recurrent, "rnn_hidden": cfg.learner.rnn_hidden,
+            "backend": cfg.learner.backend}
     for gi, w in enumerate(trained.weights):
         tmp = folder / f".{weight_file(meta, gi)}.tmp"
         torch.save({k: v.detach().cpu() for k, v in w.items()}, tmp)

@@ -5,7 +5,7 @@ A training config (``configs/train/*.yaml``)::
     env:     {id: capgym/Register-v0, params: {nodes: 5, duration_ms: 2000, reward_mode: local}}
     ppo:     {total_steps: 200000, num_envs: 8, num_steps: 128, lr: 3e-4, ...}   # PPOConfig
     learner: {backend: local, share: false, critic: local, device: auto,       # LearnerConfig
-              recurrent: none, rnn_hidden: 64}
+              recurrent: none, rnn_hidden: 64}                   # backend: local | ray | rllib
     ray:     {address: null, num_cpus_per_learner: 0.25}
     seed: 0
 
@@ -57,7 +57,8 @@ class PPOConfig(Strict):
 
 
 class LearnerConfig(Strict):
-    backend: Literal["local", "ray"] = Field("local", description="learners in-process, or one Ray actor each")
+    backend: Literal["local", "ray", "rllib"] = Field(
+        "local", description="learners in-process, one Ray actor each, or RLlib's PPO (agents.learn.rllib_ppo)")
     share: bool = Field(False, description="parameter sharing: one policy for all agents (agent id appended)")
     critic: Literal["local", "central"] = Field(
         "local", description="central: MAPPO, the critic sees the global state during training only")
@@ -95,6 +96,12 @@ class TrainConfig(Strict):
         if self.learner.recurrent != "none" and self.ppo.num_envs % self.ppo.num_minibatches:
             raise ValueError("ppo.num_minibatches: must divide ppo.num_envs with learner.recurrent "
                              "(a minibatch is whole environment sequences)")
+        if self.learner.backend == "rllib":
+            from agents.learn.rllib_ppo import installed, unsupported
+
+            why = unsupported(self) or installed()
+            if why:
+                raise ValueError(why)
         return self
 
 

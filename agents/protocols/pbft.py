@@ -51,6 +51,12 @@ replica keeps on disk; here everything it has vouched for lives in ``ctx.durable
 every prepare, commit, checkpoint, view-change and new-view it sends and before it answers a
 client, so that a crash-recovered replica never contradicts itself.
 
+Learnable choice: with ``learn_timeout`` the replica asks its agent (``ctx.ask(("view_change_timeout", k),
+(tries, view, pending, changing))``) which of ``timeout_multiples`` of ``T`` to wait whenever its
+view-change timer starts from idle (not on the restarts after each execution), and starts the timer
+when the answer comes; the default is the multiple nearest 1 (the paper's ``T``). This is the honest
+side's action in ``capgym/Byzantine-v0``'s two-sided game.
+
 Trace records: ``execute`` (``seq``, ``op``: the request's ``(entry, op id)`` or None for a null
 request), ``apply`` (``key``, ``value``), ``view`` (``view``: a view entered), ``stable`` (``seq``).
 """
@@ -59,7 +65,7 @@ from __future__ import annotations
 
 import hashlib
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from envs.world.node import ClientOp, Node
 
@@ -74,6 +80,17 @@ class Params(BaseModel):
                                           description="T: a pending request's wait before a view change (4.4)")
     retry_ms: float = Field(100.0, gt=0, description="the entry replica retransmits a request this often")
     give_up_ms: float = Field(2000.0, gt=0, description="the entry replica stops waiting for a request after this")
+    learn_timeout: bool = Field(False, description="ask the node's agent for T's multiple whenever the view-change "
+                                "timer starts from idle (capgym/Byzantine-v0's two-sided game)")
+    timeout_multiples: list[float] = Field(default_factory=lambda: [0.25, 0.5, 1.0, 2.0, 4.0],
+                                           description="learn_timeout: the agent's choices, multiples of T")
+
+    @field_validator("timeout_multiples")
+    @classmethod
+    def _multiples(cls, v):
+        if not v or any(x <= 0 for x in v):
+            raise ValueError("timeout_multiples must be a non-empty list of positive numbers")
+        return v
 
 
 def stored(name):
@@ -124,6 +141,8 @@ class PBFT(Node):
         self.slot: dict = {}  # request id -> (v, n) of its pre-prepare (for retransmission)
         self.early: list = []  # pre-prepares for a view not yet entered, handled when it is
         self.tries = 0  # view changes since the last view entered (the timeout doubles each time)
+        self.scale = 1.0  # learn_timeout: the agent's multiple of T
+        self.timer_asks = 0  # learn_timeout: the current ask for T's multiple
         self.malformed = 0
         if self.pending:
             self.start_timer(ctx)
@@ -137,8 +156,9 @@ class PBFT(Node):
         return self.primary(self.view) == ctx.node_id
 
     def timeout(self, ctx):
-        """T, doubled for each view change that did not complete (4.4)."""
-        return self.params.view_change_timeout_ms * 2 ** min(self.tries, 8)
+        """T, doubled for each view change that did not complete (4.4); times the agent's multiple
+        with ``learn_timeout``."""
+        return self.params.view_change_timeout_ms * self.scale * 2 ** min(self.tries, 8)
 
     # --- messages --------------------------------------------------------------------------------
     def on_message(self, ctx, src, body):
@@ -440,7 +460,22 @@ class PBFT(Node):
     # --- view changes (4.4) ----------------------------------------------------------------------
     def start_timer(self, ctx, restart=False):
         if not self.timer_on or restart:
+            idle = not self.timer_on
             self.timer_on = True
+            if idle and self.params.learn_timeout:  # the agent chooses T's multiple; the timer starts then
+                self.timer_asks += 1
+                m = self.params.timeout_multiples
+                ctx.ask(("view_change_timeout", self.timer_asks), (self.tries, self.view, len(self.pending),
+                        self.changing), default=min(range(len(m)), key=lambda i: abs(m[i] - 1.0)))
+                return
+            ctx.set_timer("view_change", self.timeout(ctx))
+
+    def on_decision(self, ctx, point, action):
+        """learn_timeout: the agent's multiple of T for the timer started at the ask (ignored when the
+        timer stopped or started again since)."""
+        if point[0] == "view_change_timeout" and point[1] == self.timer_asks and self.timer_on:
+            m = self.params.timeout_multiples
+            self.scale = m[action] if isinstance(action, int) and 0 <= action < len(m) else 1.0
             ctx.set_timer("view_change", self.timeout(ctx))
 
     def stop_timer(self, ctx):

@@ -39,6 +39,7 @@ world. All randomness comes from ``derive_rng(seed, "byzantine", node)``.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from .node import Node
@@ -88,7 +89,9 @@ class Mouth:
     context's, except that ``send`` and ``broadcast`` hand the message to the strategy."""
 
     def __init__(self, ctx, strategy: Strategy):
-        self._ctx, self._strategy = ctx, strategy
+        # a weak proxy: the strategy keeps its mouth, so a strong reference back would make a cycle
+        # that keeps a finished world (through ``ctx``) alive until a full cyclic-GC pass
+        self._ctx, self._strategy = ctx, weakref.proxy(strategy)
 
     def send(self, dst: int, body: Any) -> None:
         self._strategy.emit(self._ctx, dst, body)

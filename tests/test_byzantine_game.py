@@ -1,0 +1,218 @@
+"""capgym/Byzantine-v0: adversaries choose, per PBFT phase, what their Byzantine replica sends.
+
+PettingZoo's API tests run on it through the registry (tests/test_envs_api.py). Here: PBFT's bound
+as a property over seeds (with at most f adversaries, whatever they choose, no safety violation;
+with f + 1 the scripted colluding strategy breaks it, so the check can fail), the rewards, the
+scripted baselines and the config errors.
+"""
+
+import numpy as np
+import pytest
+
+from agents import scripted
+from envs import byzantine_game as bg
+
+
+def mostly(p_honest, seed):
+    """A random adversary that is honest with probability ``p_honest`` and otherwise picks any of the
+    four lies uniformly (seeded): lying sometimes lets the protocol progress into more states."""
+    rng = np.random.default_rng(seed)
+
+    def policy(obs, mask):
+        if not mask[0]:
+            return len(mask) - 1
+        return 0 if rng.random() < p_honest else int(rng.integers(1, 5))
+
+    return policy
+
+
+def team_reward(g):
+    """The adversaries' team (global) reward of an episode, from its global measures."""
+    c = bg.ByzantineConfig()
+    return (c.view_change_reward * g["view_changes"] + c.miss_reward * g["ops_failed"] - c.ok_cost * g["ops_ok"]
+            + (c.violation_reward if g["safety_violation"] else 0.0))
+
+
+def play(policy, seed, api="parallel", **kw):
+    env = (bg.parallel_env if api == "parallel" else bg.env)(**kw)
+    return scripted.run_episode(env, policy, seed=seed)
+
+
+def random_adversaries_stay_safe(nodes, seeds, **kw):
+    f = (nodes - 1) // 3
+    tampered = executed = 0
+    for seed in seeds:
+        g = play(mostly((0.2, 0.5, 0.8)[seed % 3], seed), seed, nodes=nodes, adversaries=f, duration_ms=3000,
+                 faults=["partition", "loss", "clock"], **kw)["global"]
+        executed += g["log_agreement"]["positions"]
+        assert g["log_agreement"]["conflicts"] == 0, (seed, g["log_agreement"])
+        assert g["linearizable"] is True, seed
+        assert not g["safety_violation"]
+        tampered += sum(v for k, v in g["actions"].items() if k != "honest")
+        assert g["byzantine"]["nodes"] == {str(i): "phased" for i in range(f)}
+    assert tampered > 100 * len(seeds) and executed > 100 * len(seeds)  # they lied, and PBFT progressed
+
+
+@pytest.mark.parametrize("nodes", [4, 7])
+def test_at_most_f_random_adversaries_never_break_safety(nodes):
+    """n = 3f + 1 with f adversaries acting at random (every choice, every phase), partitions, loss
+    and clock faults from the nemesis: correct replicas never execute different requests at one
+    sequence number, and the correct clients' history is linearizable (Castro and Liskov 1999,
+    section 4.5). 24 seeds at n = 4, 8 at n = 7 (the slow suite: 200 and 50, and two-sided)."""
+    random_adversaries_stay_safe(nodes, range(24) if nodes == 4 else range(8))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("nodes", [4, 7])
+@pytest.mark.parametrize("two_sided", [False, True])
+def test_at_most_f_random_adversaries_never_break_safety_many_seeds(nodes, two_sided):
+    random_adversaries_stay_safe(nodes, range(100, 300) if nodes == 4 else range(100, 150), honest_learners=two_sided)
+
+
+def test_f_plus_one_colluding_liars_are_caught_breaking_safety():
+    """Past the bound the same observer finds the violation: f + 1 scripted ``pbft`` liars (the
+    primary among them) make correct replicas execute different requests at one sequence number."""
+    for seed in range(3):
+        g = play(scripted.textbook, seed, adversaries=2, adversary_strategy="pbft")["global"]
+        assert g["safety_violation"] and g["log_agreement"]["conflicts"] > 0
+        assert g["decisions"] == 0  # a scripted strategy owes no decisions
+
+
+def test_honest_adversaries_cost_nothing_and_dropping_forces_view_changes():
+    honest = play(scripted.textbook, 0)
+    drop = play(scripted.always(1), 0)
+    delay = play(scripted.always(2), 0)
+    h, d, s = honest["global"], drop["global"], delay["global"]
+    assert h["view_changes"] == 0 and h["actions"]["honest"] == h["decisions"] > 0
+    assert sum(honest["returns"].values()) == 0
+    # a primary that drops its pre-prepares is replaced; one that delays them (below the view-change
+    # timeout) is not, and slows everything down
+    assert d["view_changes"] >= 1 and drop["returns"]["node_0"] >= 5.0
+    assert s["view_changes"] == 0 and s["completed_per_s"] < h["completed_per_s"] / 2
+    assert h["ops_ok"] == round(h["completed_per_s"] * 2)  # duration 2 s
+    for g in (h, d, s):
+        assert g["linearizable"] is True and not g["safety_violation"]
+
+
+def test_global_reward_is_the_adversaries_team_figure():
+    for policy in (scripted.textbook, scripted.always(1)):
+        r = play(policy, 1, reward_mode="global")
+        assert list(r["returns"].values()) == pytest.approx([team_reward(r["global"])] * 4)
+
+
+def test_only_the_byzantine_nodes_owe_decisions_and_their_masks_are_honest():
+    env = bg.parallel_env(nodes=7, adversaries=2, byzantine_nodes=[1, 4], duration_ms=600)
+    obs, _ = env.reset(seed=3)
+    owed = set()
+    rng = np.random.default_rng(0)
+    while env.agents:
+        for a, o in obs.items():
+            assert env.observation_space(a).contains(o)
+            if o["observation"][-1] == 1.0:
+                owed.add(a)
+                assert list(o["action_mask"]) == [1, 1, 1, 1, 1, 0]
+                assert o["observation"][:8].sum() == 1.0 and o["observation"][8] >= 1  # a phase, a batch
+        obs, *_ = env.step({a: int(rng.choice(np.flatnonzero(o["action_mask"]))) for a, o in obs.items()})
+    assert owed == {"node_1", "node_4"}
+
+
+@pytest.mark.parametrize("two_sided", [False, True])
+@pytest.mark.parametrize("api", ["aec", "parallel"])
+def test_same_seed_same_episode(api, two_sided):
+    runs = [play(scripted.make_random(7), 5, api=api, faults=True, duration_ms=1000, honest_learners=two_sided)
+            for _ in range(2)]
+    assert runs[0] == runs[1]
+    assert runs[0]["global"]["decisions"] > 0
+    assert (sum(runs[0]["global"]["timeout_multiples"].values()) > 0) == two_sided
+
+
+def test_scripted_baselines_play():
+    assert set(scripted.BYZANTINE_BASELINES) >= {"honest", "drop", "delay", "equivocate", "corrupt"}
+    for name, policy in scripted.BYZANTINE_BASELINES.items():
+        g = play(policy, 0, duration_ms=500)["global"]
+        assert not g["safety_violation"], name
+        if name in bg.ACTIONS:
+            assert g["actions"][name] == g["decisions"], name
+
+
+@pytest.mark.parametrize("bad, word", [({"adversaries": 4}, "adversaries"), ({"adversary_strategy": "nope"}, "nope"),
+                                       ({"byzantine_nodes": [0, 9]}, "byzantine_nodes"),
+                                       ({"protocol_params": {"timeout_multiples": [1, 2]}}, "timeout_multiples")])
+def test_config_errors_are_one_line(bad, word):
+    with pytest.raises(ValueError) as e:
+        bg.env(**bad)
+    assert word in str(e.value) and "\n" not in str(e.value)
+
+
+def test_two_sided_game_zero_sum_and_the_timeout_matters():
+    """honest_learners: every replica's agent picks the multiple of PBFT's view-change timeout T.
+    Against a primary that drops its pre-prepares, a short T replaces it sooner (more requests
+    complete) than a long one; the correct replicas' reward is the adversaries' team reward negated."""
+    def policies(honest):
+        return {"node_0": scripted.always(1), **{f"node_{i}": scripted.always(honest) for i in (1, 2, 3)}}
+
+    figures = {}
+    for mode in ("local", "global"):
+        for honest in (0, 4):  # 0.25 T and 4 T
+            r = play(policies(honest), 2, honest_learners=True, reward_mode=mode, duration_ms=3000)
+            g = r["global"]
+            assert g["timeout_multiples"][("0.25", "4.0")[honest // 4]] > 0
+            team = team_reward(g)
+            if mode == "global":
+                assert r["returns"]["node_0"] == pytest.approx(team)
+            for i in (1, 2, 3):
+                assert r["returns"][f"node_{i}"] == pytest.approx(-team)
+            figures[mode, honest] = g["completed_per_s"]
+            assert not g["safety_violation"]
+    assert figures["local", 0] > figures["local", 4] + 10
+    assert figures["local", 0] == figures["global", 0]  # the reward mode changes rewards only
+
+
+def test_two_sided_game_passes_pettingzoo_api_tests():
+    import warnings
+
+    from pettingzoo.test import api_test, parallel_api_test
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        api_test(bg.env(honest_learners=True, faults=True, duration_ms=1000), num_cycles=100)
+        parallel_api_test(bg.parallel_env(honest_learners=True, faults=True, duration_ms=1000), num_cycles=100)
+
+
+def test_train_config_runs_and_the_table_reads_it(tmp_path, capsys):
+    """``capgym train configs/train/byzantine.yaml`` (tiny budget), then the learned-against-scripted
+    table from its checkpoint: every policy has a row, and only the world's pbft liars (f + 1 = 2
+    of them here) break safety."""
+    import json
+
+    from experiments import byzantine_table
+    from experiments.cli import main
+
+    root = tmp_path / "res"
+    code = main(["train", "configs/train/byzantine.yaml", "ppo.total_steps=256", "ppo.num_envs=2",
+                 "ppo.num_steps=64", "env.params.duration_ms=800", "env.params.adversaries=2",
+                 f"output.root={root}", "wandb.mode=disabled", "-q"])
+    assert code == 0
+    (run,) = (root / "train-byzantine").iterdir()
+    assert json.loads((run / "status.json").read_text())["status"] == "complete"
+    rows = byzantine_table.rows_for(str(run), episodes=1)
+    by = {r["policy"]: r for r in rows}
+    assert {"trained (PPO, greedy)", "random", "scripted slow_primary", "world strategy pbft"} <= set(by)
+    assert all(r["adversaries"] == 2 for r in rows)
+    assert by["world strategy pbft"]["violations"] == 1
+    assert sum(r["violations"] for r in rows) == 1
+    assert "| 2 | world strategy pbft |" in byzantine_table.markdown(rows)
+
+
+@pytest.mark.parametrize("replies", [None, 1])
+def test_local_reward_credits_the_failures_an_adversary_tampered_with(replies):
+    """Two liars (f + 1) drop every phase: no request completes, no correct replica enters a new
+    view, and each liar is credited miss_reward for every failed operation, since it tampered with
+    each one's messages; correct replicas earn nothing. Clients that wait for f + 1 replies, and
+    (replies: 1) clients of one entry replica each, whose requests the liars also carried."""
+    kw = {} if replies is None else {"workload": {"clients": 4, "timeout_ms": 1000, "replies": 1}}
+    r = play(scripted.BYZANTINE_BASELINES["drop"], 0, adversaries=2, **kw)
+    g = r["global"]
+    assert g["ops_ok"] == 0 and g["view_changes"] == 0 and g["ops_failed"] > 0
+    assert r["returns"]["node_0"] == r["returns"]["node_1"] == g["ops_failed"] * bg.ByzantineConfig().miss_reward
+    assert r["returns"]["node_2"] == r["returns"]["node_3"] == 0.0
