@@ -239,3 +239,8 @@ BYZANTINE_BASELINES: dict[str, Policy] = {
     "slow_primary": byzantine_slow_primary,
     "mute_backup": byzantine_mute_backup,
 }
+
+# Byzantine-v0's adversaries by name in the registry too (``--background drop``, ``--baselines``)
+SCRIPTED.update({name: (lambda seed, p=p: p, ("capgym/Byzantine-v0",), f"Byzantine-v0: {name} in every phase"
+                        if p.__name__.startswith("byzantine_phase") else (p.__doc__ or name).splitlines()[0])
+                 for name, p in BYZANTINE_BASELINES.items()})
