@@ -20,9 +20,13 @@ Rewards
     local: every ``tick_ms`` the observer credits each running node with the time that passed on
     *its own clock* (in seconds, never negative) times ``know_reward`` when the node knows a leader
     (``leaderId`` set), plus ``leader_bonus`` per second while it is the leader itself (the selfish
-    incentive). The observer's welfare: per second with an *effective* leader (a leader that a
-    majority of nodes, itself included, follow in its term) ``know_reward`` per agent, minus
-    ``safety_penalty`` if two leaders were ever elected in one term.
+    incentive). The observer's welfare: per second with an *effective* leader ``know_reward`` per
+    agent, minus ``safety_penalty`` if two leaders were ever elected in one term. A leader is
+    effective while it makes progress: a majority (itself included) answered its AppendEntries in
+    its term within the last election timeout (``election_timeout_ms[1]``), CheckQuorum's test
+    (Raft thesis 6.2) applied by the observer. Who the followers believe leads does not count: a
+    leader whose inbound links are cut still sends heartbeats, so its followers follow it (and
+    earn ``know_reward``: the local reward does not see the fault), but it commits nothing.
 
 Global measures: ``metrics.election`` (safety, time without leader, elections, split votes) plus
 ``effective_leader_fraction`` (the observer's own sampling) and ``returns``.
@@ -32,7 +36,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from agents.protocols import get as get_protocol
+from agents.protocols.raft import LEADER, Raft
 from envs.base import CapAEC, CapParallel, EnvConfig, Episode, Game, validate
 from envs.world.sim import Ask
 
@@ -44,6 +48,21 @@ class ElectionConfig(EnvConfig):
     tick_ms: float = Field(10.0, gt=0, description="observer sampling period (true ms)")
 
 
+class ObservedRaft(Raft):
+    """``raft`` exactly, plus what the observer reads of it: ``acks``, per peer, how many
+    AppendEntries replies of its current term this node has received as leader (reset when it
+    becomes leader). The node itself never reads it; nothing it does changes."""
+
+    def become_leader(self, ctx):
+        self.acks: dict[int, int] = {}
+        super().become_leader(ctx)
+
+    def append_entries_reply(self, ctx, src, term, success, index):
+        if self.state == LEADER and term == self.currentTerm:
+            self.acks[src] = self.acks.get(src, 0) + 1
+        super().append_entries_reply(ctx, src, term, success, index)
+
+
 class ElectionGame(Game):
     Config = ElectionConfig
     name = "Election-v0"
@@ -51,7 +70,7 @@ class ElectionGame(Game):
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        self.cls = get_protocol("raft")
+        self.cls = ObservedRaft
         self.params = validate(self.cls.Params, cfg.protocol_params)
         self.k = len(self.params.timeout_choices_ms)
         self.n_actions = self.k + 1
@@ -74,11 +93,16 @@ class ElectionGame(Game):
         ep.last_clock = [s.clock.local(0.0) for s in sim.states]  # each node's clock at the last sample
         ep.led = 0.0  # true ms with an effective leader
         ep.led_paid = 0.0
+        ep.lead = [None] * ep.n  # per node: (term, {peer: replies seen}, {peer: true ms of the last}) as leader
         sim.call_at(self.cfg.tick_ms, self.sample, ep)
 
     def sample(self, ep: Episode) -> None:
         """The observer's tick: credit knowing a leader (and leading) by own-clock time, and count
-        true time with an effective leader (one a majority follows in its current term).
+        true time with an *effective* leader: one that is making progress, i.e. a majority (itself
+        included) answered its AppendEntries in its term within the last election timeout
+        (``election_timeout_ms[1]``, as true ms) -- CheckQuorum's test (Raft thesis 6.2), applied by
+        the observer whatever the nodes run. Who the followers *believe* leads does not count: a
+        leader that can send but not hear keeps its followers and commits nothing.
 
         A method rescheduled with ``ep`` as its argument (not a closure that names itself), so that
         a released episode is freed at once."""
@@ -86,7 +110,8 @@ class ElectionGame(Game):
         majority = ep.n // 2 + 1
         now = sim.now
         earned = ep.earned
-        follows: dict = {}
+        window = self.params.election_timeout_ms[1]
+        effective = False
         for i, s in enumerate(sim.states):
             c = s.clock.local(now)
             dc, last[i] = max(0.0, c - last[i]) / 1000.0, c
@@ -95,12 +120,19 @@ class ElectionGame(Game):
             node = s.obj
             if node.leaderId is not None:
                 earned[i] += cfg.know_reward * dc
-                key = (node.leaderId, node.currentTerm)
-                follows[key] = follows.get(key, 0) + 1
             if node.state == "leader":
                 earned[i] += cfg.leader_bonus * dc
-        if any(c >= majority and sim.states[lid].up and sim.states[lid].obj.state == "leader"
-               and sim.states[lid].obj.currentTerm == term for (lid, term), c in follows.items()):
+                lead = ep.lead[i]
+                if lead is None or lead[0] != node.currentTerm:
+                    lead = ep.lead[i] = (node.currentTerm, {}, {})
+                _term, seen, acked = lead
+                for p, k in node.acks.items():
+                    if seen.get(p) != k:
+                        seen[p] = k
+                        acked[p] = now
+                if 1 + sum(now - t <= window for t in acked.values()) >= majority:
+                    effective = True
+        if effective:
             ep.led += cfg.tick_ms
         sim.call_at(now + cfg.tick_ms, self.sample, ep)
 
