@@ -19,8 +19,10 @@ Observation (``Box(10)``, local view only)
 The world
     Besides the episode's own faults, the world crashes whoever leads (in the highest term) every
     ``leader_crash_ms`` x U(0.5, 1.5) of true time (default 500 ms; 0: never) and restarts it
-    ``leader_down_ms`` later (default 100 ms: shorter than a failover, so leading costs the leader
-    no more than its followers), so a 5 s episode holds about ten elections.
+    ``leader_down_ms`` later (default 100 ms), so a 5 s episode holds about ten elections. Leading
+    has a price: the crashed leader hears no leader from the crash on, its followers only once
+    its last heartbeat is ``election_timeout_ms[0]`` old (a volunteer's dilemma: someone must
+    stand, and whoever wins pays most at the next crash).
 
 Rewards
     local: every ``tick_ms`` the observer charges each node ``miss_cost`` per second of *its own
