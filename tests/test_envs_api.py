@@ -5,6 +5,7 @@ program's)."""
 import importlib
 import itertools
 import warnings
+from typing import Literal
 
 import numpy as np
 import pettingzoo
@@ -45,6 +46,27 @@ def _bool_combos() -> list[tuple[str, dict]]:
 
 
 BOOL_COMBOS = _bool_combos()
+
+
+def _choices() -> list[tuple[str, dict]]:
+    """``(env id, {name: value})`` for every value of each game's named choices (``Literal`` fields:
+    Register-v0's ``protocol``, Commons-v0's ``variant``, ``reward_mode``), one at a time."""
+    out = []
+    for env_id, module in envs.ENVIRONMENTS.items():
+        game_cls = importlib.import_module(module).raw_env.game_cls
+        for name, f in sorted(game_cls.Config.model_fields.items()):
+            if getattr(f.annotation, "__origin__", None) is Literal:
+                out += [(env_id, {name: v}) for v in f.annotation.__args__ if v != f.default]
+    return out
+
+
+CHOICES = _choices()
+
+
+@pytest.mark.parametrize("env_id, kwargs", CHOICES, ids=[f"{e}-{k}" for e, k in CHOICES])
+def test_both_apis_at_every_named_choice(env_id, kwargs):
+    api_test(pettingzoo.make("aec", env_id, duration_ms=600, **kwargs), num_cycles=20)
+    parallel_api_test(pettingzoo.make("parallel", env_id, duration_ms=600, **kwargs), num_cycles=20)
 
 
 @pytest.mark.parametrize("env_id", IDS)
