@@ -166,3 +166,31 @@ def test_an_event_for_a_node_that_does_not_exist_is_refused(node):
     with pytest.raises(ValueError, match=f"no node {node}"):
         sim.push(1.0, TIMER, node, ("t", 0))
     assert sim.pending_events() == 0
+
+
+ASK_AT_START = """
+from envs.world import sim
+
+class A(sim.Node):
+    def on_start(self, ctx):
+        ctx.ask(("first", 0), default=0)
+
+s = sim.Sim(3, A, agents=dict.fromkeys(range(3), sim.EXTERNAL))
+print(sim.COMPILED, s.run(until=100.0), s.now, len(s.pending))
+"""
+
+
+@pytest.mark.parametrize("pure", [False, True])
+def test_a_decision_owed_with_nothing_else_pending_stops_the_run(pure):
+    """Every node asks in ``on_start`` and schedules nothing: the run stops with ``"ask"`` at time 0,
+    not ``"idle"`` at ``until`` (Consensus-v0 without faults began its episodes at the horizon)."""
+    env = {k: v for k, v in os.environ.items() if k != "CAPGYM_PURE"}
+    env["PYTHONPATH"] = str(ROOT)
+    if pure:
+        env["CAPGYM_PURE"] = "1"
+    out = subprocess.run([sys.executable, "-c", ASK_AT_START], capture_output=True, text=True, cwd=ROOT,
+                         env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    compiled, reason, now, owed = out.stdout.split()
+    assert (reason, float(now), int(owed)) == ("ask", 0.0, 3)
+    assert compiled == ("False" if pure else str(simmod.COMPILED))

@@ -1,6 +1,11 @@
-"""PettingZoo's own API tests on every capgym environment, several sizes, faults on."""
+"""PettingZoo's own API tests on every capgym environment: several sizes with faults on, each game's
+default parameters, and every combination of its boolean parameters (the game's and its node
+program's)."""
 
+import importlib
+import itertools
 import warnings
+from typing import Literal
 
 import numpy as np
 import pettingzoo
@@ -10,6 +15,91 @@ from pettingzoo.test import api_test, parallel_api_test
 import envs
 
 IDS = list(envs.ENVIRONMENTS)
+
+
+def _bools(model) -> list[str]:
+    """Names of ``model``'s fields that take ``True``/``False`` (``bool`` or a union with it)."""
+    return sorted(k for k, f in model.model_fields.items()
+                  if f.annotation is bool or bool in getattr(f.annotation, "__args__", ()))
+
+
+def _bool_combos() -> list[tuple[str, dict]]:
+    """``(env id, kwargs)`` for every combination of each game's boolean parameters, those of its
+    config (``faults``, ...) and of its default node program (``protocol_params``: Raft's
+    ``prevote`` and ``check_quorum``, ...). Derived from the schemas, so a new flag is covered."""
+    out = []
+    for env_id, module in envs.ENVIRONMENTS.items():
+        game_cls = importlib.import_module(module).raw_env.game_cls
+        game = game_cls(game_cls.Config())
+        own = _bools(game_cls.Config)
+        proto = _bools(type(game.node_program()[1]))
+        names = own + [f"protocol_params.{k}" for k in proto]
+        for values in itertools.product((False, True), repeat=len(names)):
+            kw: dict = {}
+            for name, v in zip(names, values):
+                if name.startswith("protocol_params."):
+                    kw.setdefault("protocol_params", {})[name.split(".", 1)[1]] = v
+                else:
+                    kw[name] = v
+            out.append((env_id, kw))
+    return out
+
+
+BOOL_COMBOS = _bool_combos()
+
+
+def _choices() -> list[tuple[str, dict]]:
+    """``(env id, {name: value})`` for every value of each game's named choices (``Literal`` fields:
+    Register-v0's ``protocol``, Commons-v0's ``variant``, ``reward_mode``), one at a time."""
+    out = []
+    for env_id, module in envs.ENVIRONMENTS.items():
+        game_cls = importlib.import_module(module).raw_env.game_cls
+        for name, f in sorted(game_cls.Config.model_fields.items()):
+            if getattr(f.annotation, "__origin__", None) is Literal:
+                out += [(env_id, {name: v}) for v in f.annotation.__args__ if v != f.default]
+    return out
+
+
+CHOICES = _choices()
+
+
+@pytest.mark.parametrize("env_id, kwargs", CHOICES, ids=[f"{e}-{k}" for e, k in CHOICES])
+def test_both_apis_at_every_named_choice(env_id, kwargs):
+    api_test(pettingzoo.make("aec", env_id, duration_ms=600, **kwargs), num_cycles=20)
+    parallel_api_test(pettingzoo.make("parallel", env_id, duration_ms=600, **kwargs), num_cycles=20)
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_aec_api_default_parameters(env_id):
+    """The game exactly as ``pettingzoo.make`` gives it (Consensus-v0's was truncated at reset)."""
+    api_test(pettingzoo.make("aec", env_id), num_cycles=20)
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_parallel_api_default_parameters(env_id):
+    parallel_api_test(pettingzoo.make("parallel", env_id), num_cycles=20)
+
+
+@pytest.mark.parametrize("env_id, kwargs", BOOL_COMBOS, ids=[f"{e}-{k}" for e, k in BOOL_COMBOS])
+def test_aec_api_boolean_parameters(env_id, kwargs):
+    api_test(pettingzoo.make("aec", env_id, duration_ms=600, **kwargs), num_cycles=20)
+
+
+@pytest.mark.parametrize("env_id, kwargs", BOOL_COMBOS, ids=[f"{e}-{k}" for e, k in BOOL_COMBOS])
+def test_parallel_api_boolean_parameters(env_id, kwargs):
+    parallel_api_test(pettingzoo.make("parallel", env_id, duration_ms=600, **kwargs), num_cycles=20)
+
+
+@pytest.mark.parametrize("env_id", IDS)
+@pytest.mark.parametrize("api", ["aec", "parallel"])
+def test_first_decision_comes_before_the_end(env_id, api):
+    """At every default and boolean combination, an episode starts with some agent owing a decision
+    at a time before the horizon (no episode ends, nor jumps to its horizon, before anyone acts)."""
+    for eid, kwargs in [(env_id, {})] + [c for c in BOOL_COMBOS if c[0] == env_id]:
+        env = pettingzoo.make(api, eid, **kwargs)
+        env.reset(seed=0)
+        ep = env.episode
+        assert not ep.done and ep.sim.pending and ep.sim.now < ep.horizon, (eid, kwargs, ep.sim.now)
 
 
 @pytest.fixture(autouse=True)

@@ -442,7 +442,8 @@ cdef class Loop:
 
         Stops when true time would pass ``until`` (then ``now == until``), when ``stop()`` holds
         after an event, when an external agent owes a decision (``stop_on_ask``), after
-        ``max_events``, or when nothing is left. Returns ``"until"``, ``"stop"``, ``"ask"``,
+        ``max_events``, or when nothing is left (a decision still owed then: ``"ask"``, at the
+        same moment). Returns ``"until"``, ``"stop"``, ``"ask"``,
         ``"max_events"`` or ``"idle"``.
         """
         cdef double limit = INFINITY if until is None else until
@@ -515,6 +516,8 @@ cdef class Loop:
                 gc.enable()
             self.events += handled
             self.delivered += delivered
+        if stop_on_ask and pending and reason == "idle":
+            reason = "ask"  # owed with nothing else left (asked at the start, or by the last event)
         if reason in ("until", "idle") and until is not None and until > self.now:
             self.now = float(until)
         return reason
