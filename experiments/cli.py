@@ -27,6 +27,7 @@ COMMANDS = {
     "train": "experiments.train_cmd",
     "evaluate": "experiments.evaluate_cmd",
     "align": "experiments.align_cmd",
+    "align-table": "experiments.align_table",
     "sweep": "experiments.sweep_cmd",
     "reproduce": "experiments.reproduce_cmd",
 }
