@@ -239,6 +239,9 @@ def run_sweep(sweep, jobs: int = 1, quiet: bool = False, sweep_dir: Path | None 
     started = ensure_ray(sweep.address,
                          num_cpus=None if sweep.address else max(math.ceil(jobs * need), os.cpu_count() or 1))
     try:
+        from experiments.live.driver import release_pool
+
+        release_pool()  # idle live actors of this process would hold CPUs the trials reserve
         check_fits(sweep)
         return _run_sweep(sweep, jobs, quiet, sweep_dir, say, resume, total)
     finally:

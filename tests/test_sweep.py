@@ -429,3 +429,28 @@ def test_sigterm_then_resume_equals_uninterrupted(tmp_path, ray_session):
     assert main(["sweep", str(path), "-q"]) == 0  # the same sweep, uninterrupted
     (plain,) = set((tmp_path / "results" / "rs").iterdir()) - {folder}
     assert (folder / "aggregate.csv").read_bytes() == (plain / "aggregate.csv").read_bytes()
+
+
+@pytest.mark.ray
+def test_idle_live_actors_do_not_starve_a_sweeps_placement_groups(tmp_path, ray_session):
+    """A live run leaves its healthy node actors in a pool for the next run, each holding its CPU
+    share; a sweep whose placement group needs the whole instance (the test above) would then wait
+    forever -- it hung the Ray suite when the live tests ran before it. The sweep releases them."""
+    import ray
+
+    from agents.protocols import abd
+    from envs.world.config import ScenarioConfig
+    from experiments.live import run_live
+    from experiments.live.driver import _POOL, release_pool
+
+    scn = ScenarioConfig.model_validate({"seed": 0, "world": {"nodes": 3, "duration_ms": 300},
+                                         "workload": {"clients": 1, "ops": {"read": 0.5, "write": 0.5}}})
+    run_live(scn, abd.NODE, abd.NODE.Params())
+    assert len(_POOL) >= 3  # the nodes (and a spare)
+    total = ray.cluster_resources()["CPU"]
+    assert ray.available_resources().get("CPU", 0.0) < total - 0.25  # the idle actors hold their share
+    path = train_sweep_file(tmp_path, grid={"learner.share": [True]}, seeds=1, resources={"cpu": 1.75},
+                            set={**TRAIN_SET, "output.root": str(tmp_path / "results"), "learner.backend": "ray",
+                                 "ppo.total_steps": 256, "env.params.nodes": 3})
+    assert main(["sweep", str(path), "-q"]) == 0  # (before: waited forever for its placement group)
+    assert not _POOL and release_pool() == 0

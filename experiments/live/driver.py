@@ -97,6 +97,21 @@ def _pool_put(actors: list) -> None:
     _POOL.extend(actors)
 
 
+def release_pool() -> int:
+    """Kill this process's idle pooled actors and return how many there were. Each holds its
+    ``actor_cpus`` of the Ray instance while it waits for the next live run, so work that reserves
+    CPUs up front (a sweep's placement groups) calls this first: otherwise a placement group that
+    needs the whole instance would wait for them forever."""
+    n = len(_POOL)
+    while _POOL:
+        actor, _offset = _POOL.pop()
+        try:
+            ray.kill(actor, no_restart=True)
+        except Exception:  # noqa: BLE001 -- an actor already gone, or a Ray instance since shut down
+            pass
+    return n
+
+
 @dataclass
 class LiveOptions:
     """Knobs of the live runtime (none changes what a protocol sees, only how the run is carried)."""
