@@ -101,6 +101,14 @@ HEADINGS = dict(COLUMNS) | {"effective_leader_fraction": "effective leader", "fr
                             "safety_violation": "safety violated"}
 
 
+def format_gap(gap: dict) -> str:
+    """``alignment gap: 21.400 welfare per agent (relative 1.910)``: global-reward agents' welfare
+    minus local-reward agents' (``metrics.alignment.alignment_gap``)."""
+    rel = gap.get("relative")
+    return (f"alignment gap: {gap['gap']:.3f} welfare per agent (global-reward agents minus local-reward agents"
+            + (f"; relative {rel:.3f})" if rel is not None else ")"))
+
+
 def columns(env_id: str | None = None) -> tuple[tuple[str, str], ...]:
     """The report's columns for ``env_id``: local return, welfare and the game's own global
     measures (``experiments.sweep.GAME_MEASURES``); Register-v0's when ``env_id`` is None."""
@@ -223,8 +231,7 @@ def _cmd_align(args: argparse.Namespace) -> int:
         html_report.write(run_dir, "align", light=cfg.output.report == "light")
     say(format_report(rows, cfg.env.id))
     if "alignment_gap" in summary:
-        say(f"alignment gap (welfare of global-reward agents minus local-reward agents, means over "
-            f"{acfg.seeds} training seeds): {summary['alignment_gap']}")
+        say(f"{format_gap(summary['alignment_gap'])}, means over {acfg.seeds} training seeds")
     say(f"results: {run_dir}")
     return 0
 

@@ -38,6 +38,8 @@ EXAMPLES = """examples:
 def load(folder: str | Path) -> dict:
     import json
 
+    if not Path(folder).is_dir():
+        raise UserError(f"{folder}: no such folder")
     p = Path(folder) / "summary.json"
     try:
         s = json.loads(p.read_text())
@@ -46,7 +48,8 @@ def load(folder: str | Path) -> dict:
     except json.JSONDecodeError as e:
         raise UserError(f"{p}: not JSON ({e.msg}, line {e.lineno})") from None
     if not isinstance(s, dict) or "report" not in s or "env" not in s:
-        raise UserError(f"{folder}: not an align results folder (summary.json has no report)")
+        raise UserError(f"{folder}: not an align results folder (its summary.json has no alignment report: "
+                        "a `capgym align` folder has one)")
     return s
 
 
@@ -61,7 +64,27 @@ def rows_of(summary: dict) -> list[dict]:
         out.append({"game": env.split("/")[-1], "policy": r["protocol"], "n": r.get("n"),
                     "return_mean": r.get("return_mean"), "return_ci": ci.get("return_mean"),
                     "welfare": r.get("welfare"), "welfare_ci": ci.get("welfare"),
-                    "headline": r.get(key), "headline_ci": ci.get(key), "gap": gap})
+                    "measure": key, "headline": r.get(key), "headline_ci": ci.get(key), "gap": gap})
+    return out
+
+
+def csv_rows(summaries: list[dict]) -> list[dict]:
+    """One flat row per game and policy, rounded to 6 digits, intervals as low/high columns, the
+    game's alignment gap in ``game_alignment_gap``."""
+    def r6(v):
+        return round(v, 6) if isinstance(v, float) else v
+
+    out = []
+    for s in summaries:
+        for r in rows_of(s):
+            row = {"game": r["game"], "policy": r["policy"], "training_seeds": r["n"]}
+            for name, key in (("local_return", "return"), ("welfare", "welfare"), ("measure", "headline")):
+                row[name] = r6(r["return_mean" if key == "return" else key])
+                lo, hi = r[f"{key}_ci"] or (None, None)
+                row[f"{name}_ci_low"], row[f"{name}_ci_high"] = r6(lo), r6(hi)
+            row["measure_name"] = r["measure"]
+            row["game_alignment_gap"] = r6(r["gap"])
+            out.append(row)
     return out
 
 
@@ -89,6 +112,13 @@ def markdown(summaries: list[dict]) -> str:
 
 def cmd_align_table(args: argparse.Namespace) -> int:
     try:
+        seen = set()
+        for d in args.folders:
+            if Path(d).resolve() in seen:
+                raise UserError(f"{d}: given twice")
+            seen.add(Path(d).resolve())
+        if args.out and Path(args.out).suffix not in (".md", ".csv"):
+            raise UserError(f"--out {args.out}: must end in .md or .csv")
         summaries = [load(d) for d in args.folders]
         text = markdown(summaries)
         print(text)
@@ -97,7 +127,7 @@ def cmd_align_table(args: argparse.Namespace) -> int:
 
             out = Path(args.out)
             if out.suffix == ".csv":
-                results.write_csv(out, [r for s in summaries for r in rows_of(s)])
+                results.write_csv(out, csv_rows(summaries))
             else:
                 results.write_text(out, text + "\n")
         return 0

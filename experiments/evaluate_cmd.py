@@ -394,9 +394,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                             {k: aggregate(v) for k, v in per_runtime["live"].items()})
     summary = write_evaluation(run_dir, by, extra)
     results.write_status(run_dir, results.STATUS_COMPLETE)
-    from experiments.html_report import write as write_report
+    from experiments import html_report
 
-    write_report(run_dir, "evaluate")  # report.html
+    mode = html_report.default_mode()
+    if mode != "none":
+        html_report.write(run_dir, "evaluate", light=mode == "light")  # report.html
     if not args.quiet:
         print(format_table(summary["table"]))
         for key in ("focal", "focal_live"):

@@ -801,9 +801,27 @@ def evaluate_page(folder: Path, light: bool = False) -> Page:
               f'{esc(" ".join(map(str, summary.get("seeds", []))))}</p>')
     page.html(_status_line(folder))
     rows = summary.get("table", [])
-    page.html("<h2>Policies on the same held-out seeds</h2>" + table(rows, EVAL_COLUMNS))
+    focal = summary.get("focal")
+    if focal:  # focal agents among background ones: the per-capita figures first
+        from experiments.evaluate_cmd import format_focal
+
+        page.html("<h2>Focal agents among background agents</h2>"
+                  f'<p class="note">{esc(format_focal(focal))}. Per-capita returns are local returns (what '
+                  "each seat's own node earned, whatever reward the checkpoint was trained on); the table "
+                  "below gives each population's mean over all its agents.</p>")
+    # the game's own global measures (Register-v0's columns on Register-v0)
+    from experiments.align_cmd import columns, measure_of
+
+    env = summary.get("env")
+    cols = EVAL_COLUMNS if env in (None, "capgym/Register-v0") else (
+        [("protocol", "policy")] + list(columns(env)))
+    runs = summary.get("runs", {})
+    if cols is not EVAL_COLUMNS:
+        rows = [{"protocol": r["protocol"], **{k: measure_of(runs.get(r["protocol"], r), k) for k, _ in cols[1:]}}
+                for r in rows]
+    page.html("<h2>Policies on the same held-out seeds (means over the episodes)</h2>" + table(rows, cols))
     if not light and rows:
-        grid = _bars(rows, EVAL_COLUMNS[1:])
+        grid = _bars(rows, cols[1:])
         if grid is not None:
             page.plot(grid)
     return page
@@ -821,7 +839,9 @@ def align_page(folder: Path, light: bool = False) -> Page:
     page.html(_status_line(folder))
     gap = summary.get("alignment_gap")
     if gap:
-        page.html(f'<p class="note">alignment gap: {esc(json.dumps(gap, default=repr))}</p>')
+        from experiments.align_cmd import format_gap
+
+        page.html(f'<p class="note">{esc(format_gap(gap))}</p>')
 
     def cell(r, k):
         lo, hi = (r.get("ci") or {}).get(k) or (None, None)

@@ -133,6 +133,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if args.messages < 1:
         raise UserError(f"--messages: must be >= 1, not {args.messages}")
+    if not 0 <= args.start_ms < float("inf"):
+        raise UserError(f"--start-ms: must be a time >= 0 (ms), not {args.start_ms:g}")
     run_dir = Path(args.run_dir)
     kind = html_report.detect_kind(run_dir)
     if kind != "run":
@@ -142,6 +144,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"wrote {path} ({kind}, {html_report.size_text(path)})")
         return 0
     cfg, datas = load_run(run_dir)
+    end = cfg.world.duration_ms
+    if args.start_ms >= end:
+        raise UserError(f"--start-ms: {args.start_ms:g} ms is past the run's end ({end:g} ms of simulated time)")
     summary, series, paths = write_outputs(run_dir, cfg, datas, make_plots=not args.no_plots)
     print(runner.format_table(summary["table"]))
     print(f"rebuilt {run_dir / 'summary.json'}, metrics.csv and {len(paths)} plots")

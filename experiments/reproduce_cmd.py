@@ -153,7 +153,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("reproduce", help="reproduce a paper's figure from real runs",
                               description=__doc__.splitlines()[0], epilog=EXAMPLES,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("name", nargs="?", metavar="NAME", help="raft-election, cap, pbs or flp (--list)")
+    from experiments.reproductions import REPRODUCTIONS
+
+    p.add_argument("name", nargs="?", metavar="NAME", help=f"a reproduction: {', '.join(REPRODUCTIONS)} (--list)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override a parameter, e.g. trials=50")
     p.add_argument("--quick", action="store_true", help="a seconds-long version (for tests and a first look)")
     p.add_argument("--check", action="store_true",

@@ -30,6 +30,8 @@ def test_four_game_table(tmp_path, capsys):
     assert "| always_quorum | - |" in text[4]
     assert text[5].startswith("| Commons-v0 | ppo_local |") and "sustainability (s): 6.300" in text[5]
     rows = list(csv.DictReader(out.open()))
+    assert rows[0]["welfare_ci_low"] == "-11.0" and rows[0]["measure_name"] == "stale_read_rate"
+    assert rows[0]["game_alignment_gap"] == "21.4" and rows[2]["measure"] == "0.0"
     assert [(r["game"], r["policy"]) for r in rows] == [("Register-v0", "ppo_local"), ("Register-v0", "ppo_global"),
                                                        ("Register-v0", "always_quorum"), ("Commons-v0", "ppo_local")]
 
@@ -39,9 +41,13 @@ def test_bad_folders_are_one_line(tmp_path, capsys):
     (tmp_path / "notjson" / "summary.json").write_text("{oops")
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "summary.json").write_text(json.dumps({"runs": {}}))
-    for folder, words in ((tmp_path / "missing", "no summary.json"), (tmp_path / "notjson", "not JSON"),
-                          (tmp_path / "run", "has no report")):
-        assert main(["align-table", str(folder), "--out", str(tmp_path / "t.md")]) == 2
+    (tmp_path / "empty").mkdir()
+    for args, words in (([tmp_path / "missing"], "no such folder"), ([tmp_path / "empty"], "no summary.json"),
+                        ([tmp_path / "notjson"], "not JSON"), ([tmp_path / "run"], "has no alignment report"),
+                        ([tmp_path / "run", tmp_path / "run"], "given twice")):
+        assert main(["align-table", *map(str, args), "--out", str(tmp_path / "t.md")]) == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and words in err[0]
+        assert len(err) == 1 and words in err[0], err
+    assert main(["align-table", str(tmp_path / "run"), "--out", str(tmp_path / "t.txt")]) == 2
+    assert ".md or .csv" in capsys.readouterr().err
     assert not (tmp_path / "t.md").exists()

@@ -99,6 +99,8 @@ def test_focal_summary_from_the_command_line(ckpts, tmp_path, capsys):
                      "--output-root", str(root), "--experiment", name, "-q"]) == 0
         (run,) = (root / name).iterdir()
         out[bg if not extra else "global"] = json.loads((run / "summary.json").read_text())
+        page = (run / "report.html").read_text()  # the page leads with the focal figures
+        assert "Focal agents among background agents" in page and "focal per-capita local return" in page
     f = out["textbook"]["focal"]
     assert f["nodes"] == [0, 1] and f["background"] == "textbook"
     assert f["focal_per_capita_return"] < 0.0  # the focal seats refuse: no ok answers, only messages

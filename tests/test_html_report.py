@@ -152,5 +152,21 @@ def test_light_and_no_pages(tmp_path, report):
     assert '<img class="fig" src="plots/timeline.png"' in text and "Bokeh" not in text
     assert page.stat().st_size < 50_000
     assert main(["report", str(run), "--messages", "0"]) == 2
+    before = page.read_bytes()
+    assert main(["report", str(run), "--start-ms", "-5"]) == 2
+    assert main(["report", str(run), "--start-ms", "99999"]) == 2  # past the run's end: not an empty diagram
+    assert page.read_bytes() == before  # nothing rewritten
     assert main(["report", str(run), "--no-plots", "--messages", "5"]) == 0  # the full page, a 5-message window
     assert "the first 5 of its" in page.read_text()
+
+
+def test_an_evaluation_page_shows_the_games_own_measures(tmp_path):
+    """Not Register-v0's availability and stale reads (all "-") on another game: its own measures."""
+    ev = tmp_path / "ev"
+    runs = {"trained": {"return_mean": 9.6, "welfare": 0.4, "efficiency": 0.125, "sustainability": 6.75,
+                        "collapsed": 1.0, "equality": 0.9, "peace": 5.0}}
+    _write(ev, "summary.json", {"env": "capgym/Commons-v0", "checkpoint": "x", "seeds": [1], "runs": runs,
+                                "table": [{"protocol": "trained", "return_mean": 9.6, "welfare": 0.4}]})
+    _write(ev, "status.json", {"status": "complete"})
+    page = H.write(ev, "evaluate", light=True).read_text()
+    assert "sustainability" in page and "6.750" in page and "stale-read" not in page
