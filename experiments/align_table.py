@@ -25,7 +25,7 @@ HEADLINE = {
     "capgym/Register-v0": ("stale_read_rate", "stale-read rate"),
     "capgym/Election-v0": ("effective_leader_fraction", "effective leader"),
     "capgym/Consensus-v0": ("agreement", "agreement"),
-    "capgym/Commons-v0": ("sustainability", "sustainability (s)"),
+    "capgym/Commons-v0": ("sustainability", "sustainability (50 ms steps)"),
     "capgym/Byzantine-v0": ("completed_per_s", "requests/s"),
 }
 

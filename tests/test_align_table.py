@@ -28,7 +28,7 @@ def test_four_game_table(tmp_path, capsys):
                               "stale-read rate: 0.480 [0.400, 0.500] | 21.400 |")
     assert text[3].startswith("|  | ppo_global |") and text[3].endswith("|  |")  # the gap once per game
     assert "| always_quorum | - |" in text[4]
-    assert text[5].startswith("| Commons-v0 | ppo_local |") and "sustainability (s): 6.300" in text[5]
+    assert text[5].startswith("| Commons-v0 | ppo_local |") and "sustainability (50 ms steps): 6.300" in text[5]
     rows = list(csv.DictReader(out.open()))
     assert rows[0]["welfare_ci_low"] == "-11.0" and rows[0]["measure_name"] == "stale_read_rate"
     assert rows[0]["game_alignment_gap"] == "21.4" and rows[2]["measure"] == "0.0"
