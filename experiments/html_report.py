@@ -684,14 +684,17 @@ def linearizability_view(history: list, protocol: str | None, tag: str = ""):
     fig.add_layout(fig.legend[0], "below")
     keyword = "" if key is None else f" on key {esc(_short(key, 40))}"
     tail = ", ".join(f"#{x}" for x in prefix_ids[-12:])
+    zones = ""
+    if res.conflict:  # the zone test decided: its witness first, then the search's view of one window
+        ids = ", ".join(f"#{o.id}" for o in res.conflict)
+        zones = (f"The zone test (Gibbons and Korach), which decided, found the operations {esc(ids)} in "
+                 "conflict (orange). A Wing-Gong-Lowe search on the earliest failing window gives the view "
+                 "below, a second witness that need not involve the same operations: ")
     text = (f'<p class="bad" id="counterexample-{esc(tag)}"><b>Not linearizable</b> ({esc(model.name)} model, '
-            f"{esc(res.algorithm)}){keyword}: every linearization fails at <b>{esc(_op_text(failing))}</b>. "
+            f"{esc(res.algorithm)}){keyword}. {zones}every linearization fails at <b>{esc(_op_text(failing))}</b>. "
             f"The longest linearizable prefix the search found has {len(prefix_ids)} operations"
             f"{' (the last: ' + tail + ')' if tail else ''}; from there no order of the remaining operations "
             f"that respects real time fits the model. The dashed line marks when #{failing.id} returned.</p>")
-    if res.conflict:
-        ids = ", ".join(f"#{o.id}" for o in res.conflict)
-        text += f'<p class="note">the zone test found the operations {esc(ids)} in conflict (orange).</p>'
     if len(shown) < len(ops):
         text += (f'<p class="note">showing {len(shown)} of the key\'s {len(ops)} operations: up to {OPS_BEFORE} '
                  f"invoked before #{failing.id} and {OPS_AFTER} after.</p>")
