@@ -28,7 +28,10 @@ Observation (``Box(8)``, local view only)
 
 Rewards
     local: ``decide_reward`` when the node decides, plus ``own_bias`` if it decided its own input,
-    minus ``round_cost`` for every round it goes on to. The observer's welfare: the mean local reward,
+    minus ``round_cost`` for every estimate it chooses (every round it goes on to, the first
+    included). ``round_cost`` is 0.1, a tenth of the decide reward (it was 0.01, and the textbook
+    policy then earned within 0.03 of random: the rounds a policy wastes did not show; issue 14,
+    docs/environments.md). The observer's welfare: the mean local reward,
     minus ``agreement_penalty`` if two nodes decided differently, ``validity_penalty`` if a decided
     value was nobody's input, and ``termination_penalty`` times the fraction of live nodes that did
     not decide. Global measures: ``metrics.consensus`` (agreement, validity, termination, rounds).
@@ -178,7 +181,7 @@ class ConsensusConfig(EnvConfig):
     inputs: list[int] | None = Field(None, description="each node's private input (0/1); None: random by seed")
     decide_reward: float = Field(1.0, description="local reward for deciding")
     own_bias: float = Field(0.5, description="extra local reward for deciding one's own input")
-    round_cost: float = Field(0.01, ge=0, description="local cost of every further round")
+    round_cost: float = Field(0.1, ge=0, description="local cost of every round (every estimate chosen)")
     agreement_penalty: float = Field(10.0, ge=0)
     validity_penalty: float = Field(10.0, ge=0)
     termination_penalty: float = Field(5.0, ge=0)
