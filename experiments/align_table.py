@@ -24,7 +24,7 @@ from experiments.cli import UserError
 HEADLINE = {
     "capgym/Register-v0": ("stale_read_rate", "stale-read rate"),
     "capgym/Election-v0": ("effective_leader_fraction", "effective leader"),
-    "capgym/Consensus-v0": ("agreement", "agreement"),
+    "capgym/Consensus-v0": ("validity", "validity"),
     "capgym/Commons-v0": ("sustainability", "sustainability (50 ms steps)"),
     "capgym/Byzantine-v0": ("completed_per_s", "requests/s"),
 }
