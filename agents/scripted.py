@@ -168,14 +168,16 @@ def run_episode(env, policies: Policy | Mapping[str, Policy], seed: int | None =
     return {"returns": returns, "global": env.global_measures(), "steps": steps}
 
 
-def schelling(make_env, cooperate: Policy, defect: Policy, n: int, seeds: Sequence[int]) -> dict:
+def schelling(make_env, cooperate: Policy | Mapping[str, Policy], defect: Policy | Mapping[str, Policy], n: int,
+              seeds: Sequence[int]) -> dict:
     """An N-player Schelling diagram from scripted policies (Schelling 1973; as used for sequential
     social dilemmas by Leibo et al. 2017 and Hughes et al. 2018): for each number ``m`` of
     cooperators among ``n`` agents (agents ``node_0 .. node_{m-1}`` cooperate, the rest defect),
     the mean return of a cooperator and of a defector over ``seeds`` (one episode each).
 
-    ``make_env()`` gives a fresh environment (AEC or Parallel). Returns ``{"cooperator": [C(k)],
-    "defector": [D(k)]}`` indexed by ``k`` = the number of *other* cooperators (0..n-1; a
+    ``make_env()`` gives a fresh environment (AEC or Parallel). ``cooperate`` and ``defect`` are one
+    policy each, or one per seat (agent name -> policy: trained networks, seat by seat). Returns
+    ``{"cooperator": [C(k)], "defector": [D(k)]}`` indexed by ``k`` = the number of *other* cooperators (0..n-1; a
     cooperator with ``k`` others is in the episode with ``m = k + 1``, a defector in ``m = k``),
     ``"total": [mean sum of returns for m = 0..n]``, and the per-seed values (``"per_seed"``:
     ``{m: [(cooperator mean, defector mean, total), ...]}``, ``None`` for an absent type).
@@ -184,7 +186,11 @@ def schelling(make_env, cooperate: Policy, defect: Policy, n: int, seeds: Sequen
     for m in range(n + 1):
         rows = []
         for seed in seeds:
-            res = run_episode(make_env(), {f"node_{i}": cooperate if i < m else defect for i in range(n)}, seed=seed)
+            seats = {}
+            for i in range(n):
+                who = cooperate if i < m else defect
+                seats[f"node_{i}"] = who[f"node_{i}"] if isinstance(who, Mapping) else who
+            res = run_episode(make_env(), seats, seed=seed)
             r = [res["returns"][f"node_{i}"] for i in range(n)]
             rows.append((sum(r[:m]) / m if m else None, sum(r[m:]) / (n - m) if m < n else None, sum(r)))
         per_seed[m] = rows

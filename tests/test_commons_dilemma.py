@@ -105,3 +105,14 @@ def test_global_reward_charges_the_collapse_when_it_happens(variant):
     assert m["collapsed"]
     harvest = sum(m["returns"]) / 5
     assert total == pytest.approx(harvest - 10.0, abs=1e-6)
+
+
+def test_schelling_takes_one_policy_per_seat():
+    """Seat-by-seat policies (trained networks in the commons reproduction) give the diagram that
+    the same policy in every seat gives."""
+    agents = [f"node_{i}" for i in range(5)]
+    coop, defect = make_restrained(), greedy
+    plain = diagram(seeds=[0], variant="dilemma")
+    seated = schelling(lambda: parallel_raw_env(variant="dilemma"), dict.fromkeys(agents, coop),
+                       dict.fromkeys(agents, defect), 5, [0])
+    assert seated["cooperator"] == plain["cooperator"] and seated["defector"] == plain["defector"]

@@ -129,24 +129,12 @@ def evaluate(p: Params, seats: dict, seeds: list[int]) -> list[dict]:
 
 def learned_diagram(p: Params, coop, defect, seeds: list[int]) -> dict:
     """The Schelling diagram with learned seats: agents ``0..m-1`` play ``coop``'s network of their
-    seat, the rest ``defect``'s (``agents.scripted.schelling``, seat-wise)."""
-    from agents.scripted import run_episode
+    seat, the rest ``defect``'s (``agents.scripted.schelling``, seat by seat)."""
+    from agents.scripted import schelling
 
-    n = 5
-    per_seed = {}
-    for m in range(n + 1):
-        rows = []
-        for s in seeds:
-            seats = {f"node_{i}": seat_policy(coop if i < m else defect, f"node_{i}") for i in range(n)}
-            r = [run_episode(make_env(p.train_growth), seats, seed=s)["returns"][f"node_{i}"] for i in range(n)]
-            rows.append((sum(r[:m]) / m if m else None, sum(r[m:]) / (n - m) if m < n else None, sum(r)))
-        per_seed[m] = rows
-
-    def mean(m, j):
-        return statistics.mean(row[j] for row in per_seed[m])
-
-    return {"cooperator": [mean(k + 1, 0) for k in range(n)], "defector": [mean(k, 1) for k in range(n)],
-            "total": [mean(m, 2) for m in range(n + 1)], "per_seed": per_seed}
+    agents = [f"node_{i}" for i in range(5)]
+    return schelling(lambda: make_env(p.train_growth), {a: seat_policy(coop, a) for a in agents},
+                     {a: seat_policy(defect, a) for a in agents}, 5, seeds)
 
 
 def curve(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
