@@ -140,16 +140,26 @@ def report_rows(runs: dict, env_id: str | None = None) -> list[dict]:
     return rows
 
 
+def ci_text(v, ci=None) -> str:
+    """``"0.483 [0.400, 0.500]"``: a value with its interval (``ci``: ``[lo, hi]`` or None), ``-`` for
+    no value; the report's, the report page's and ``align-table``'s cells."""
+    if v is None:
+        return "-"
+    text = f"{v:.3f}" if isinstance(v, float) else str(v)
+    if ci and ci[0] is not None:
+        text += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+    return text
+
+
+def cell(row: dict, key: str) -> str:
+    """:func:`ci_text` of ``row[key]`` with its interval from ``row["ci"]``."""
+    return ci_text(row.get(key), (row.get("ci") or {}).get(key))
+
+
 def format_report(rows: list[dict], env_id: str | None = None) -> str:
     """The report as a Markdown table (what docs/learning.md shows): trained policies' means over
     training seeds with their 95% bootstrap intervals in brackets."""
-    fmt = lambda v: "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
     cols = columns(env_id)
-
-    def cell(r, k):
-        lo, hi = ((r.get("ci") or {}).get(k) or [None, None])
-        return fmt(r.get(k)) + ("" if lo is None or r.get(k) is None else f" [{lo:.3f}, {hi:.3f}]")
-
     lines = ["| policy | " + " | ".join(h for _, h in cols) + " |", "|---" * (len(cols) + 1) + "|"]
     lines += ["| " + r["protocol"] + " | " + " | ".join(cell(r, k) for k, _ in cols) + " |" for r in rows]
     return "\n".join(lines)

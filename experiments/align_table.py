@@ -18,6 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from experiments.align_cmd import ci_text
 from experiments.cli import UserError
 
 #: the one global measure per game that the four-game table shows beside welfare
@@ -88,15 +89,6 @@ def csv_rows(summaries: list[dict]) -> list[dict]:
     return out
 
 
-def _cell(v, ci=None) -> str:
-    if v is None:
-        return "-"
-    text = f"{v:.3f}" if isinstance(v, float) else str(v)
-    if ci and ci[0] is not None:
-        text += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
-    return text
-
-
 def markdown(summaries: list[dict]) -> str:
     lines = ["| game | policy | training seeds | local return | welfare | global measure | alignment gap |",
              "|---|---|---|---|---|---|---|"]
@@ -104,9 +96,9 @@ def markdown(summaries: list[dict]) -> str:
         _, name = HEADLINE.get(s["env"], ("welfare", "welfare"))
         for i, r in enumerate(rows_of(s)):
             lines.append(f"| {r['game'] if i == 0 else ''} | {r['policy']} | {r['n'] or '-'} | "
-                         f"{_cell(r['return_mean'], r['return_ci'])} | {_cell(r['welfare'], r['welfare_ci'])} | "
-                         f"{name}: {_cell(r['headline'], r['headline_ci'])} | "
-                         f"{_cell(r['gap']) if i == 0 else ''} |")
+                         f"{ci_text(r['return_mean'], r['return_ci'])} | {ci_text(r['welfare'], r['welfare_ci'])} | "
+                         f"{name}: {ci_text(r['headline'], r['headline_ci'])} | "
+                         f"{ci_text(r['gap']) if i == 0 else ''} |")
     return "\n".join(lines)
 
 

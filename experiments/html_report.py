@@ -832,7 +832,7 @@ def evaluate_page(folder: Path, light: bool = False) -> Page:
 
 # --- an alignment study -----------------------------------------------------------------------------
 def align_page(folder: Path, light: bool = False) -> Page:
-    from experiments.align_cmd import columns
+    from experiments.align_cmd import cell, columns
 
     summary = read_json(folder / "summary.json")
     COLUMNS = columns(summary.get("env"))
@@ -845,10 +845,6 @@ def align_page(folder: Path, light: bool = False) -> Page:
         from experiments.align_cmd import format_gap
 
         page.html(f'<p class="note">{esc(format_gap(gap))}</p>')
-
-    def cell(r, k):
-        lo, hi = (r.get("ci") or {}).get(k) or (None, None)
-        return fmt(r.get(k)) + ("" if lo is None or r.get(k) is None else f" [{lo:.3f}, {hi:.3f}]")
 
     cells = [{"policy": r["protocol"], "n": r.get("n"), **{h: cell(r, k) for k, h in COLUMNS}} for r in rows]
     page.html("<h2>Policies (trained: mean over training seeds [95% bootstrap CI])</h2>"
