@@ -283,7 +283,7 @@ class ByzantineGame(Game):
             from metrics.models import REGISTER
 
             ops = [op for op in kept + faulty_writes(hist, ep.byz) if op.f in REGISTER.ops]
-            lin = check(ops, REGISTER, timeout=self.cfg.linearizability_timeout_s).ok
+            lin = check(ops, REGISTER, timeout=self.cfg.linearizability_timeout_s, prefix=False).ok
         conflict = agreement["conflicts"] > 0
         return {"log_agreement": agreement, "linearizable": lin, "byzantine": left,
                 "safety_violation": conflict or lin is False}

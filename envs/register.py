@@ -207,7 +207,7 @@ class RegisterGame(Game):
 
             model = KV if (self.scn_keys(ep) or any(op.f in ("get", "put", "append") for op in hist)) else REGISTER
             ops = [op for op in hist if op.f in model.ops]
-            m["linearizable"] = check(ops, model, timeout=self.cfg.linearizability_timeout_s).ok
+            m["linearizable"] = check(ops, model, timeout=self.cfg.linearizability_timeout_s, prefix=False).ok
         return m
 
     @staticmethod

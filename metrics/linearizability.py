@@ -139,7 +139,7 @@ PREFIX_BUDGET_S = 2.0  # seconds of WGL search for the prefix of a history the z
 
 
 def check(ops: list[Op], model: Model, timeout: float | None = None, every_key: bool = False,
-          algorithm: str = "auto") -> CheckResult:
+          algorithm: str = "auto", prefix: bool = True) -> CheckResult:
     """Is ``ops`` linearizable with respect to ``model``? ``timeout`` is in seconds (None: none).
 
     Sub-histories (keys) are checked smallest first; the first one that is not linearizable ends
@@ -147,8 +147,12 @@ def check(ops: list[Op], model: Model, timeout: float | None = None, every_key: 
     ``jepsen.independent`` reports them). ``algorithm``: ``auto`` decides a key with the
     O(n log n) zone test (``metrics.zones``) when it applies (a read/write register whose writes
     have distinct values) and with the Wing-Gong-Lowe search otherwise; ``wgl`` and ``zones`` force
-    one (``zones`` raises ValueError for a key it does not apply to). Raises ValueError for
-    operations the model cannot take (see :func:`prepare`).
+    one (``zones`` raises ValueError for a key it does not apply to). When the zone test refutes a
+    key, a WGL search of at most ``PREFIX_BUDGET_S`` adds the longest linearizable prefix for the
+    counterexample; ``prefix=False`` skips it (the verdict and the conflicting operations are the
+    same; callers that only want the verdict, such as the games' per-episode measures, save up to
+    that budget per episode). Raises ValueError for operations the model cannot take (see
+    :func:`prepare`).
     """
 
     if algorithm not in ALGORITHMS:
@@ -163,7 +167,7 @@ def check(ops: list[Op], model: Model, timeout: float | None = None, every_key: 
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        _check_parts(parts, model, deadline, every_key, algorithm, result)
+        _check_parts(parts, model, deadline, every_key, algorithm, result, prefix)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -171,7 +175,8 @@ def check(ops: list[Op], model: Model, timeout: float | None = None, every_key: 
     return result
 
 
-def _check_parts(parts, model: Model, deadline, every_key: bool, algorithm: str, result: CheckResult) -> None:
+def _check_parts(parts, model: Model, deadline, every_key: bool, algorithm: str, result: CheckResult,
+                 want_prefix: bool = True) -> None:
     from metrics import zones
 
     for part in parts:
@@ -185,7 +190,7 @@ def _check_parts(parts, model: Model, deadline, every_key: bool, algorithm: str,
         if use_zones:
             ok, conflict = zones.check_zones(part, model.init)
             states, prefix, failing, used = 0, [], (conflict[-1] if conflict else None), "zones"
-            if ok is False:
+            if ok is False and want_prefix:
                 # the longest linearizable prefix, for the counterexample, where WGL finds it quickly
                 budget = PREFIX_BUDGET_S if deadline is None else min(PREFIX_BUDGET_S, deadline - time.monotonic())
                 w_ok, _, w_prefix, w_failing = _search(part, model, time.monotonic() + max(budget, 0.0))

@@ -105,6 +105,44 @@ def test_conflict_names_the_operations():
     assert [op.id for op in check_zones(early)[1]] == [0, 1]
 
 
+def test_prefix_false_gives_the_same_verdict_without_a_wgl_search(monkeypatch):
+    """``prefix=False`` (the games' per-episode verdicts) skips the counterexample's WGL prefix
+    search, up to PREFIX_BUDGET_S a refuted episode, and changes nothing else."""
+    import metrics.linearizability as lin
+
+    rng = random.Random(5)
+    hists = [unique_history(rng, 40, 4, 6) for _ in range(300)]
+    refuted = [h for h in hists if check(h, REGISTER).ok is False]
+    assert len(refuted) > 30  # the corrupted histories
+    full = [check(h, REGISTER) for h in refuted]
+    calls = []
+    monkeypatch.setattr(lin, "_search", lambda *a: calls.append(1) or (_ for _ in ()).throw(AssertionError))
+    for h, want in zip(refuted, full):
+        got = check(h, REGISTER, prefix=False)
+        assert (got.ok, got.algorithm, [o.id for o in got.conflict]) == (False, "zones", [o.id for o in want.conflict])
+        assert got.prefix == []
+    assert calls == []
+
+
+def test_games_ask_for_the_verdict_only(monkeypatch):
+    """Register-v0's and Byzantine-v0's episode measures check with ``prefix=False``: a 100-node
+    Register-v0 episode whose local serves broke linearizability spent 2 s of its 6.7 s in the
+    prefix search."""
+    import metrics.linearizability as lin
+    from envs.byzantine_game import parallel_env as byz
+    from envs.register import parallel_env as reg
+
+    seen = []
+    real = lin.check
+    monkeypatch.setattr(lin, "check", lambda *a, **k: seen.append(k.get("prefix", True)) or real(*a, **k))
+    for make in (reg, byz):
+        env = make(duration_ms=300.0)
+        env.reset(seed=1)
+        while env.agents:
+            env.step({a: 0 for a in env.agents})
+    assert seen and not any(seen)
+
+
 def test_forced_zones_refuse_other_histories():
     with pytest.raises(ValueError, match="zone test"):
         check([Op(0, 0, "write", 1, invoke=0, complete=1, status=OK),
