@@ -141,6 +141,10 @@ class RegisterGame(Game):
         super().__init__(cfg)
         self.cls = get_protocol(cfg.protocol)
         self.params = validate(self.cls.Params, cfg.protocol_params)
+        check_nodes = getattr(self.params, "check_nodes", None)
+        reason = check_nodes(cfg.nodes) if check_nodes is not None else None
+        if reason:
+            raise ValueError(f"protocol_params: {reason}")
 
     def node_program(self):
         return self.cls, self.params

@@ -108,6 +108,61 @@ def test_same_seed_same_history():
     assert [op.to_dict() for op in a.history] == [op.to_dict() for op in b.history]
 
 
+@pytest.mark.parametrize("chunk", range(2))
+def test_replica_group_linearizable_under_random_faults(chunk):
+    """``replicas: r`` < nodes (the other nodes only coordinate, as ABD's readers and writers):
+    60 seeds, 4-9 nodes, r from 1 to nodes-1, every nemesis kind: every history linearizable, and
+    operations coordinated by client-only nodes complete."""
+    by_client = 0
+    for seed in range(chunk * 30, chunk * 30 + 30):
+        n = 4 + seed % 6
+        r = 1 + seed % (n - 1)
+        scn = scenario(seed, nodes=n)
+        scn.workload.clients = n  # a client per node: every coordinator is used
+        sim = run(scn, ABD.Params(replicas=r))
+        oks = [op for op in sim.history if op.status == "ok"]
+        assert len(oks) > 20, f"seed {seed}: only {len(oks)} operations completed ok"
+        by_client += sum(op.node >= r for op in oks)
+        res = check(sim.history, REGISTERS, timeout=10)
+        assert res.ok is True, f"seed {seed} (n={n}, r={r}): not linearizable at {res.failing_op}"
+    assert by_client > 300, f"only {by_client} operations were coordinated by client-only nodes"
+
+
+def test_replica_group_costs_grow_with_replicas_not_nodes():
+    """At 30 nodes with 3 replicas, only replicas ping and a quorum operation costs about 4 * 2
+    messages (majority of 3); with every node a replica it costs about 4 * 15 plus 30^2 pings."""
+    def per_op(r):
+        scn = scenario(3, nodes=30, kinds=None, keys=0)
+        scn.workload.clients = 30
+        sim = run(scn, ABD.Params(replicas=r))
+        oks = sum(op.status == "ok" for op in sim.history)
+        return sim.sent_counts(), sum(sim.sent_counts()) / oks, oks
+
+    counts, small, oks = per_op(3)
+    assert oks > 100
+    assert small < 16, small  # query + store to 3 replicas (or fewer retried), 2 acks each
+    assert all(c > 0 for c in counts[:3])
+    _, full, _ = per_op(0)
+    assert full > 5 * small, (full, small)
+
+
+def test_every_node_a_replica_is_the_default():
+    """``replicas`` 0 and ``replicas`` = nodes give the same history (the default's seeds are kept)."""
+    a = run(scenario(7, nodes=5), ABD.Params(replicas=0))
+    b = run(scenario(7, nodes=5), ABD.Params(replicas=5))
+    assert [op.to_dict() for op in a.history] == [op.to_dict() for op in b.history]
+
+
+def test_replicas_beyond_the_nodes_are_refused():
+    from envs.register import parallel_env
+    from experiments.config import UserError, load_config
+
+    with pytest.raises(ValueError, match="protocol_params: replicas=7 but only 5 nodes"):
+        parallel_env(nodes=5, protocol_params={"replicas": 7})
+    with pytest.raises(UserError, match="replicas=9 but only 5 nodes"):
+        load_config(ROOT / "configs/abd.yaml", ["protocol.params.replicas=9"])
+
+
 @pytest.mark.slow
 def test_linearizable_over_2000_seeds():
     for seed in range(200, 2200):

@@ -38,11 +38,12 @@ def test_operation_mix_is_random_choices_draw_for_draw(ops, seed):
     assert set(got) == set(fs)  # every operation with a positive weight comes up, no other
 
 
-def textbook_obs(heard, now, s, majority, is_write):
+def textbook_obs(heard, now, s, majority, is_write, replica=True):
     ages = [1.0 if t is None else min(1.0, max(0.0, now - t) / s) for t in heard.values()]
     up = sum(a < 1.0 for a in ages)
     peers = max(1, len(ages))
-    return [float(is_write), up / peers, 1.0 if up + 1 >= majority else 0.0, sum(ages) / peers if ages else 0.0]
+    quorum = up + (1 if replica else 0) >= majority
+    return [float(is_write), up / peers, 1.0 if quorum else 0.0, sum(ages) / peers if ages else 0.0]
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -56,9 +57,11 @@ def test_abd_observation_is_the_textbook_formula(seed):
     choices = [None, now, now - s, now + 3.0, now - s / 2, now - 2 * s, now - rng.uniform(0, 2 * s)]
     node.heard = {p: rng.choice(choices) for p in range(1, n)}
     ctx = SimpleNamespace(now=lambda: now)
-    for f in ("read", "write"):
-        got = node.observe(ctx, SimpleNamespace(f=f))
-        assert got == textbook_obs(node.heard, now, s, node.majority, f == "write")
+    for replica in (True, False):  # a client-only node (``replicas`` < n) counts for no majority
+        node.replica = replica
+        for f in ("read", "write"):
+            got = node.observe(ctx, SimpleNamespace(f=f))
+            assert got == textbook_obs(node.heard, now, s, node.majority, f == "write", replica)
 
 
 @pytest.mark.parametrize("mode", ["local", "global", "mixed"])

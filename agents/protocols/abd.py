@@ -20,6 +20,13 @@ operation; after ``give_up_ms`` it gives up: ``fail`` while nothing was stored (
 any read: a read changes no register), ``unknown`` once a write's store phase has begun.
 Linearizable whenever it answers; in a minority it cannot finish a phase, so it does not answer ok.
 
+Replicas and clients: with ``replicas: r`` (0, the default: every node) only nodes ``0..r-1``
+store the register, and the majorities are majorities of those ``r``; the other nodes coordinate
+operations as the paper's readers and writers, which are not servers in Lynch and Shvartsman's
+multi-writer presentation (FTCS 1997). A client-only coordinator counts for no quorum and starts
+each query from the bottom tag. An operation then costs ``4 * (r // 2 + 1)`` messages or more
+instead of growing with every node, so many agents can share a small replicated register.
+
 Left out / changed from the paper: the paper is crash-stop; here replicas keep ``(tag, value)``
 in ``ctx.durable`` (the disk) so that crash-recovery keeps the quorum intersection, synced
 (``ctx.fsync()``) before a replica acknowledges a store, before a coordinator counts itself in a
@@ -34,15 +41,17 @@ Learnable choice
 ``("serve", op.id)`` on every client operation, ``default=1`` (textbook ABD), ``mask`` all allowed:
 
 * 0 = answer from local state at once (read: the local value; write: store locally with a new tag
-  and broadcast ``store`` fire-and-forget) -- available, not linearizable;
+  and send ``store`` to every replica fire-and-forget) -- available, not linearizable (a client-only
+  node's local state is what its own operations last saw);
 * 1 = quorum: the two-phase ABD operation above;
 * 2 = refuse: reply ``fail``.
 
 obs (floats, from this node's own state and clock only):
-``[is_write, reachable, quorum, staleness]`` where ``reachable`` is the fraction of peers heard from
-within ``suspect_ms`` of the own clock, ``quorum`` is 1.0 when those peers plus this node make a
-majority, and ``staleness`` is the mean over peers of ``min(1, time since last heard / suspect_ms)``.
-Nodes send a ``ping`` every ``heartbeat_ms`` (0: off) so that the obs stays informed when idle.
+``[is_write, reachable, quorum, staleness]`` where ``reachable`` is the fraction of the other
+replicas heard from within ``suspect_ms`` of the own clock, ``quorum`` is 1.0 when those replicas
+plus this node (if it is one) make a majority, and ``staleness`` is the mean over the other replicas
+of ``min(1, time since last heard / suspect_ms)``. Replicas send every node a ``ping`` every
+``heartbeat_ms`` (0: off) so that the obs stays informed when idle.
 """
 
 from __future__ import annotations
@@ -62,6 +71,12 @@ class Params(BaseModel):
     give_up_ms: float = Field(1000.0, gt=0, description="stop an unfinished operation after this long")
     heartbeat_ms: float = Field(100.0, ge=0, description="ping peers this often for the obs (0: off)")
     suspect_ms: float = Field(300.0, gt=0, description="a peer not heard from for this long counts as unreachable")
+    replicas: int = Field(0, ge=0, description="nodes 0..replicas-1 store the register, the others only "
+                                               "coordinate (0: every node)")
+
+    def check_nodes(self, nodes: int) -> str | None:
+        """Why these params cannot run on ``nodes`` nodes (``experiments.config`` and the games ask), or None."""
+        return f"replicas={self.replicas} but only {nodes} nodes" if self.replicas > nodes else None
 
 
 class Operation:
@@ -88,9 +103,12 @@ class ABD(Node):
         self.seq = 0
         self.ops: dict = {}  # rid -> Operation
         self.waiting: dict = {}  # op id -> ClientOp awaiting its serve decision
-        self.heard = {p: None for p in ctx.peers}  # own clock when last heard from each peer
-        self.majority = ctx.n // 2 + 1
-        if self.params.heartbeat_ms:
+        r = self.params.replicas or ctx.n
+        self.replica = ctx.node_id < r  # stores the register and counts in its majorities
+        self.servers = ctx.peers if r == ctx.n else [p for p in range(r) if p != ctx.node_id]
+        self.heard = {p: None for p in self.servers}  # own clock when last heard from each replica
+        self.majority = r // 2 + 1
+        if self.params.heartbeat_ms and self.replica:  # replicas ping every node; clients need not
             ctx.set_timer("heartbeat", self.params.heartbeat_ms)
 
     def next_rid(self, ctx):
@@ -118,7 +136,7 @@ class ABD(Node):
         ages = [1.0 if t is None else min(1.0, max(0.0, now - t) / s) for t in self.heard.values()]
         up = sum(a < 1.0 for a in ages)
         peers = max(1, len(ages))
-        quorum = 1.0 if up + 1 >= self.majority else 0.0
+        quorum = 1.0 if up + self.replica >= self.majority else 0.0
         return [float(op.f == "write"), up / peers, quorum, sum(ages) / peers if ages else 0.0]
 
     def on_decision(self, ctx, point, action):
@@ -141,16 +159,19 @@ class ABD(Node):
         tag = (tag[0] + 1, rid)
         self.adopt(op.key, tag, op.value)
         ctx.fsync()  # on this replica's disk before the client hears ok
-        ctx.broadcast(("store", None, op.key, tag, op.value))  # fire and forget
+        body = ("store", None, op.key, tag, op.value)  # fire and forget
+        for p in self.servers:
+            ctx.send(p, body)
         ctx.reply(op, "ok")
 
     # --- the coordinator: two phases over majorities ---------------------------------------------
     def begin(self, ctx, op):
         o = Operation(op, self.next_rid(ctx))
         self.ops[o.rid] = o
-        o.acks.add(ctx.node_id)  # phase 1 at this replica
-        o.tag, o.value = self.local(op.key)
-        self.send_phase(ctx, o, ctx.peers)
+        if self.replica:
+            o.acks.add(ctx.node_id)  # phase 1 at this replica
+            o.tag, o.value = self.local(op.key)
+        self.send_phase(ctx, o, self.servers)
         ctx.set_timer(("give_up", o.rid), self.params.give_up_ms)
         self.advance(ctx, o)
 
@@ -170,10 +191,10 @@ class ABD(Node):
         if o.phase == "query":
             if o.op.f == "write":  # a higher tag than any in the majority
                 o.tag, o.value = (o.tag[0] + 1, o.rid), o.op.value
-            o.phase, o.acks = "store", {ctx.node_id}
-            self.adopt(o.op.key, o.tag, o.value)  # phase 2 at this replica
+            o.phase, o.acks = "store", ({ctx.node_id} if self.replica else set())
+            self.adopt(o.op.key, o.tag, o.value)  # phase 2 at this replica (a client: its cache)
             ctx.fsync()  # it counts itself among the majority that stored it
-            self.send_phase(ctx, o, ctx.peers)
+            self.send_phase(ctx, o, self.servers)
             self.advance(ctx, o)
         else:
             self.finish(ctx, o)
@@ -222,7 +243,7 @@ class ABD(Node):
         if o is None:
             return
         if what == "retry":
-            self.send_phase(ctx, o, [p for p in ctx.peers if p not in o.acks])
+            self.send_phase(ctx, o, [p for p in self.servers if p not in o.acks])
         else:  # give_up: nothing stored yet (or a read) -> fail; a write being stored -> unknown
             self.finish(ctx, o)
             stored = o.phase == "store" and o.op.f == "write"
