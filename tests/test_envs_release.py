@@ -67,3 +67,21 @@ def test_released_episode_keeps_its_record():
     env.reset(seed=4)
     assert (len(old.sim.history), len(old.sim.trace), old.global_measures()) == before
     assert old.sim.history and old.global_measures()["ops"] == before[0]
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_every_game_frees_its_links_latency_streams(module):
+    """Each directed link's latency stream (up to n^2 of them, eight objects each) is freed with
+    its world: at 300 nodes they were 1.5M objects left for a 4 s cyclic-GC pass, because each
+    node's stream table pointed back at the network."""
+    env = importlib.import_module(module).env(nodes=4, duration_ms=300, faults=True)
+    env.reset(seed=1)
+    net = env.episode.sim.net
+    links, network = weakref.ref(net.streams[0]), weakref.ref(net)
+    del net
+    gc.disable()
+    try:
+        env.close()
+        assert links() is None and network() is None
+    finally:
+        gc.enable()

@@ -133,11 +133,14 @@ class _LinkStreams(dict):
         from .rng import SeedDeriver
 
         super().__init__()
-        self.net, self.src, self.seed = net, src, seed
+        # the specs, not the network: no reference cycle, so a dropped world's streams are freed at
+        # once instead of waiting for (and lengthening) a cyclic-GC pass
+        self.specs, self.default = net.link_specs, net.latency_spec
+        self.src, self.seed = src, seed
         self.derive = SeedDeriver(seed, "link", src)  # derive_seed(seed, "link", src, dst), prefix hashed once
 
     def __missing__(self, dst: int) -> Iterator[float]:
-        spec = self.net.link_specs.get((self.src, dst), self.net.latency_spec)
+        spec = self.specs.get((self.src, dst), self.default)
         stream = self[dst] = latency_stream(spec, self.derive(dst))
         return stream
 

@@ -364,7 +364,8 @@ class Sim(ClientSide, Loop):
         self.on_complete.clear()
         self.workload = self.nemesis = None
         for s in self.states:
-            s.ctx = s.obj = None
+            s.ctx = s.obj = s.lat = None
+        self.net.streams = []  # up to n^2 latency streams (8 objects each): freed now, not by a GC pass
 
     def is_up(self, nid: int) -> bool:
         return self.states[nid].up
