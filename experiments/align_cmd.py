@@ -211,7 +211,7 @@ def _cmd_align(args: argparse.Namespace) -> int:
     data = {**cfg.model_dump(mode="json"), "align": acfg.model_dump()}
     sweep.points = sw.expand(data, {}, train_seeds, "align")  # validated before anything is written
     sweep.root = cfg.output.root
-    run_dir, rc = run_sweep(sweep, jobs=args.jobs, quiet=args.quiet)
+    run_dir, rc = run_sweep(sweep, jobs=args.jobs, quiet=args.quiet, prog="capgym align", summary=False)
     if rc != 0:
         return rc
     agg = json.loads((run_dir / "aggregate.json").read_text())["aggregate"]

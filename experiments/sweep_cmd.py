@@ -223,11 +223,14 @@ def _records(sweep_dir: Path) -> dict[int, dict]:
     return out
 
 
-def run_sweep(sweep, jobs: int = 1, quiet: bool = False, sweep_dir: Path | None = None) -> tuple[Path, int]:
+def run_sweep(sweep, jobs: int = 1, quiet: bool = False, sweep_dir: Path | None = None,
+              prog: str = "capgym sweep", summary: bool = True) -> tuple[Path, int]:
     """Run every trial of a loaded :class:`~experiments.sweep.Sweep` on Ray Tune, aggregate, and
     return the sweep folder and the exit status (0; 4 when a trial failed; 130 when interrupted).
     With ``sweep_dir`` (a folder this function made before) the Tune experiment there is restored
-    and continued instead of starting a new one."""
+    and continued instead of starting a new one. ``prog`` starts the progress and error lines (a
+    command built on sweeps, such as ``capgym align``, gives its own name); ``summary=False`` leaves
+    the aggregate table and the ``results:`` line to the caller."""
     from experiments.live import ensure_ray
 
     say = (lambda *a, **k: None) if quiet else print
@@ -243,7 +246,7 @@ def run_sweep(sweep, jobs: int = 1, quiet: bool = False, sweep_dir: Path | None 
 
         release_pool()  # idle live actors of this process would hold CPUs the trials reserve
         check_fits(sweep)
-        return _run_sweep(sweep, jobs, quiet, sweep_dir, say, resume, total)
+        return _run_sweep(sweep, jobs, quiet, sweep_dir, say, resume, total, prog, summary)
     finally:
         if started:
             import ray
@@ -303,7 +306,8 @@ def trial_resources(sweep):
     return lambda config: PlacementGroupFactory([dict(head)] + [dict(b) for b in config["point"].get("bundles") or []])
 
 
-def _run_sweep(sweep, jobs, quiet, sweep_dir, say, resume, total) -> tuple[Path, int]:
+def _run_sweep(sweep, jobs, quiet, sweep_dir, say, resume, total, prog="capgym sweep",
+               summary=True) -> tuple[Path, int]:
     from experiments import results
 
     if not resume:
@@ -316,7 +320,7 @@ def _run_sweep(sweep, jobs, quiet, sweep_dir, say, resume, total) -> tuple[Path,
         results.write_json(sweep_dir / "points.json", [p.to_json() for p in sweep.points])
     results.write_status(sweep_dir, results.STATUS_RUNNING, runs=total, done=len(_records(sweep_dir)))
     where = f"the Ray cluster at {sweep.address}" if sweep.address else "Ray Tune"
-    say(f"capgym sweep: {sweep.name}: {total} trials ({sweep.kind} configs), {jobs} at a time on {where}"
+    say(f"{prog}: {sweep.name}: {total} trials ({sweep.kind} configs), {jobs} at a time on {where}"
         f"{' (resumed)' if resume else ''} -> {sweep_dir}")
 
     interrupted = False
@@ -327,21 +331,21 @@ def _run_sweep(sweep, jobs, quiet, sweep_dir, say, resume, total) -> tuple[Path,
     except Exception as e:
         results.write_text(sweep_dir / "error.txt", traceback.format_exc())
         results.write_status(sweep_dir, results.STATUS_FAILED, runs=total, error=f"{type(e).__name__}: {e}")
-        print(f"capgym sweep: Ray Tune failed: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"{prog}: Ray Tune failed: {type(e).__name__}: {e}", file=sys.stderr)
         return sweep_dir, 1
     records = _records(sweep_dir)
     interrupted = interrupted or len(records) < total
     try:
-        rc = _aggregate(sweep_dir, sweep, records, say)
+        rc = _aggregate(sweep_dir, sweep, records, say if summary else (lambda *a, **k: None), prog)
     except Exception as e:
         results.write_text(sweep_dir / "error.txt", traceback.format_exc())
         results.write_status(sweep_dir, results.STATUS_FAILED, runs=total, done=len(records),
                              error=f"{type(e).__name__}: {e}")
-        print(f"capgym sweep: aggregation failed: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"{prog}: aggregation failed: {type(e).__name__}: {e}", file=sys.stderr)
         return sweep_dir, 1
     if interrupted:
         results.write_status(sweep_dir, results.STATUS_INTERRUPTED, runs=total, done=len(records))
-        print(f"capgym sweep: interrupted after {len(records)}/{total} trials; partial results in {sweep_dir} "
+        print(f"{prog}: interrupted after {len(records)}/{total} trials; partial results in {sweep_dir} "
               f"(continue with: capgym sweep --resume {sweep_dir})", file=sys.stderr)
         return sweep_dir, 130
     results.write_status(sweep_dir, results.STATUS_COMPLETE, runs=total, done=len(records))
@@ -466,7 +470,7 @@ def _scheduler(sweep, sweep_dir: Path):
                         grace_period=max(1, iters // 4), reduction_factor=2, stop_last_trials=False)
 
 
-def _aggregate(sweep_dir: Path, sweep, records: dict[int, dict], say) -> int:
+def _aggregate(sweep_dir: Path, sweep, records: dict[int, dict], say, prog: str = "capgym sweep") -> int:
     """Write sweep.csv, aggregate.csv/.txt/.json and the plot; print the table. 1 if a trial failed."""
     from experiments import results
     from experiments import sweep as sw
@@ -496,7 +500,7 @@ def _aggregate(sweep_dir: Path, sweep, records: dict[int, dict], say) -> int:
     say(f"results: {sweep_dir}  ({made}, report.html)")
     failed = [r for r in records.values() if r["rc"] != 0 or r.get("error")]
     for r in failed:
-        print(f"capgym sweep: trial {sweep.points[r['index']].label()} failed: "
+        print(f"{prog}: trial {sweep.points[r['index']].label()} failed: "
               f"{r.get('error') or 'exit status ' + str(r['rc'])} ({r.get('run_dir') or 'no folder'})", file=sys.stderr)
     return 4 if failed else 0  # a failed trial is an error (4), not a verdict (1)
 

@@ -179,13 +179,17 @@ def test_evaluate_bad_path_is_exit_2(tmp_path, capsys):
 
 
 @pytest.mark.ray  # the trainings are Ray Tune trials (capgym align runs on the sweep engine)
-def test_align_command_writes_report(tmp_path):
+def test_align_command_writes_report(tmp_path, capsys):
     from experiments.cli import main
 
     code = main(["align", "configs/train/register_align.yaml", "ppo.total_steps=128", "ppo.num_envs=2",
                  "ppo.num_steps=64", "env.params.nodes=3", "env.params.duration_ms=400", "align.episodes=1",
-                 "align.mixed_weight=[0.5, 0.8]", "align.seeds=2", f"output.root={tmp_path}", "-q", "--jobs", "2"])
+                 "align.mixed_weight=[0.5, 0.8]", "align.seeds=2", f"output.root={tmp_path}", "--jobs", "2"])
     assert code == 0
+    out = capsys.readouterr().out.splitlines()
+    # its own name on its progress line, and one results line (the sweep's table and line are not repeated)
+    assert out[0].startswith("capgym align: ") and not any(line.startswith("capgym sweep") for line in out)
+    assert sum(line.startswith("results: ") for line in out) == 1 and out[-1].startswith("results: ")
     (run,) = (tmp_path / "align-register").iterdir()
     s = json.loads((run / "summary.json").read_text())
     assert {"ppo_local", "ppo_global", "ppo_mixed_0.5", "ppo_mixed_0.8", "always_local"} <= set(s["runs"])
