@@ -21,6 +21,7 @@ from experiments.reproductions.claims import (
     bootstrap_interval,
     claim,
     failing,
+    interval,
     relative,
 )
 
@@ -230,6 +231,10 @@ def test_claim_helpers():
             claim("c", 1, "s", 2, False, "t", "b", deviation="explained by the ablation in docs")]
     assert [c["claim"] for c in failing(rows)] == ["b"]
     assert claim("x", 1, "s", math.inf, False, "t", "b")["ours"] == "inf"  # JSON-friendly
+    # a zero-width interval (deterministic runs, two seeds alike) says so rather than look precise
+    assert interval(*bootstrap_interval([15.35, 15.35], lambda v: sum(v) / len(v))) .startswith(
+        "CI [15.35, 15.35] (zero width")
+    assert interval(*a) == f"CI [{a[0]:.2f}, {a[1]:.2f}]"
 
 
 def test_claims_say_what_kind_of_evidence_they_are(tmp_path):

@@ -52,6 +52,14 @@ def claim(claim: str, paper, source: str, ours, holds: bool, tolerance: str, bas
     return row
 
 
+def interval(lo: float, hi: float, spec: str = ".2f") -> str:
+    """``CI [lo, hi]`` for a claim's text; an interval of width 0 (every resample equal: deterministic
+    runs, or too few seeds to vary) says so instead of passing for a precise estimate."""
+    text = f"CI [{lo:{spec}}, {hi:{spec}}]"
+    return text + " (zero width: the seeds gave equal values, so the interval says nothing of the spread)" \
+        if lo == hi else text
+
+
 def _plain(v):
     """JSON-friendly: ``inf`` as the string ``"inf"``, numpy scalars as Python ones."""
     if hasattr(v, "item"):

@@ -270,7 +270,7 @@ def paired(d: dict, n: int = 5) -> tuple[list[list[float]], list[float]]:
 
 
 def claims_of(p: Params, f: dict, diagrams: dict, evals: dict) -> list[dict]:
-    from experiments.reproductions.claims import bootstrap_difference, bootstrap_interval, claim
+    from experiments.reproductions.claims import bootstrap_difference, bootstrap_interval, claim, interval
 
     out = []
     leibo = "Leibo et al. 2017, Sec. 2; Hughes et al. 2018, Sec. 2 (N-player Schelling diagrams)"
@@ -285,7 +285,7 @@ def claims_of(p: Params, f: dict, diagrams: dict, evals: dict) -> list[dict]:
                          low > 0, "every interval above 0", basis))
         lo, hi = bootstrap_interval(rp, statistics.mean, p.confidence, seed=p.seed)
         out.append(claim(f"growth {g}: all restrained pays each agent more than all greedy (R > P)", "R > P", leibo,
-                         f"R - P = {statistics.mean(rp):.2f}, CI [{lo:.2f}, {hi:.2f}]", lo > 0, "interval above 0",
+                         f"R - P = {statistics.mean(rp):.2f}, {interval(lo, hi)}", lo > 0, "interval above 0",
                          basis))
         cls = f["scripted"][g]["class"]
         out.append(claim(f"growth {g}: the game is a social dilemma of a named class", "PD, Chicken or Stag Hunt",
@@ -299,7 +299,7 @@ def claims_of(p: Params, f: dict, diagrams: dict, evals: dict) -> list[dict]:
         d = statistics.mean(glo) - statistics.mean(loc)
         out.append(claim(f"growth {p.train_growth} (scarce): local-reward learners deplete the commons more than "
                          "global-reward learners (sustainability, global minus local)", "global > local",
-                         "Perolat et al. 2017, Sec. 3-4", f"{d:.2f}, CI [{lo:.2f}, {hi:.2f}]", lo > 0,
+                         "Perolat et al. 2017, Sec. 3-4", f"{d:.2f}, {interval(lo, hi)}", lo > 0,
                          "interval above 0",
                          f"percentile bootstrap over {len(loc)} training seeds at {p.confidence:.0%}"))
     return out
