@@ -584,6 +584,30 @@ def _op_text(op) -> str:
             f"{op.invoke:.3f} ms, {done})")
 
 
+def label_text(op) -> str:
+    """A bar's label in the counterexample view: ``#id f value→output``, values cut to 12 characters."""
+    return (f"#{op.id} {op.f} {'' if op.value is None else _short(op.value, 12)}"
+            f"{'' if op.output is None else '→' + _short(op.output, 12)}")
+
+
+#: screen pixels from a client's row to its labels: above the bar, then below it, in turn
+LABEL_DY = (-9.0, 17.0)
+
+
+def label_offsets(ops: list, labelled: set) -> list[float]:
+    """Per operation of ``ops``, its label's vertical offset: a client's labelled operations, in the
+    order they were invoked, alternate above and below the bar, so that the labels of neighbouring
+    short operations do not print over each other."""
+    turn: dict = {}
+    out = []
+    for op in ops:
+        k = turn.get(op.process, 0)
+        out.append(LABEL_DY[k % 2])
+        if op.id in labelled:
+            turn[op.process] = k + 1
+    return out
+
+
 def linearizability_view(history: list, protocol: str | None, tag: str = ""):
     """The counterexample of a history that is not linearizable: ``(html text, figure or None)``.
 
@@ -639,6 +663,10 @@ def linearizability_view(history: list, protocol: str | None, tag: str = ""):
     colors = ["#2ca02c", "#d62728", "#ff7f0e", "#8aa4c8", "#e6c229", "#dddddd"]
     clients = sorted({op.process for op in ops})
     row = {c: k for k, c in enumerate(clients)}
+    # the first view (and the only labels; the rest say it on hover): the end of the prefix, the
+    # failing operation and the zone test's conflict
+    focus = [op for op in shown if op.id == failing.id or op.id in conflict or op.id in prefix_ids[-FOCUS_PREFIX:]]
+    focus_ids = {op.id for op in focus}
     src = ColumnDataSource({
         "y": [row[op.process] for op in shown], "left": [op.invoke for op in shown],
         "right": [op.complete if op.complete is not None else t_end for op in shown],
@@ -647,14 +675,12 @@ def linearizability_view(history: list, protocol: str | None, tag: str = ""):
         "status": [op.status for op in shown], "category": [cat(op) for op in shown],
         "order": [f"{position[op.id]} of {len(prefix_ids)} in the prefix" if op.id in position else "-"
                   for op in shown],
-        "label": [f"#{op.id} {op.f} {'' if op.value is None else _short(op.value, 12)}"
-                  f"{'' if op.output is None else '→' + _short(op.output, 12)}" for op in shown],
+        "label": [label_text(op) if op.id in focus_ids else "" for op in shown],
+        "label_dy": label_offsets(shown, focus_ids),
     }, name=f"ops:{tag}")
     lo = min((op.invoke for op in shown), default=0.0)
     hi = max((op.complete if op.complete is not None else t_end for op in shown), default=1.0)
     span = max(hi - lo, 1e-6)
-    # the first view: the end of the prefix, the failing operation and the zone test's conflict
-    focus = [op for op in shown if op.id == failing.id or op.id in conflict or op.id in prefix_ids[-FOCUS_PREFIX:]]
     f_lo = min(op.invoke for op in focus)
     f_hi = max(op.complete if op.complete is not None else op.invoke for op in focus)
     pad = max((f_hi - f_lo) * 0.1, 1.0)
@@ -672,7 +698,8 @@ def linearizability_view(history: list, protocol: str | None, tag: str = ""):
     # a mark at each invocation, so that short operations stay visible at any zoom
     marks = fig.scatter(x="left", y="y", source=src, size=7, marker="triangle", angle=-math.pi / 2,
                         line_color="#444444", line_width=0.5, fill_color=factor_cmap("category", colors, cats))
-    fig.text(x="left", y="y", text="label", source=src, y_offset=-9, text_font_size="7pt", text_color="#333333")
+    fig.text(x="left", y="y", text="label", source=src, y_offset="label_dy", text_font_size="7pt",
+             text_color="#333333")
     fig.add_layout(Span(location=failing.complete if failing.complete is not None else t_end, dimension="height",
                         line_color="#d62728", line_dash="dashed", line_width=1.5))
     fig.add_tools(HoverTool(renderers=[bars, marks], tooltips=[

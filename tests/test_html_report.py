@@ -170,3 +170,27 @@ def test_an_evaluation_page_shows_the_games_own_measures(tmp_path):
     _write(ev, "status.json", {"status": "complete"})
     page = H.write(ev, "evaluate", light=True).read_text()
     assert "sustainability" in page and "6.750" in page and "stale-read" not in page
+
+
+def test_counterexample_labels_only_what_matters_and_alternate_rows():
+    """The counterexample view labels the failing operation, the zone conflict and the end of the
+    prefix (the rest say it on hover), and one client's labels alternate above and below its bars,
+    so that neighbouring short operations' labels do not print over each other."""
+    from envs.world.records import OK, Op
+    from experiments import html_report
+
+    hist, t = [], 0.0
+    for i in range(40):  # client 0 writes 40 distinct values back to back, 1 ms apart
+        hist.append(Op(i, 0, "write", i + 1, invoke=t, complete=t + 0.8, status=OK))
+        t += 1.0
+    hist.append(Op(40, 1, "read", invoke=t + 1, complete=t + 2, status=OK, output=3))  # stale: 40 was written
+    text, fig = html_report.linearizability_view(hist, None, "t")
+    assert "Not linearizable" in text and fig is not None
+    (src,) = [m for m in fig.references() if getattr(m, "name", None) == "ops:t"]
+    d = src.data
+    labelled = [k for k, lab in enumerate(d["label"]) if lab]
+    assert 0 < len(labelled) < len(d["label"])  # not every bar
+    assert d["label"][d["id"].index(40)].startswith("#40 read")  # the failing read is labelled
+    for client in set(d["client"]):
+        dys = [d["label_dy"][k] for k in labelled if d["client"][k] == client]
+        assert all(a != b for a, b in zip(dys, dys[1:])), (client, dys)
