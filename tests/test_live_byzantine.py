@@ -67,6 +67,7 @@ def test_a_liar_signs_only_as_itself_and_cannot_forge_a_signature():
     changed = mutate(pp, random.Random(3))
     assert changed != pp and not judge.ctx.verify(0, changed)
     assert not judge.ctx.verify(0, ("pre_prepare", 0, 2, None))
+    assert not judge.ctx.verify([0], pp) and not judge.ctx.verify(0, ["pre_prepare"])  # junk: no signature
     # the liar's key is not the primary's: its signature never passes for node 0's
     assert liar.keys.sign(("x",)).sigs[1] != Keyring(SECRET, 0).sign(("x",)).sigs[0]
     # a client's certificate fits its own operation only

@@ -145,13 +145,13 @@ class Keyring:
             d = digest(body)
             if (signer, d) in self.known:
                 return True
-        except TypeError:  # junk carries no signature
-            return False
-        sigs = getattr(body, "sigs", None)
-        tag = sigs.get(signer) if type(sigs) is dict else None
-        if type(tag) is bytes and hmac.compare_digest(tag, self.tag(signer, d)):
-            self.known.add((signer, d))
-            return True
+            sigs = getattr(body, "sigs", None)
+            tag = sigs.get(signer) if type(sigs) is dict else None
+            if type(tag) is bytes and hmac.compare_digest(tag, self.tag(signer, d)):
+                self.known.add((signer, d))
+                return True
+        except TypeError:  # junk (an unsignable body or signer) carries no signature
+            pass
         return False
 
     def certify(self, cert: Any) -> bool:
