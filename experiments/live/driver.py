@@ -294,6 +294,11 @@ class LiveWorld(ClientSide):
         if len(self.plan.byzantine_nodes) > 1:  # colluding strategies: one place for their state
             self._shared_actor = SharedState.remote()
             self.shared = SharedProxy(self._shared_actor)
+            try:  # up before the clock starts: a strategy's first read must not wait for a worker
+                ray.get(self._shared_actor.has.remote(None), timeout=self.opt.start_timeout_s)
+            except ray.exceptions.RayError:
+                ray.kill(self._shared_actor, no_restart=True)
+                raise RuntimeError("live: the Byzantine nodes' shared-state actor did not start") from None
         offsets = [off for _, off in pooled] + [self._offset(a, p[1]) for a, p in zip(fresh, pings)]
         for st in self.states:
             st.actor, st.offset, st.ctl = actors[st.id], offsets[st.id], 0
