@@ -38,7 +38,8 @@ primary of view ``v`` is ``p = v mod n`` (4.1).
 
 Signatures: the paper's view-change proofs carry other replicas' signed messages (the OSDI paper
 signs every message). Here ``ctx.sign(body)`` / ``ctx.verify(signer, body)`` stand in for them (the
-sim runtime keeps the set of signed pairs, so no node can sign as another); pre-prepares, prepares,
+sim runtime keeps the set of signed pairs, the live one carries HMAC tags made with the signer's
+own key on the signed tuple: either way no node can sign as another); pre-prepares, prepares,
 checkpoints, view-changes, new-views and requests are signed. Commits are authenticated by the
 channel (the receiver learns the true sender). A message that does not parse is dropped.
 

@@ -186,7 +186,7 @@ class WorkloadConfig(Strict):
     value_range: int = Field(5, ge=1, description="cas compares against values in 0..value_range-1")
     replies: int = Field(1, ge=1, description="1: an operation goes to one node and completes at its reply; "
                                               "k > 1: it goes, signed, to every node and completes on k "
-                                              "matching replies (PBFT's f+1; sim runtime only)")
+                                              "matching replies (PBFT's f+1)")
     final_read_ms: float | None = Field(
         None, ge=0, description="set workload: every client reads every key from this time on, until one "
                                 "read of each succeeds (default: halfway between stop_ms and the end)")

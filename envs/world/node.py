@@ -13,7 +13,7 @@ A node is driven by five handlers and acts only through its context ``ctx``::
     ctx.durable   (a dict that survives crashes: the node's disk)
     ctx.fsync()   (what was written to ctx.durable so far survives a crash that loses unsynced writes)
     ctx.record(kind, **fields)   (a protocol event for the observer, e.g. "leader", "decide")
-    ctx.sign(body) · ctx.verify(signer, body)   (unforgeable signatures, sim runtime only: PBFT)
+    ctx.sign(body) · ctx.verify(signer, body)   (unforgeable signatures: PBFT)
 
 Message bodies are tuples whose first element names the message type (``("ping", 3)``) or dicts
 with a ``"type"`` key. A crash discards the node object (volatile state); restart builds a fresh

@@ -117,7 +117,8 @@ class Context(ContextBase):
         """Sign ``body`` (a hashable tuple) as this node; returns ``body``. Anyone holding the body can
         later check the signature with ``verify(self.node_id, body)``, and no node can sign as
         another: the runtime keeps the set of (signer, body) pairs signed so far, standing in for the
-        digital signatures of Castro and Liskov's PBFT (OSDI 1999, section 3). Sim runtime only."""
+        digital signatures of Castro and Liskov's PBFT (OSDI 1999, section 3). The live runtime's
+        twin signs with HMAC tags carried by the returned tuple (``experiments/live/signing.py``)."""
         self._sim.signatures.add((self._s.id, body))
         return body
 

@@ -15,6 +15,14 @@ Fidge 1988, Mattern 1989). Trace events carry the vector clock after the event, 
 
 A spare actor is created without a node and becomes one with :meth:`NodeActor.init`, so that a
 restart does not wait for a new worker process.
+
+Signatures and channels (``signing.py``): ``ctx.sign``/``ctx.verify`` use the node's
+:class:`~experiments.live.signing.Keyring` (HMAC tags with per-signer keys from the run's secret);
+every batch is sealed with the sender's channel key, and the receiver drops one that does not
+check or whose messages name another sender. A Byzantine node (``NodeRuntime.byzantine``) runs a
+strategy of :mod:`envs.world.byzantine` around its protocol object, as in the simulator; colluding
+strategies share one dict, local when the run has one Byzantine node, else a :class:`SharedState`
+actor that every Byzantine node's strategy reads and writes (:class:`SharedProxy`).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import functools
 import heapq
 import itertools
 import pickle
+import secrets
 import time
 import traceback
 from typing import Any
@@ -31,12 +40,14 @@ from typing import Any
 import ray
 from ray import cloudpickle
 
+from envs.world.byzantine import STRATEGIES, Corrupted
 from envs.world.node import ClientOp
 from envs.world.records import STATUSES
 from envs.world.rng import derive_rng
 from envs.world.sim import Ask, disk_copy
 
 from .clock import TrueClock
+from .signing import Keyring, Signed
 from .transport import Links, NetState, Outbox
 
 MSG, TIMER, CLIENT, DECISION = range(4)
@@ -111,6 +122,15 @@ class LiveContext:
     def record(self, kind: str, **fields: Any) -> None:
         self._rt.event(kind, fields)
 
+    def sign(self, body: Any) -> Any:
+        """``body`` (a tuple) signed as this node: an equal tuple carrying an HMAC tag made with this
+        node's key only (``signing.py``); ``verify(self.node_id, body)`` holds for it anywhere."""
+        return self._rt.keys.sign(body)
+
+    def verify(self, signer: Any, body: Any) -> bool:
+        """True when ``signer`` signed ``body`` (its tag checks, or this node checked one before)."""
+        return self._rt.keys.verify(signer, body)
+
 
 class NodeRuntime:
     """One node's life between a start and a crash (one incarnation), driven by true time."""
@@ -150,7 +170,15 @@ class NodeRuntime:
         self.busy_until = 0.0
         self.ask_id = 0
         self.stats = {"handled": 0, "sent": 0, "delivered": 0, "dropped": 0, "batches": 0}
+        self.keys = Keyring(spec.get("secret") or secrets.token_bytes(32), self.id)
+        self.certs: list = []  # client certificates checked here, passed on to each peer once
+        self.cert_at = [0] * self.n  # how many of them each peer has been sent
+        self.shared = spec.get("shared")  # the Byzantine strategies' shared state (collusion)
+        self.strategy: str | None = None
         self.obj = self.cls(self.params)
+        if spec.get("byzantine"):  # Byzantine before this incarnation: a fresh object, wrapped again
+            strategy, options = spec["byzantine"]
+            self.byzantine(strategy, options, record=False)
         self.ctx = LiveContext(self)
 
     # --- recording -------------------------------------------------------------------------------
@@ -169,6 +197,21 @@ class NodeRuntime:
         self.events.append((kind, None, self.now(), None, 0, (), fields))
 
     # --- lifecycle -------------------------------------------------------------------------------
+    def byzantine(self, strategy: str, options: dict | None = None, record: bool = True) -> None:
+        """From now on the node runs ``strategy`` (``envs.world.byzantine``) around its protocol
+        object, as ``Sim.byzantine`` does; it still sends with its true identity and signs as itself."""
+        if strategy not in STRATEGIES:
+            raise KeyError(f"unknown Byzantine strategy {strategy!r}")
+        if self.shared is None:
+            self.shared = {}
+        inner = self.obj.inner if self.strategy is not None else self.obj
+        honest = self.cls.honest_cls if self.strategy is not None else self.cls
+        self.cls = Corrupted(honest, strategy, self.shared, self.seed, self.id, dict(options or {}))
+        self.obj = self.cls.wrap(inner)
+        self.strategy = strategy
+        if record:
+            self.event("byzantine", {"strategy": strategy})
+
     def start(self, restart: bool) -> None:
         self.event("start", (restart,))
         self.guard(self.obj.on_start, self.ctx)
@@ -187,12 +230,17 @@ class NodeRuntime:
     # --- messages --------------------------------------------------------------------------------
     def send(self, dst: int, body: Any) -> None:
         tb = type(body)
-        mtype = (body[0] if body else None) if tb is tuple else body.get("type") if tb is dict else tb.__name__
+        mtype = (body[0] if body else None) if tb is tuple or tb is Signed \
+            else body.get("type") if tb is dict else tb.__name__
         mid = self.mid_base | next(self.mids)
         t = self.now()
         vc = self.event("send", (dst, mid, mtype), t)
         self.stats["sent"] += 1
-        self.transmit(dst, (t, self.id, body, mid, mtype, self.lamport, vc), t)
+        msg = (t, self.id, body, mid, mtype, self.lamport, vc)
+        if self.certs and 0 <= dst < self.n and self.cert_at[dst] < len(self.certs):  # pass them on
+            msg += (self.certs[self.cert_at[dst]:],)
+            self.cert_at[dst] = len(self.certs)
+        self.transmit(dst, msg, t)
 
     def transmit(self, dst: int, msg: tuple, t: float) -> None:
         """The sender's half of the fault model: cut, loss, duplication, latency (see transport)."""
@@ -223,6 +271,19 @@ class NodeRuntime:
     def drop(self, src: int, dst: int, mid: int, why: str) -> None:
         self.stats["dropped"] += 1
         self.world_event("drop", (src, dst, mid, why))
+
+    def receive(self, data: bytes, src: int, tag: Any) -> int:
+        """A sealed batch from node ``src`` (``wire`` bytes and the sender's channel tag): delivered
+        when the tag checks, less any message that names another sender; the messages taken."""
+        if not self.keys.open(src, data, tag):
+            self.stats["forged"] = self.stats.get("forged", 0) + 1
+            return 0
+        msgs = unwire(data)
+        if any(m[1] != src for m in msgs):
+            self.stats["forged"] = self.stats.get("forged", 0) + 1
+            msgs = [m for m in msgs if m[1] == src]
+        self.deliver(msgs)
+        return len(msgs)
 
     def deliver(self, batch: list) -> None:
         """A batch from a peer: each message waits in the heap until its delivery time."""
@@ -267,7 +328,10 @@ class NodeRuntime:
         self.timers[name] = (token, deadline)
         heapq.heappush(self.heap, (self.clock.true_at(deadline), next(self.seq), TIMER, (name, token)))
 
-    def client(self, op: ClientOp) -> None:
+    def client(self, op: ClientOp, cert: tuple | None = None) -> None:
+        """A client operation; ``cert``: its client's signature on it (``workload.replies > 1``)."""
+        if cert is not None and self.keys.certify(cert):
+            self.certs.append(cert)
         heapq.heappush(self.heap, (self.now(), next(self.seq), CLIENT, op))
 
     def reply(self, op: ClientOp, status: str, value: Any) -> None:
@@ -319,7 +383,7 @@ class NodeRuntime:
     def handle(self, kind: int, data: Any, now: float) -> None:
         self.stats["handled"] += 1
         if kind == MSG:
-            _at, src, body, mid, mtype, ml, mvc = data
+            _at, src, body, mid, mtype, ml, mvc = data[:7]
             nets = self.nets
             net = self.net_at(now) if nets and nets[0][0] <= now else self.net
             if net.cuts and (src, self.id) in net.cuts:  # a cut came up while it was in flight
@@ -333,6 +397,9 @@ class NodeRuntime:
             self.vc = list(map(max, self.vc, mvc))
             self.stats["delivered"] += 1
             self.event("recv", (src, mid, mtype), now)
+            if len(data) > 7:  # client certificates the sender passes on
+                for cert in data[7]:
+                    self.keys.certify(cert)
             try:
                 self.obj.on_message(self.ctx, src, body)
             except Exception:
@@ -404,21 +471,24 @@ class NodeActor:
         return True
 
     # --- calls from peers and clients ------------------------------------------------------------
-    async def deliver(self, batch: bytes, run: str) -> None:
+    async def deliver(self, batch: bytes, run: str, src: int = -1, tag: bytes | None = None) -> None:
+        """A batch from node ``src``, sealed with its channel key: one that does not check, or a
+        message in it that names another sender, is dropped (authenticated channels)."""
         rt = self.rt
         if rt is None or rt.halted or run != self.run:  # dead, or a straggler from an earlier run
             return
-        rt.deliver(unwire(batch))
+        rt.receive(batch, src, tag)
         self.step()
 
-    async def client(self, op: ClientOp) -> tuple[str, Any]:
-        """A client operation: returns ``(status, value)`` when the node replies."""
+    async def client(self, op: ClientOp, cert: tuple | None = None) -> tuple[str, Any] | None:
+        """A client operation: returns ``(status, value)`` when the node replies; None when no
+        node runs here (connection refused). ``cert``: the client's signature (``signing.py``)."""
         rt = self.rt
         if rt is None or rt.halted:
-            return ("fail", None)
+            return None
         fut = self.loop.create_future()
         self.waiters.setdefault(op.id, []).append(fut)
-        rt.client(op)
+        rt.client(op, cert)
         self.step()
         return await fut
 
@@ -464,6 +534,9 @@ class NodeActor:
 
     def do_clock(self, how: str, value: float) -> None:
         self.rt.clock_fault(how, value)
+
+    def do_byzantine(self, strategy: str, options: dict) -> None:
+        self.rt.byzantine(strategy, options)
 
     async def drain(self) -> dict:
         return self.rt.drain()
@@ -542,7 +615,8 @@ class NodeActor:
                 for m in batch:
                     rt.drop(rt.id, dst, m[3], "down")
                 continue
-            ref = peer.deliver.remote(wire(batch), self.run)
+            data = wire(batch)
+            ref = peer.deliver.remote(data, self.run, rt.id, rt.keys.seal(data))
             inflight[dst] = inflight.get(dst, 0) + 1
             ref.future().add_done_callback(functools.partial(self._acked_elsewhere, dst, self.gen))
             rt.stats["batches"] += 1
@@ -560,3 +634,62 @@ class NodeActor:
             self.inflight[dst] -= 1
         if self.rt is not None and not self.rt.halted and self.rt.outbox.count:
             self.arm()
+
+
+@ray.remote(num_cpus=0)
+class SharedState:
+    """The colluding Byzantine strategies' shared dict (``Strategy.shared``), one per run: the
+    adversary's own channel, outside the network the faults act on."""
+
+    def __init__(self):
+        self.d: dict = {}
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self.d.get(key, default)
+
+    def has(self, key: Any) -> bool:
+        return key in self.d
+
+    def put(self, key: Any, value: Any) -> None:
+        self.d[key] = value
+
+
+class SharedProxy:
+    """What a strategy in a node actor sees as ``self.shared``: a dict kept in a
+    :class:`SharedState` actor. Writes go without waiting (Ray runs one caller's calls in order);
+    reads wait for the answer (at most ``timeout_s``; then the key counts as missing)."""
+
+    def __init__(self, actor, timeout_s: float = 2.0):
+        self.actor, self.timeout_s = actor, timeout_s
+
+    def _get(self, ref, default):
+        try:
+            return ray.get(ref, timeout=self.timeout_s)
+        except ray.exceptions.RayError:
+            return default
+
+    def __contains__(self, key) -> bool:
+        return bool(self._get(self.actor.has.remote(key), False))
+
+    def get(self, key, default=None):
+        return self._get(self.actor.get.remote(key, default), default)
+
+    def __getitem__(self, key):
+        missing = object.__new__(_Missing)
+        v = self._get(self.actor.get.remote(key, missing), missing)
+        if isinstance(v, _Missing):
+            raise KeyError(key)
+        return v
+
+    def __setitem__(self, key, value) -> None:
+        self.actor.put.remote(key, value)
+
+    def setdefault(self, key, default=None):
+        if key in self:
+            return self[key]
+        self[key] = default
+        return default
+
+
+class _Missing:
+    pass

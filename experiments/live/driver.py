@@ -21,6 +21,14 @@ timeout, so a dead or stuck actor never hangs it:
   that does not answer a drain in ``hang_s``, is recorded as crashed (``reason`` in the event's
   fields) and stays down unless the nemesis restarts it; the run goes on.
 
+Byzantine nodes (``fault: byzantine``, scheduled or random): the driver orders the node's actor to
+run the strategy around its protocol (``NodeRuntime.byzantine``) and restarts it Byzantine; the
+node records the trace's ``byzantine`` event. When the plan has two Byzantine nodes or more, their
+strategies share one dict in a :class:`~experiments.live.actors.SharedState` actor (collusion).
+With ``workload.replies: k > 1`` a client signs each operation (``signing.client_certificate``),
+sends it to every node that is up and completes it on ``k`` matching replies from different
+nodes, as the simulator's clients do.
+
 Clients time their operations with the driver's clock (true time): invocation when the call is
 sent, completion when the reply is received, so the interval contains the operation's real effect
 and the history can be checked for linearizability.
@@ -36,6 +44,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable
@@ -48,13 +57,14 @@ from envs.world.build import make_clocks
 from envs.world.config import ScenarioConfig
 from envs.world.nemesis import Nemesis
 from envs.world.node import ClientOp
-from envs.world.records import FAIL, Event, Op
+from envs.world.records import FAIL, UNKNOWN, Event, Op
 from envs.world.sim import ClientSide
 from envs.world.trace import FIELDS
 from envs.world.workload import Workload
 
-from .actors import NodeActor, unwire
+from .actors import NodeActor, SharedProxy, SharedState, unwire
 from .clock import cristian_offset
+from .signing import client_certificate
 from .transport import NetState
 
 STAT_KEYS = ("handled", "sent", "delivered", "dropped", "batches")
@@ -182,6 +192,16 @@ class LiveWorld(ClientSide):
         self.started = self.closed = False
         self.interrupted = False
         self.end_ms: float | None = None
+        #: the run's signing secret (``signing.py``): drawn afresh, never derived from the seed
+        self.secret = secrets.token_bytes(32)
+        #: Byzantine nodes: node -> strategy; (strategy, options) for their restarts; shared state
+        self.byzantine_nodes: dict[int, str] = {}
+        self._byz: dict[int, tuple] = {}
+        self.shared = None
+        self._shared_actor = None
+        #: replies a client waits for (``workload.replies``): 1, its node's; k > 1, k matching ones
+        self.client_replies = scn.workload.replies
+        self.client_votes: dict = {}
         self.plan = _Plan(self.n, [st.clock for st in self.states], self.net)
         self.nemesis = Nemesis(scn.nemesis, scn.seed, w.duration_ms).attach(self.plan) if nemesis else None
         self.plan.run(w.duration_ms)
@@ -231,7 +251,8 @@ class LiveWorld(ClientSide):
                 "incarnation": st.incarnation,
                 "cls": self.node_cls, "params": self.params, "clock": st.clock,
                 "processing_ms": self.scn.world.processing_ms, "proc": self.scn.world.processing_ms,
-                "latency": self.latency, "links": self.links, "lamport": st.lamport, "vc": st.vc}
+                "latency": self.latency, "links": self.links, "lamport": st.lamport, "vc": st.vc,
+                "secret": self.secret, "byzantine": self._byz.get(st.id), "shared": self.shared}
 
     def _peers(self) -> list:
         return [st.actor if st.up else None for st in self.states]
@@ -270,6 +291,14 @@ class LiveWorld(ClientSide):
                                f"(free Ray CPUs: {ray.available_resources().get('CPU', 0):g}; "
                                f"each actor asks for {self.opt.actor_cpus:g})") from None
         actors = [a for a, _ in pooled] + fresh
+        if len(self.plan.byzantine_nodes) > 1:  # colluding strategies: one place for their state
+            self._shared_actor = SharedState.remote()
+            self.shared = SharedProxy(self._shared_actor)
+            try:  # up before the clock starts: a strategy's first read must not wait for a worker
+                ray.get(self._shared_actor.has.remote(None), timeout=self.opt.start_timeout_s)
+            except ray.exceptions.RayError:
+                ray.kill(self._shared_actor, no_restart=True)
+                raise RuntimeError("live: the Byzantine nodes' shared-state actor did not start") from None
         offsets = [off for _, off in pooled] + [self._offset(a, p[1]) for a, p in zip(fresh, pings)]
         for st in self.states:
             st.actor, st.offset, st.ctl = actors[st.id], offsets[st.id], 0
@@ -358,6 +387,22 @@ class LiveWorld(ClientSide):
         if st.up:
             self._order(st, op, *args)
 
+    def byzantine(self, nid: int, strategy: str, options: dict | None = None, **kw: Any) -> None:
+        """Make node ``nid`` Byzantine from now on (``Sim.byzantine``): its actor runs ``strategy``
+        around its protocol, and so does every later incarnation."""
+        from envs.world.byzantine import STRATEGIES
+
+        if strategy not in STRATEGIES:
+            raise KeyError(f"unknown Byzantine strategy {strategy!r} (choose from {', '.join(STRATEGIES)})")
+        options = dict(options or {}, **kw)
+        st = self.states[nid]
+        self.byzantine_nodes[nid] = strategy
+        self._byz[nid] = (strategy, options)
+        if st.actor is not None:  # up or starting: the actor records it when it applies the order
+            self._order(st, "byzantine", strategy, options)
+        else:
+            self._record("byzantine", nid, {"strategy": strategy})
+
     def pause(self, nid: int) -> None:
         self._tell(nid, "pause")
 
@@ -418,6 +463,16 @@ class LiveWorld(ClientSide):
         """Invoke client operation ``op`` at node ``op.node`` now."""
         op.invoke = self.now
         self.history.append(op)
+        if self.client_replies > 1:  # signed, to every node; k matching replies complete it
+            self.open_ops[op.id] = op
+            value = tuple(op.value) if isinstance(op.value, list) else op.value
+            cop = ClientOp(op.id, op.f, op.key, value, op.process)
+            cert = client_certificate(self.secret, op.process, cop)
+            self.client_votes[op.id] = {}
+            for st in self.states:
+                if st.up:
+                    self._waiting[st.actor.client.remote(cop, cert)] = ("vote", (op.id, st.id))
+            return
         st = self.states[op.node]
         if not st.up:  # connection refused: definitely did not happen
             self._complete(op, FAIL, None)
@@ -461,8 +516,19 @@ class LiveWorld(ClientSide):
         if what == "reply":
             op = self.open_ops.get(data)
             if op is not None and err is None:
-                self._complete(op, *val)
+                self._complete(op, *(val if val is not None else (FAIL, None)))
             # no reply (the node died): the client's timeout makes it unknown
+        elif what == "vote":
+            oid, nid = data
+            votes = self.client_votes.get(oid)
+            op = self.open_ops.get(oid)
+            if op is None or votes is None or err is not None or val is None or val[0] == UNKNOWN:
+                return
+            status, value = val
+            votes[nid] = (status, repr(value))
+            if sum(1 for v in votes.values() if v == votes[nid]) >= self.client_replies:
+                del self.client_votes[oid]
+                self._complete(op, status, value)
         elif what == "drain":
             st, actor = data
             if st.actor is not actor:  # an earlier incarnation: keep its events only
@@ -560,6 +626,9 @@ class LiveWorld(ClientSide):
             if what == "spare":
                 ray.kill(data, no_restart=True)
         self._waiting.clear()
+        if self._shared_actor is not None:
+            ray.kill(self._shared_actor, no_restart=True)
+            self._shared_actor = None
         if keep:
             resets = [a.reset.remote() for a, _ in keep]
             ready, _ = ray.wait(resets, num_returns=len(resets), timeout=self.opt.halt_timeout_s)
@@ -628,6 +697,7 @@ class _Plan:
         self.states = [_ClockView(copy.deepcopy(c)) for c in clocks]
         self.net = NetState(net.cuts, net.loss, net.duplicate, net.hold)
         self.up = [True] * n
+        self.byzantine_nodes: dict = {}  # the nemesis's random kind reads it
         self.nets: list = []
         self.faults: list = []
         self._calls: list = []
@@ -661,6 +731,10 @@ class _Plan:
         if not self.up[nid]:
             self.up[nid] = True
             self._fault("restart", nid)
+
+    def byzantine(self, nid: int, strategy: str, **options: Any) -> None:
+        self.byzantine_nodes[nid] = strategy
+        self._fault("byzantine", nid, strategy, options)
 
     def pause(self, nid: int) -> None:
         self._fault("pause", nid)
