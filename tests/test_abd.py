@@ -164,6 +164,17 @@ def test_replicas_beyond_the_nodes_are_refused():
 
 
 @pytest.mark.slow
+def test_replica_group_linearizable_over_600_seeds():
+    for seed in range(60, 660):
+        n = 4 + seed % 8
+        scn = scenario(seed, nodes=n)
+        scn.workload.clients = n
+        sim = run(scn, ABD.Params(replicas=1 + seed % (n - 1)))
+        r = check(sim.history, REGISTERS, timeout=30)
+        assert r.ok is True, f"seed {seed}: not linearizable at {r.failing_op}"
+
+
+@pytest.mark.slow
 def test_linearizable_over_2000_seeds():
     for seed in range(200, 2200):
         sim = run(scenario(seed))
