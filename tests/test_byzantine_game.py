@@ -239,29 +239,39 @@ def test_two_sided_and_colluding_games_pass_pettingzoo_api_tests(kw):
         parallel_api_test(bg.parallel_env(faults=True, duration_ms=1000, **kw), num_cycles=100)
 
 
-def test_train_config_runs_and_the_table_reads_it(tmp_path, capsys):
-    """``capgym train configs/train/byzantine.yaml`` (tiny budget), then the learned-against-scripted
-    table from its checkpoint: every policy has a row, and only the world's pbft liars (f + 1 = 2
-    of them here) break safety."""
+def test_train_config_runs_and_the_table_reads_it(tmp_path):
+    """``capgym train configs/train/byzantine.yaml`` (tiny budget, f + 1 = 2 adversaries with collude
+    available) on two training seeds, then the learned-against-scripted table from the checkpoints:
+    the two runs form one group whose trained rows are means over the seeds with intervals; every
+    scripted policy has a row, and of those only the ones that collude (the world's pbft liars and
+    the scripted collude policy) break safety."""
     import json
 
     from experiments import byzantine_table
     from experiments.cli import main
 
     root = tmp_path / "res"
-    code = main(["train", "configs/train/byzantine.yaml", "ppo.total_steps=256", "ppo.num_envs=2",
-                 "ppo.num_steps=64", "env.params.duration_ms=800", "env.params.adversaries=2",
-                 f"output.root={root}", "wandb.mode=disabled", "-q"])
-    assert code == 0
-    (run,) = (root / "train-byzantine").iterdir()
-    assert json.loads((run / "status.json").read_text())["status"] == "complete"
-    rows = byzantine_table.rows_for(str(run), episodes=1)
+    for seed in (0, 1):
+        code = main(["train", "configs/train/byzantine.yaml", "ppo.total_steps=256", "ppo.num_envs=2",
+                     "ppo.num_steps=64", "env.params.duration_ms=800", "env.params.adversaries=2",
+                     "env.params.collude=true", f"seed={seed}", f"output.root={root}", "wandb.mode=disabled", "-q"])
+        assert code == 0
+    runs = sorted((root / "train-byzantine").iterdir())
+    assert len(runs) == 2
+    for run in runs:
+        assert json.loads((run / "status.json").read_text())["status"] == "complete"
+    rows = byzantine_table.table_rows([str(r) for r in runs], episodes=1)
     by = {r["policy"]: r for r in rows}
-    assert {"trained (PPO, greedy)", "random", "scripted slow_primary", "world strategy pbft"} <= set(by)
+    trained = "trained (PPO, global reward, collude available), greedy"
+    assert {trained, "random", "scripted slow_primary", "scripted collude", "world strategy pbft"} <= set(by)
     assert all(r["adversaries"] == 2 for r in rows)
-    assert by["world strategy pbft"]["violations"] == 1
-    assert sum(r["violations"] for r in rows) == 1
-    assert "| 2 | world strategy pbft |" in byzantine_table.markdown(rows)
+    assert by[trained]["seeds"] == 2 and len(by[trained]["per_seed"]["completed_per_s"]) == 2
+    lo, hi = by[trained]["ci"]["completed_per_s"]
+    assert lo <= by[trained]["completed_per_s"] <= hi
+    assert by["world strategy pbft"]["violations"] == by["scripted collude"]["violations"] == 1
+    assert sum(r["violations"] for r in rows if not r["policy"].startswith("trained")) == 2
+    text = byzantine_table.markdown(rows)
+    assert "| 2 | world strategy pbft | - |" in text and f"| 2 | {trained} | 2 |" in text
 
 
 @pytest.mark.parametrize("replies", [None, 1])
