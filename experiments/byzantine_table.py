@@ -13,7 +13,8 @@ the trained policy (greedy, and sampled with a fixed seed). Once per number of a
 every ``agents.scripted.BYZANTINE_BASELINES`` policy, uniform random, the world's scripted colluding
 ``pbft`` strategy on the same nodes (``adversary_strategy: pbft``: it owes no decisions; with f + 1
 nodes, the primary among them, it is known to break safety) and, when a group of that size was
-trained with ``collude``, the scripted policy that colludes in every phase. It prints one Markdown
+trained with ``collude``, uniform random over the choices with collude among them and the scripted
+policy that colludes in every phase. It prints one Markdown
 row per policy: completed requests per second of simulated time, view changes (the highest view a
 correct replica entered), episodes with a safety violation (correct replicas executed different
 requests at one sequence number, or the correct clients' history is not linearizable; for trained
@@ -78,18 +79,19 @@ def scripted_rows(spec: dict, episodes: int) -> list[dict]:
     from agents import scripted
     from experiments.evaluate_cmd import evaluate
 
-    params = {**spec["params"], "honest_learners": False}
-    spec = {"id": spec["id"], "params": params}
+    params = {**spec["params"], "honest_learners": False, "collude": False}
     seeds = eval_seeds(episodes)
     rnd = scripted.make_random(0)
     policies = {"random": lambda a, o, m: rnd(o, m)}
     for name, p in scripted.BYZANTINE_BASELINES.items():
         policies[f"scripted {name}"] = lambda a, o, m, p=p: p(o, m)
-    if params.get("collude"):
-        collude = scripted.byzantine_phase(5)
-        policies["scripted collude"] = lambda a, o, m: collude(o, m)
-    by = evaluate(policies, spec, seeds)
-    world = {"id": spec["id"], "params": {**params, "adversary_strategy": "pbft", "collude": False}}
+    by = evaluate(policies, {"id": spec["id"], "params": params}, seeds)
+    if spec["params"].get("collude"):  # the choices with collude among them
+        rnd6, collude = scripted.make_random(0), scripted.byzantine_phase(5)
+        by.update(evaluate({"random (collude available)": lambda a, o, m: rnd6(o, m),
+                            "scripted collude": lambda a, o, m: collude(o, m)},
+                           {"id": spec["id"], "params": {**params, "collude": True}}, seeds))
+    world = {"id": spec["id"], "params": {**params, "adversary_strategy": "pbft"}}
     by["world strategy pbft"] = evaluate({"-": lambda a, o, m: len(m) - 1}, world, seeds)["-"]
     return summarize(by, params.get("adversaries", 1))
 

@@ -269,7 +269,8 @@ def test_train_config_runs_and_the_table_reads_it(tmp_path):
     lo, hi = by[trained]["ci"]["completed_per_s"]
     assert lo <= by[trained]["completed_per_s"] <= hi
     assert by["world strategy pbft"]["violations"] == by["scripted collude"]["violations"] == 1
-    assert sum(r["violations"] for r in rows if not r["policy"].startswith("trained")) == 2
+    assert by["random (collude available)"]["episodes"] == 1
+    assert sum(r["violations"] for r in rows if not r["policy"].startswith(("trained", "random"))) == 2
     text = byzantine_table.markdown(rows)
     assert "| 2 | world strategy pbft | - |" in text and f"| 2 | {trained} | 2 |" in text
 
