@@ -204,7 +204,8 @@ def schelling(make_env, cooperate: Policy | Mapping[str, Policy], defect: Policy
 
 
 # --- Byzantine-v0 (envs/byzantine_game.py): scripted adversaries ------------------------------------
-# Actions 0 honest, 1 drop, 2 delay, 3 equivocate, 4 corrupt (5: the no-op); observation[0:8] the
+# Actions 0 honest, 1 drop, 2 delay, 3 equivocate, 4 corrupt, 5 collude (with `collude: true`; else the
+# no-op, which an owing adversary's agent answers as honest); observation[0:8] the
 # one-hot of the phase's message type (request, pre_prepare, prepare, commit, checkpoint, view_change,
 # new_view, other); observation[13] is 1 for a view-change-timeout decision (the two-sided game), which
 # these adversaries leave at the textbook T. A self-contained block: BYZANTINE_BASELINES names them.

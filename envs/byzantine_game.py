@@ -13,12 +13,18 @@ can lie, stay silent or equivocate, never forge another replica's messages (the 
 Agents are ``node_0 .. node_{n-1}`` as in every capgym game; only the Byzantine nodes' agents owe
 decisions (the correct replicas' agents only ever see the no-op mask).
 
-Actions (``Discrete(6)``)
+Actions (``Discrete(6)``; ``Discrete(7)`` with ``collude``)
     ``0`` honest (send the batch as the protocol wrote it), ``1`` drop it, ``2`` delay it by
     ``delay_ms`` (own clock), ``3`` equivocate (one field changed, re-signed, for every other
     recipient: conflicting values to two halves of the peers), ``4`` corrupt (one field changed for
-    every recipient); ``5`` the no-op (legal only with nothing to decide; an agent that owes a
-    decision and sends it gets ``0``, honest). All five choices are legal at every decision.
+    every recipient); with ``collude: true`` also ``5`` collude (the batch goes as the world's
+    colluding ``pbft`` strategy, ``PBFTAttack``, sends it, its state shared with every colluding
+    adversary: a pre-prepare sends the request to some replicas and the null request at the same
+    sequence number to the others; prepares or commits for ``(v, n)`` are replaced by a prepare and
+    a commit, to each replica, for what the colluding primary sent that replica; other phases go as
+    written); the last action is the no-op (legal only with nothing to decide; an agent that owes a
+    decision and sends it gets ``0``, honest). Every choice is legal at every phase (at a
+    view-change-timeout decision, the first five).
 
 Observation (``Box(17)``, the node's local view only)
     ``[one-hot of the phase's message type among request, pre_prepare, prepare, commit, checkpoint,
@@ -57,7 +63,9 @@ world (``tests/test_byzantine_game.py`` plays random adversaries over seeds). ``
 may name any other scripted world strategy (``pbft``, ``equivocate``, ...) instead of ``phased``:
 the Byzantine nodes then follow the script and nobody owes a decision (the scripted baselines of
 the table in ``docs/byzantine.md``; ``pbft`` with ``f + 1`` nodes, the primary among them, is the
-strategy known to break safety).
+strategy known to break safety; with ``collude`` the same attack is one of the agents' choices, so
+f + 1 learned adversaries can express it: ``tests/test_byzantine_game.py`` checks that f + 1 that
+always collude break safety and f that collude at random do not).
 
 ``honest_learners`` (the two-sided game): every replica's PBFT asks its agent, whenever its
 view-change timer starts from idle, which multiple of ``T`` (section 4.4; ``view_change_timeout_ms``,
@@ -80,7 +88,9 @@ from envs.world.byzantine import STRATEGY_NAMES, Phased
 from envs.world.records import OK
 from envs.world.sim import Ask
 
-ACTIONS = ("honest", "drop", "delay", "equivocate", "corrupt")
+ACTIONS = ("honest", "drop", "delay", "equivocate", "corrupt", "collude")  # collude: with ``collude: true``
+#: the choices of a view-change-timeout decision (``honest_learners``): one per multiple of T
+TIMEOUT_CHOICES = 5
 #: message types whose body carries a request at index 3: (type, v, n, m, ...)
 CARRIES_REQUEST = frozenset({"pre_prepare", "prepare", "commit"})
 
@@ -102,6 +112,8 @@ class ByzantineConfig(EnvConfig):
     violation_reward: float = Field(50.0, ge=0, description="at the end, when safety was broken")
     check_linearizability: bool = True
     linearizability_timeout_s: float = Field(5.0, gt=0, description="wall-clock budget of the check")
+    collude: bool = Field(False, description="add action 5, collude: the batch goes as the world's colluding "
+                          "pbft strategy sends it, sharing its state with the other colluding adversaries")
     honest_learners: bool = Field(False, description="two-sided game: every replica's agent also chooses the "
                                   "multiple of PBFT's view-change timeout T (protocol_params.learn_timeout); "
                                   "the correct replicas' reward is the adversaries' team reward negated")
@@ -123,16 +135,18 @@ class ByzantineConfig(EnvConfig):
                              f"(choose from {', '.join(STRATEGY_NAMES)})")
         if self.honest_learners:
             self.protocol_params = {**self.protocol_params, "learn_timeout": True}
+        if self.collude and self.adversary_strategy != "phased":
+            raise ValueError(f"collude: an action of the phased strategy, not of {self.adversary_strategy!r}")
         m = self.protocol_params.get("timeout_multiples")
-        if m is not None and len(m) != len(ACTIONS):
-            raise ValueError(f"protocol_params.timeout_multiples: Byzantine-v0 needs {len(ACTIONS)}, not {len(m)}")
+        if m is not None and len(m) != TIMEOUT_CHOICES:
+            raise ValueError(f"protocol_params.timeout_multiples: Byzantine-v0 needs {TIMEOUT_CHOICES}, not {len(m)}")
         return self
 
 
 class ByzantineGame(Game):
     Config = ByzantineConfig
     name = "Byzantine-v0"
-    n_actions = len(ACTIONS)
+    n_actions = len(ACTIONS) - 1  # collude (the last) only with ``collude: true``
     n_features = (len(Phased.PHASES) + 1) + 1 + 4 + 2  # phase one-hot (with "other"), batch, state, timeout
 
     def __init__(self, cfg):
@@ -141,6 +155,9 @@ class ByzantineGame(Game):
         self.params = validate(self.cls.Params, cfg.protocol_params)
         self.f = (cfg.nodes - 1) // 3
         self.byz = tuple(sorted(cfg.byzantine_nodes))
+        self.n_actions = len(ACTIONS) - (not cfg.collude)
+        self.phase_mask = [1] * self.n_actions
+        self.timeout_mask = [1] * TIMEOUT_CHOICES + [0] * (self.n_actions - TIMEOUT_CHOICES)
         self.ep = lambda: None  # a weak reference to the current episode (features read its nodes)
 
     @property
@@ -156,7 +173,7 @@ class ByzantineGame(Game):
         cfg, sim = self.cfg, ep.sim
         self.ep = weakref.ref(ep)  # weak: a released episode's world must not outlive it
         byz = set(self.byz)
-        opts = {"delay_ms": cfg.delay_ms} if cfg.adversary_strategy == "phased" else {}
+        opts = {"delay_ms": cfg.delay_ms, "collude": cfg.collude} if cfg.adversary_strategy == "phased" else {}
         for i in self.byz:
             sim.byzantine(i, cfg.adversary_strategy, **opts)
         ep.byz = byz
@@ -166,7 +183,7 @@ class ByzantineGame(Game):
         ep.views = 0  # highest view a correct replica entered
         ep.views_paid = 0
         ep.actions = [0] * self.n_actions
-        ep.timeouts = [0] * self.n_actions  # honest_learners: how often each multiple of T was chosen
+        ep.timeouts = [0] * TIMEOUT_CHOICES  # honest_learners: how often each multiple of T was chosen
         ep.team = 0.0  # the adversaries' team reward not yet paid into the welfare
         ep.honest = [i for i in range(ep.n) if i not in byz] if cfg.honest_learners else []
         if cfg.honest_learners:
@@ -205,6 +222,10 @@ class ByzantineGame(Game):
         v = pbft.view
         return obs + [float(v % ep.n == ask.node), float(pbft.changing), v / 10.0, len(pbft.pending) / 10.0,
                       0.0, pbft.tries / 4.0]
+
+    def mask(self, ask: Ask) -> list[int]:
+        """Every choice at a phase; at a view-change-timeout decision the multiples of T only."""
+        return self.phase_mask if ask.point[0] == "byzantine" else self.timeout_mask
 
     def action(self, ep: Episode, ask: Ask, a: int) -> int:
         if ask.point[0] != "byzantine":
@@ -297,7 +318,7 @@ class ByzantineGame(Game):
             "completed_per_s": ep.ok / secs if secs else 0.0,
             "view_changes": ep.views,
             **verdict,
-            "actions": dict(zip(ACTIONS, ep.actions, strict=True)),
+            "actions": dict(zip(ACTIONS[:self.n_actions], ep.actions, strict=True)),
             "timeout_multiples": dict(zip(map(str, self.params.timeout_multiples), ep.timeouts, strict=True)),
             "decisions": ep.decisions,
             "returns": ep.returns(),

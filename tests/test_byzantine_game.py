@@ -15,13 +15,15 @@ from envs import byzantine_game as bg
 
 def mostly(p_honest, seed):
     """A random adversary that is honest with probability ``p_honest`` and otherwise picks any of the
-    four lies uniformly (seeded): lying sometimes lets the protocol progress into more states."""
+    other legal choices uniformly (seeded): the four lies, and collude where the game offers it;
+    lying sometimes lets the protocol progress into more states."""
     rng = np.random.default_rng(seed)
 
     def policy(obs, mask):
         if not mask[0]:
             return len(mask) - 1
-        return 0 if rng.random() < p_honest else int(rng.integers(1, 5))
+        lies = np.flatnonzero(mask[1:-1]) + 1
+        return 0 if rng.random() < p_honest else int(rng.choice(lies))
 
     return policy
 
@@ -40,7 +42,7 @@ def play(policy, seed, api="parallel", **kw):
 
 def random_adversaries_stay_safe(nodes, seeds, **kw):
     f = (nodes - 1) // 3
-    tampered = executed = 0
+    tampered = executed = colluded = 0
     for seed in seeds:
         g = play(mostly((0.2, 0.5, 0.8)[seed % 3], seed), seed, nodes=nodes, adversaries=f, duration_ms=3000,
                  faults=["partition", "loss", "clock"], **kw)["global"]
@@ -49,8 +51,10 @@ def random_adversaries_stay_safe(nodes, seeds, **kw):
         assert g["linearizable"] is True, seed
         assert not g["safety_violation"]
         tampered += sum(v for k, v in g["actions"].items() if k != "honest")
+        colluded += g["actions"].get("collude", 0)
         assert g["byzantine"]["nodes"] == {str(i): "phased" for i in range(f)}
     assert tampered > 100 * len(seeds) and executed > 100 * len(seeds)  # they lied, and PBFT progressed
+    assert (colluded > 20 * len(seeds)) == bool(kw.get("collude"))
 
 
 @pytest.mark.parametrize("nodes", [4, 7])
@@ -67,6 +71,60 @@ def test_at_most_f_random_adversaries_never_break_safety(nodes):
 @pytest.mark.parametrize("two_sided", [False, True])
 def test_at_most_f_random_adversaries_never_break_safety_many_seeds(nodes, two_sided):
     random_adversaries_stay_safe(nodes, range(100, 300) if nodes == 4 else range(100, 150), honest_learners=two_sided)
+
+
+@pytest.mark.parametrize("nodes", [4, 7])
+def test_at_most_f_adversaries_that_collude_at_random_never_break_safety(nodes):
+    """The same with ``collude`` among the choices: at most f nodes acting as the colluding pbft
+    strategy in the phases they pick stay within PBFT's bound. 24 seeds at n = 4 and 4 at n = 7
+    (the slow suite: 200 and 50)."""
+    random_adversaries_stay_safe(nodes, range(24) if nodes == 4 else range(4), collude=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("nodes", [4, 7])
+def test_at_most_f_adversaries_that_collude_at_random_never_break_safety_many_seeds(nodes):
+    random_adversaries_stay_safe(nodes, range(300, 500) if nodes == 4 else range(300, 350), collude=True)
+
+
+def test_f_plus_one_adversaries_that_always_collude_break_safety():
+    """Past the bound, the collude action expresses the attack the scripted ``pbft`` strategy makes:
+    f + 1 adversaries (the primary among them) that collude in every phase make correct replicas
+    execute different requests at one sequence number on most seeds, at n = 4 and n = 7; with one
+    adversary fewer (f) the same policy never does."""
+    collude = scripted.byzantine_phase(bg.Phased.COLLUDE)
+    for nodes, seeds in ((4, range(8)), (7, range(3))):
+        f = (nodes - 1) // 3
+        broken = []
+        for seed in seeds:
+            g = play(collude, seed, nodes=nodes, adversaries=f + 1, collude=True)["global"]
+            assert g["actions"]["collude"] == g["decisions"] > 0
+            broken.append(g["safety_violation"] and g["log_agreement"]["conflicts"] > 0)
+            g = play(collude, seed, nodes=nodes, adversaries=f, collude=True)["global"]
+            assert not g["safety_violation"] and g["linearizable"] is True, (nodes, seed)
+        assert sum(broken) >= 0.75 * len(broken), (nodes, broken)
+
+
+def test_collude_is_an_option_and_its_mask_is_like_the_others():
+    """Without ``collude`` the action space is the five phase choices and the no-op, as before;
+    with it, six and the no-op, every one legal at a phase. In the two-sided game a
+    view-change-timeout decision still has the five multiples of T (collude is masked there)."""
+    from gymnasium import spaces
+
+    assert bg.env().action_space("node_0") == spaces.Discrete(6)
+    env = bg.parallel_env(adversaries=2, collude=True, honest_learners=True, duration_ms=600)
+    assert env.action_space("node_0") == spaces.Discrete(7)
+    obs, _ = env.reset(seed=1)
+    masks = set()
+    rng = np.random.default_rng(0)
+    while env.agents:
+        for o in obs.values():
+            if o["observation"][-1] == 1.0:
+                masks.add((tuple(o["action_mask"]), o["observation"][13] > 0))
+        obs, *_ = env.step({a: int(rng.choice(np.flatnonzero(o["action_mask"]))) for a, o in obs.items()})
+    assert masks == {((1, 1, 1, 1, 1, 1, 0), False), ((1, 1, 1, 1, 1, 0, 0), True)}
+    with pytest.raises(ValueError, match="collude"):
+        bg.env(collude=True, adversary_strategy="pbft")
 
 
 def test_f_plus_one_colluding_liars_are_caught_breaking_safety():
@@ -168,40 +226,53 @@ def test_two_sided_game_zero_sum_and_the_timeout_matters():
     assert figures["local", 0] == figures["global", 0]  # the reward mode changes rewards only
 
 
-def test_two_sided_game_passes_pettingzoo_api_tests():
+@pytest.mark.parametrize("kw", [{"honest_learners": True}, {"collude": True, "adversaries": 2},
+                                {"collude": True, "honest_learners": True}])
+def test_two_sided_and_colluding_games_pass_pettingzoo_api_tests(kw):
     import warnings
 
     from pettingzoo.test import api_test, parallel_api_test
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        api_test(bg.env(honest_learners=True, faults=True, duration_ms=1000), num_cycles=100)
-        parallel_api_test(bg.parallel_env(honest_learners=True, faults=True, duration_ms=1000), num_cycles=100)
+        api_test(bg.env(faults=True, duration_ms=1000, **kw), num_cycles=100)
+        parallel_api_test(bg.parallel_env(faults=True, duration_ms=1000, **kw), num_cycles=100)
 
 
-def test_train_config_runs_and_the_table_reads_it(tmp_path, capsys):
-    """``capgym train configs/train/byzantine.yaml`` (tiny budget), then the learned-against-scripted
-    table from its checkpoint: every policy has a row, and only the world's pbft liars (f + 1 = 2
-    of them here) break safety."""
+def test_train_config_runs_and_the_table_reads_it(tmp_path):
+    """``capgym train configs/train/byzantine.yaml`` (tiny budget, f + 1 = 2 adversaries with collude
+    available) on two training seeds, then the learned-against-scripted table from the checkpoints:
+    the two runs form one group whose trained rows are means over the seeds with intervals; every
+    scripted policy has a row, and of those only the ones that collude (the world's pbft liars and
+    the scripted collude policy) break safety."""
     import json
 
     from experiments import byzantine_table
     from experiments.cli import main
 
     root = tmp_path / "res"
-    code = main(["train", "configs/train/byzantine.yaml", "ppo.total_steps=256", "ppo.num_envs=2",
-                 "ppo.num_steps=64", "env.params.duration_ms=800", "env.params.adversaries=2",
-                 f"output.root={root}", "wandb.mode=disabled", "-q"])
-    assert code == 0
-    (run,) = (root / "train-byzantine").iterdir()
-    assert json.loads((run / "status.json").read_text())["status"] == "complete"
-    rows = byzantine_table.rows_for(str(run), episodes=1)
+    for seed in (0, 1):
+        code = main(["train", "configs/train/byzantine.yaml", "ppo.total_steps=256", "ppo.num_envs=2",
+                     "ppo.num_steps=64", "env.params.duration_ms=800", "env.params.adversaries=2",
+                     "env.params.collude=true", f"seed={seed}", f"output.root={root}", "wandb.mode=disabled", "-q"])
+        assert code == 0
+    runs = sorted((root / "train-byzantine").iterdir())
+    assert len(runs) == 2
+    for run in runs:
+        assert json.loads((run / "status.json").read_text())["status"] == "complete"
+    rows = byzantine_table.table_rows([str(r) for r in runs], episodes=1)
     by = {r["policy"]: r for r in rows}
-    assert {"trained (PPO, greedy)", "random", "scripted slow_primary", "world strategy pbft"} <= set(by)
+    trained = "trained (PPO, global reward, collude available), greedy"
+    assert {trained, "random", "scripted slow_primary", "scripted collude", "world strategy pbft"} <= set(by)
     assert all(r["adversaries"] == 2 for r in rows)
-    assert by["world strategy pbft"]["violations"] == 1
-    assert sum(r["violations"] for r in rows) == 1
-    assert "| 2 | world strategy pbft |" in byzantine_table.markdown(rows)
+    assert by[trained]["seeds"] == 2 and len(by[trained]["per_seed"]["completed_per_s"]) == 2
+    lo, hi = by[trained]["ci"]["completed_per_s"]
+    assert lo <= by[trained]["completed_per_s"] <= hi
+    assert by["world strategy pbft"]["violations"] == by["scripted collude"]["violations"] == 1
+    assert by["random (collude available)"]["episodes"] == 1
+    assert sum(r["violations"] for r in rows if not r["policy"].startswith(("trained", "random"))) == 2
+    text = byzantine_table.markdown(rows)
+    assert "| 2 | world strategy pbft | - |" in text and f"| 2 | {trained} | 2 |" in text
 
 
 @pytest.mark.parametrize("replies", [None, 1])

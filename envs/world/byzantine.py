@@ -30,7 +30,8 @@ targeted ones know a protocol's wire format (message tuples), never its code:
                    was decided in that slot
 ``abd``            ABD: answers every query with a forged value under a tag above any real one
 ``phased``         the node's agent decides (``ctx.ask``), once per protocol phase: honest, drop,
-                   delay, equivocate or corrupt (see :class:`Phased`)
+                   delay, equivocate or corrupt, and with the option ``collude`` collude as the
+                   ``pbft`` strategy (see :class:`Phased`)
 =================  ================================================================================
 
 Byzantine nodes may collude: every strategy object of a world sees ``self.shared``, one dict per
@@ -278,6 +279,12 @@ class PBFTAttack(Strategy):
                 ctx.send(dst, ctx.sign(("prepare", v, n, m, ctx.node_id)))
                 ctx.send(dst, ("commit", v, n, m, ctx.node_id))
 
+    def back(self, ctx, v, n) -> None:
+        """Back sequence number ``n`` of view ``v`` as on seeing its pre-prepare (once per node):
+        prepares and commits, to each replica, for what a colluding primary sent it. The hook
+        :class:`Phased`'s ``collude`` action calls."""
+        self.on_receive(ctx, None, ("pre_prepare", v, n, None))
+
 
 class RaftAttack(Strategy):
     """Targets ``agents/protocols/raft.py``'s messages. Raft trusts whoever claims leadership of a
@@ -374,6 +381,14 @@ class Phased(Strategy):
 
     ``0`` honest (send them), ``1`` drop, ``2`` delay (``delay_ms``, 200), ``3`` equivocate (a field
     changed for every other recipient), ``4`` corrupt (a field changed for all).
+    With the option ``collude`` (true) also ``5`` collude: the batch goes as the world's ``pbft``
+    strategy (:class:`PBFTAttack`, whose object this node keeps, sharing ``shared`` with every other
+    colluding node) would send it: a pre-prepare splits the replicas (the request to some, the null
+    request at the same sequence number to the others, each with this node's commit); a batch of
+    prepares or commits for ``(v, n)`` is replaced by the backing of ``(v, n)`` (each replica is sent
+    a prepare and a commit for what a colluding primary sent it, once per node and ``(v, n)``);
+    any other batch goes as written. f + 1 nodes colluding (the primary among them) is the attack
+    known to break PBFT's safety; with at most f it is just another lie.
 
     obs: ``[one-hot of the type among PHASES (the last slot: any other type), messages held]``.
     With no agent attached every answer is the default, honest. This is the action space the
@@ -381,6 +396,7 @@ class Phased(Strategy):
 
     name = "phased"
     HONEST, DROP, DELAY, EQUIVOCATE, CORRUPT = range(5)
+    COLLUDE = 5  # with the option collude
     PHASES = ("request", "pre_prepare", "prepare", "commit", "checkpoint", "view_change", "new_view")
 
     def __init__(self, inner, shared, seed, node, **options):
@@ -389,6 +405,8 @@ class Phased(Strategy):
         self.asked: dict = {}  # ask id -> [(dst, body)] awaiting the agent's answer
         self.delayed: dict = {}  # timer id -> (dst, body)
         self.k = 0
+        self.colluder = PBFTAttack(None, shared, seed, node)  # action 5 (collude): the pbft strategy
+        self.n_choices = 6 if options.get("collude") else 5
 
     def emit(self, ctx, dst, body):
         kind = body[0] if isinstance(body, tuple) and body and isinstance(body[0], str) else "?"
@@ -401,7 +419,7 @@ class Phased(Strategy):
             self.asked[self.k] = msgs
             hot = [float(kind == p) for p in self.PHASES] + [float(kind not in self.PHASES)]
             ctx.ask(("byzantine", kind, self.k), hot + [float(len(msgs))], default=self.HONEST,
-                    mask=[True] * 5)
+                    mask=[True] * self.n_choices)
 
     def on_start(self, ctx):
         super().on_start(ctx)
@@ -430,6 +448,9 @@ class Phased(Strategy):
             self.flush(ctx)
             return
         msgs = self.asked.pop(point[2], [])
+        if action == self.COLLUDE:
+            self.collude(ctx, msgs)
+            return
         for j, (dst, body) in enumerate(msgs):
             if action == self.DROP:
                 continue
@@ -441,6 +462,18 @@ class Phased(Strategy):
             if action == self.CORRUPT or (action == self.EQUIVOCATE and j % 2):
                 body = resign(ctx, body, mutate(body, self.rng))
             ctx.send(dst, body)
+
+    def collude(self, ctx, msgs) -> None:
+        """Action 5: ``msgs`` as the colluding ``pbft`` strategy would send them (see the class)."""
+        att = self.colluder
+        for dst, body in msgs:
+            kind = body[0] if isinstance(body, tuple) and body else None
+            if kind == "pre_prepare" and len(body) == 4:
+                att.emit(ctx, dst, body)
+            elif kind in ("prepare", "commit") and len(body) >= 3:
+                att.back(ctx, body[1], body[2])
+            else:
+                ctx.send(dst, body)
 
 
 #: the scripted strategies by name (``capgym list nemesis`` shows them)
