@@ -127,9 +127,14 @@ class ByzantineConfig(EnvConfig):
             raise ValueError(f"adversaries must be below nodes ({self.nodes}), not {self.adversaries}")
         if self.byzantine_nodes is None:
             self.byzantine_nodes = list(range(self.adversaries))
-        elif (len(set(self.byzantine_nodes)) != self.adversaries
-              or not all(0 <= i < self.nodes for i in self.byzantine_nodes)):
-            raise ValueError(f"byzantine_nodes must be {self.adversaries} distinct nodes in 0..{self.nodes - 1}")
+        else:
+            bad = [i for i in self.byzantine_nodes if not 0 <= i < self.nodes]
+            if bad:
+                raise ValueError(f"byzantine_nodes: {', '.join(map(str, bad))} not among the nodes 0..{self.nodes - 1}")
+            if len(set(self.byzantine_nodes)) != self.adversaries:
+                k = self.adversaries
+                raise ValueError(f"byzantine_nodes: {self.byzantine_nodes} must name {k} distinct node"
+                                 f"{'s' if k != 1 else ''} (one per adversary)")
         if self.adversary_strategy not in STRATEGY_NAMES:
             raise ValueError(f"adversary_strategy: unknown {self.adversary_strategy!r} "
                              f"(choose from {', '.join(STRATEGY_NAMES)})")

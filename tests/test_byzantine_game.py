@@ -194,7 +194,10 @@ def test_scripted_baselines_play():
 
 
 @pytest.mark.parametrize("bad, word", [({"adversaries": 4}, "adversaries"), ({"adversary_strategy": "nope"}, "nope"),
-                                       ({"byzantine_nodes": [0, 9]}, "byzantine_nodes"),
+                                       ({"byzantine_nodes": [0, 9]}, "byzantine_nodes: 9 not among the nodes 0..3"),
+                                       ({"byzantine_nodes": [7]}, "byzantine_nodes: 7 not among the nodes 0..3"),
+                                       ({"byzantine_nodes": [1, 1], "adversaries": 2},
+                                        "must name 2 distinct nodes (one per adversary)"),
                                        ({"protocol_params": {"timeout_multiples": [1, 2]}}, "timeout_multiples")])
 def test_config_errors_are_one_line(bad, word):
     with pytest.raises(ValueError) as e:
