@@ -136,3 +136,22 @@ def test_spacetime_reads_only_what_it_draws(tmp_path, monkeypatch):
     a = plots.spacetime(tmp_path / "a.png", every, 3, "echo")
     b = plots.spacetime(tmp_path / "b.png", drawn, 3, "echo", end=last)
     assert a.read_bytes() == b.read_bytes()  # the same picture
+
+
+def test_a_jsonl_trace_is_still_measured(tmp_path, monkeypatch):
+    """A small run's ``trace.jsonl.gz`` alone (no Parquet file) is read as a list and measured:
+    ``capgym report`` rebuilds the summary the run wrote from its streamed file."""
+    from experiments.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    cfg = {"experiment": "tiny", "seed": 4, "protocol": {"name": "echo"},
+           "world": {"nodes": 3, "duration_ms": 600},
+           "nemesis": {"random": {"kinds": ["partition", "crash"], "interval_ms": 200, "duration_ms": 100}},
+           "workload": {"clients": 3, "think_ms": 10}, "wandb": {"mode": "disabled"}}
+    (tmp_path / "c.yaml").write_text(json.dumps(cfg))
+    assert main(["run", "c.yaml", "output.trace_jsonl=true", "output.plots=false", "output.report=none", "-q"]) == 0
+    (d,) = (tmp_path / "results" / "tiny").iterdir()
+    written = (d / "summary.json").read_text()
+    (d / "trace.parquet").unlink()
+    assert main(["report", str(d), "--no-html", "--no-plots"]) == 0
+    assert (d / "summary.json").read_text() == written
