@@ -8,7 +8,8 @@ Gibbons-Korach zones or Wing-Gong-Lowe, as ``metrics.linearizability.check`` pic
 (timeline and latency). Per size it prints the trace's events, wall time per stage, events/s over
 all stages and the process's peak resident memory, overall (``peak MB``), up to the end of the
 simulation (``sim MB``) and during the measures alone (``meas MB``: Linux's ``VmHWM``, reset after the
-simulation through ``/proc/self/clear_refs``; ``-`` where that cannot be done). Register-v0's
+simulation through ``/proc/self/clear_refs``; ``-`` where that cannot be done), and how much the
+measures added to what the process held when they began (``meas +MB``). Register-v0's
 decisions per second (Parallel API, random legal actions, faults on) are printed with the
 decision window at 0 and at 50 ms.
 
@@ -68,12 +69,13 @@ def _reset_peak() -> bool:
         return False
 
 
-def _peak_mb() -> float | None:
-    """The process's peak resident memory since the last :func:`_reset_peak` (MB), from ``VmHWM``."""
+def _peak_mb(field: str = "VmHWM") -> float | None:
+    """The process's peak resident memory since the last :func:`_reset_peak` (MB), from ``VmHWM``
+    (``field="VmRSS"``: the resident memory now)."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
@@ -103,11 +105,14 @@ def one(protocol: str, config: str, nodes: int, ms: int) -> dict:
         out["events"] = len(d.events)
         out["simulate_peak_mb"] = _peak_mb()
         resettable = _reset_peak()
+        rss0 = _peak_mb("VmRSS")
         t0 = time.perf_counter()
         runner.summarize(d.history, d.events, d.sim_ms, entry, check=False)
         series = runner.series(d.history, d.events, d.sim_ms)
         out["measures_s"] = time.perf_counter() - t0
         out["measures_peak_mb"] = _peak_mb() if resettable else None
+        # what the measures added to the memory the process held when they began
+        out["measures_added_mb"] = out["measures_peak_mb"] - rss0 if resettable and rss0 is not None else None
         t0 = time.perf_counter()
         li = runner.linearizability(d.history, protocol=entry.name)
         out["checks_s"] = time.perf_counter() - t0
@@ -182,7 +187,8 @@ def main() -> int:
         return 2
     start = time.perf_counter()
     head = (f"{'protocol':9} {'nodes':>5} {'sim ms':>6} {'events':>10} {'simulate':>8} {'trace':>6} {'measures':>8} "
-            f"{'checks':>6} {'plots':>6} {'events/s':>9} {'peak MB':>7} {'sim MB':>6} {'meas MB':>7}  verdict")
+            f"{'checks':>6} {'plots':>6} {'events/s':>9} {'peak MB':>7} {'sim MB':>6} {'meas MB':>7} {'meas +MB':>8}"
+            "  verdict")
     print(head)
     rates: dict[str, list[tuple[int, float]]] = {}
     for p, c, n, ms in (QUICK if args.quick else SIZES):
@@ -192,7 +198,8 @@ def main() -> int:
         rates.setdefault(p, []).append((n, eps))
         print(f"{p:9} {n:>5} {ms:>6} {r['events']:>10,} {r['simulate_s']:>8.2f} {r['trace_s']:>6.2f} "
               f"{r['measures_s']:>8.2f} {r['checks_s']:>6.2f} {r['plots_s']:>6.2f} {eps:>9,.0f} {r['peak_mb']:>7.0f}"
-              f" {_mb(r.get('simulate_peak_mb')):>6} {_mb(r.get('measures_peak_mb')):>7}  {r['verdict']}", flush=True)
+              f" {_mb(r.get('simulate_peak_mb')):>6} {_mb(r.get('measures_peak_mb')):>7}"
+              f" {_mb(r.get('measures_added_mb')):>8}  {r['verdict']}", flush=True)
     print()
     print(f"{'Register-v0 agents':>18} {'decisions/s':>11} {f'window {WINDOW_MS:g} ms':>12} {'peak MB':>7}")
     for n in (AGENTS[:2] if args.quick else AGENTS):
