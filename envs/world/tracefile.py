@@ -306,6 +306,9 @@ class TraceFile(Exports):
         return {"kinds": dict(kinds), "sends_by_msg": dict(by_msg), "drops_by_why": dict(by_why)}
 
 
+_FLAT = frozenset((int, float, str, bool, type(None)))
+
+
 def _events(tb: pa.Table, chunk: int = 0) -> Iterator[Event]:
     """The rows of ``tb`` as events, made ``chunk`` rows at a time (all at once when 0)."""
     if chunk and len(tb) > chunk:
@@ -314,10 +317,24 @@ def _events(tb: pa.Table, chunk: int = 0) -> Iterator[Event]:
         return
     cols = tb.to_pydict()
     loads = json.loads
+    # the same text parsed once a chunk (gossip's apply of a value at every node: 98% repeats), and
+    # each event given its own copy; only for flat objects of immutable values, so no two events share
+    # anything they could change
+    parsed: dict[str, dict] = {}
     for k, nd, t, c, la, s, d, m, g, f in zip(cols["kind"], cols["node"], cols["t"], cols["clock"],
                                               cols["lamport"], cols["src"], cols["dst"], cols["mid"],
                                               cols["msg"], cols["fields"]):
-        fields = loads(f) if f is not None else {}
+        if f is None:
+            fields = {}
+        else:
+            fields = parsed.get(f)
+            if fields is None:
+                fields = loads(f)
+                if all(type(v) in _FLAT for v in fields.values()):
+                    parsed[f] = fields
+                    fields = fields.copy()
+            else:
+                fields = fields.copy()
         if k == "send":
             fields = {"dst": d, "mid": m, "msg": g, **fields}
         elif k == "recv":
