@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import tracemalloc
+from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -155,3 +156,38 @@ def test_a_jsonl_trace_is_still_measured(tmp_path, monkeypatch):
     (d / "trace.parquet").unlink()
     assert main(["report", str(d), "--no-html", "--no-plots"]) == 0
     assert (d / "summary.json").read_text() == written
+
+
+def test_report_window_late_in_a_trace_file_is_the_same(tmp_path, monkeypatch):
+    """``report.html``'s space-time window, which lets a send's clock go at its receive and (a trace
+    file's) at its drop, equals the window of the same events held in a list, with duplicated and
+    lost messages (a copy dropped, another received later) and a window that starts late."""
+    from experiments import html_report
+
+    d = _run("raft", ["world.duration_ms=1500", "seed=3", "world.network.duplicate=0.2",
+                    "world.network.loss=0.2"], tmp_path / "t.parquet",
+             monkeypatch, batch=500)
+    tf, every = d.events, list(d.events)
+    again = tf.repeated_mids()
+    fates = Counter(e.fields["mid"] for e in every if e.kind in ("recv", "drop"))
+    assert again and again == {m for m, c in fates.items() if c > 1}
+    for start in (0.0, 700.0):
+        assert html_report.window_events(tf, tf.n, 200, start) == html_report.window_events(every, tf.n, 200, start)
+
+
+def test_report_window_keeps_a_clock_for_a_copy_received_after_a_drop(tmp_path):
+    """A duplicated message whose first copy is dropped (a cut that came up in flight) and whose
+    second is received: its send's clock must outlive the drop, or the receive misses the merge."""
+    from envs.world.records import Event
+    from experiments import html_report
+
+    evs = [Event("start", 0, 1.0, 1.0, 1, (), {"restart": False}),
+           Event("start", 1, 1.0, 1.0, 1, (), {"restart": False}),
+           Event("send", 0, 2.0, 2.0, 2, (), {"dst": 1, "mid": 7, "msg": "m"}),
+           Event("drop", None, 3.0, None, 0, (), {"src": 0, "dst": 1, "mid": 7, "why": "partition"}),
+           Event("recv", 1, 4.0, 4.0, 3, (), {"src": 0, "mid": 7, "msg": "m"})]
+    tf = TraceFile(tracefile.write_events(tmp_path / "t.parquet", evs, 2))
+    assert tf.repeated_mids() == {7}
+    w = html_report.window_events(tf, 2, 10)
+    assert w == html_report.window_events(list(tf), 2, 10)
+    assert w["events"][-1]["vc"] == "[2, 2]"  # the receive merged the send's clock

@@ -261,7 +261,7 @@ class TraceFile(Exports):
                 else:
                     cur = clocks[node]
                     if e.kind == "recv":
-                        sv = sent.get(e.fields["mid"])
+                        sv = sent.pop(e.fields["mid"], None)  # (a duplicate's second merge is a no-op)
                         if sv is not None:
                             cur = clocks[node] = list(map(max, cur, sv))
                     cur[node] += 1
@@ -270,6 +270,16 @@ class TraceFile(Exports):
                         sent[e.fields["mid"]] = v
                 if (kinds is None or e.kind in kinds) and (exclude is None or e.kind not in exclude):
                     yield e._replace(vc=v)
+
+    def repeated_mids(self) -> set:
+        """The ids of the messages with more than one ``recv`` or ``drop`` (duplicated ones), from the
+        columns: a reader replaying vector clocks can let go of every other send's clock at its one
+        receive or drop."""
+        chunks = [c for tb in self._batches(columns=["kind", "mid"], kinds=("recv", "drop")) for c in tb["mid"].chunks]
+        if not chunks:
+            return set()
+        vc = pc.value_counts(pa.chunked_array(chunks, pa.int64()))
+        return set(vc.field("values").filter(pc.greater(vc.field("counts"), 1)).to_pylist())
 
     def counts(self, exclude_nodes: Iterable[int] = (), only_nodes: Iterable[int] | None = None) -> dict:
         """Columnar counts, without making events: ``kinds`` (events per kind), ``sends_by_msg``
