@@ -415,6 +415,11 @@ def window_events(events, n: int, messages: int = WINDOW_MESSAGES, start_ms: flo
     Returns ``events`` (a list of dicts), ``messages`` (a list of dicts), ``complete`` (True when
     the window reaches the trace's end) and ``end_ms`` (the window's last event time)."""
     it = events.events() if hasattr(events, "counts") else iter(events)
+    # a send's clock is let go at its receive (a duplicate's second receive would merge it again, a
+    # no-op: the receiver's clock already holds it) and, in a trace file, at its drop unless the
+    # message has another fate (a copy received later): a window late in a long run holds the clocks
+    # of the messages in flight, not of every send before it
+    again = events.repeated_mids() if hasattr(events, "repeated_mids") else None
     clocks = [[0] * n for _ in range(n)]
     sent_vc: dict[int, tuple] = {}
     rows: list[dict] = []
@@ -428,13 +433,15 @@ def window_events(events, n: int, messages: int = WINDOW_MESSAGES, start_ms: flo
         if node is not None and not vc and 0 <= node < n:  # rebuild the vector clock
             cur = clocks[node]
             if e.kind == "recv":
-                sv = sent_vc.get(e.fields.get("mid"))
+                sv = sent_vc.pop(e.fields.get("mid"), None)
                 if sv is not None:
                     cur = clocks[node] = list(map(max, cur, sv))
             cur[node] += 1
             vc = tuple(cur)
         if e.kind == "send":
             sent_vc[e.fields.get("mid")] = vc
+        elif e.kind == "drop" and again is not None and e.fields.get("mid") not in again:
+            sent_vc.pop(e.fields.get("mid"), None)
         if e.t < start_ms:
             continue
         f = e.fields

@@ -95,14 +95,22 @@ def count_messages(events: Sequence[Event]) -> int:
     return sum(1 for e in events if e.kind == "send")
 
 
-def spacetime(path: Path, events: Sequence[Event], n: int, title: str = "") -> Path:
+#: the only kinds :func:`spacetime` draws (a trace file is read for these alone)
+SPACETIME_KINDS = frozenset({"send", "recv", "drop", "crash"})
+
+
+def spacetime(path: Path, events: Sequence[Event], n: int, title: str = "", end: float | None = None) -> Path:
     """Lamport's space-time diagram (Lamport 1978, Fig. 1, drawn sideways): one horizontal line per
     node, true time to the right, an arrow from each send to its receive; dropped messages end in
-    a cross; crashes are marked."""
+    a cross; crashes are marked. ``end``: the trace's last true time, when ``events`` holds only the
+    kinds drawn (:data:`SPACETIME_KINDS`; by default the last event's time)."""
     plt = pyplot()
+    events = list(events)
+    if end is None:
+        end = max((e.t for e in events), default=None)
     sends: dict[int, Event] = {}
     fig, ax = plt.subplots(figsize=(10, 0.6 * n + 1.5), layout="constrained")
-    ax.hlines(range(n), 0, max((e.t for e in events), default=1.0), color="0.75", lw=1, zorder=0)
+    ax.hlines(range(n), 0, end if end is not None else 1.0, color="0.75", lw=1, zorder=0)
     arrows, drops, crashes = [], [], []
     for e in events:
         f = e.fields
@@ -131,8 +139,8 @@ def spacetime(path: Path, events: Sequence[Event], n: int, title: str = "") -> P
     ax.set_ylim(n - 0.5, -0.5)
     ax.set_xlabel("true time (ms)")
     ax.set_title(f"{title} space-time diagram: {drawn} delivered, {dropped} dropped", fontsize=10, loc="left")
-    if events:
-        ax.set_xlim(0, max(e.t for e in events) * 1.02 + 1e-9)
+    if end is not None:
+        ax.set_xlim(0, end * 1.02 + 1e-9)
     return save_figure(fig, path)
 
 

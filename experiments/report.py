@@ -71,9 +71,10 @@ def write_outputs(run_dir: Path, cfg: RunConfig, datas: list[runner.RunData], ma
         paths.append(plots.timeline(pdir / "timeline.png", series, parts))
         paths.append(plots.latency(pdir / "latency.png", {d.entry.tag: d.history for d in datas}))
         for d in datas:
-            if _count_sends(d.events) <= plots.SPACETIME_MAX_MESSAGES:
-                paths.append(plots.spacetime(pdir / f"spacetime-{d.entry.tag}.png", list(d.events),
-                                             cfg.world.nodes, d.entry.tag))
+            if _count_sends(d.events) <= plots.SPACETIME_MAX_MESSAGES:  # a short run: a few hundred arrows
+                events, last = _drawn(d.events)
+                paths.append(plots.spacetime(pdir / f"spacetime-{d.entry.tag}.png", events,
+                                             cfg.world.nodes, d.entry.tag, end=last))
         if len(datas) > 1:
             paths.append(plots.compare(pdir / "compare.png", summary["table"]))
         if rewards:
@@ -86,6 +87,16 @@ def _faults(events) -> list:
     if hasattr(events, "counts"):
         return list(events.events(kinds=("partition", "heal")))
     return events
+
+
+def _drawn(events) -> tuple:
+    """What the space-time diagram draws of a trace (its messages, drops and crashes; a trace file is
+    read for those kinds alone) and the trace's last true time."""
+    from experiments import plots
+
+    if hasattr(events, "counts"):
+        return list(events.events(kinds=plots.SPACETIME_KINDS)), events.span()["last_t"]
+    return events, None
 
 
 def _count_sends(events) -> int:

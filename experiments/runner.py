@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import gc
 import math
 import time
 from collections.abc import Callable
@@ -110,8 +111,13 @@ def simulate(cfg: RunConfig, entry: ProtocolEntry, stop: Callable[[], bool] = la
         raise
     stats = {**sim.stats(), "trace_s": trace_s}
     sim.close()
+    history, now = list(sim.history), sim.now
+    del sim
+    # the finished world's parts that still point at each other (a million objects at 1,000 gossip
+    # nodes) go now, so the measures reuse their memory instead of adding to it
+    gc.collect()
     events = TraceFile(trace_path)
-    return RunData(entry, list(sim.history), events, sim.now, interrupted, stats, events)
+    return RunData(entry, history, events, now, interrupted, stats, events)
 
 
 def run_entry(cfg: RunConfig, entry: ProtocolEntry, stop: Callable[[], bool] = lambda: False,
@@ -211,56 +217,145 @@ def linearizability(history: list[Op], budget_s: float = LINEARIZABILITY_BUDGET_
     return out
 
 
-def observed(events) -> tuple[list[Event], dict | None]:
-    """What the measures read of a trace: a list of :class:`Event` and columnar counts.
+#: kinds that no measure reads: a timer or a client step is not made into an event for them
+MESSAGE_KINDS = ("send", "recv", "drop")
 
-    A trace file (:class:`~envs.world.tracefile.TraceFile`) gives its events other than
-    ``send``/``recv``/``drop`` (faults, lifecycle, client steps, protocol records: they grow with
-    operations and faults, not with messages) and its counts (``kinds``, ``sends_by_msg``,
-    ``drops_by_why``), made column by column without one object per message, of correct nodes only
-    (the events of nodes that the trace marks Byzantine are left out, as
-    :func:`metrics.byzantine.correct_view` leaves them out of a list), with the Byzantine nodes'
-    own sends under ``byzantine_sends``. A list is returned as it is, with ``None`` for the counts
-    (the measures count it themselves)."""
-    from metrics.byzantine import byzantine_nodes
 
+@dataclass
+class TraceView:
+    """What the measures read of a trace, for a list of events or a trace file alike: the correct
+    nodes' events in order (:meth:`events`, only the kinds asked for) and facts about them that a
+    measure needs before it starts (``nodes``, ``first_t``, ``last_t``, ``kinds``), plus the columnar
+    message ``counts`` of a file (``None`` for a list: the measures count the list themselves)."""
+
+    source: object  # a list of events (already the correct view), or a TraceFile
+    byzantine: dict  # node -> strategy of the nodes the trace marks Byzantine
+    nodes: list
+    first_t: float | None
+    last_t: float | None
+    kinds: set
+    counts: dict | None = None
+
+    def events(self, kinds: frozenset | None = None):
+        """The correct nodes' events in order (world events and ``byzantine`` marks included): of a
+        list, the list itself; of a file, those of ``kinds`` other than messages, made a chunk at a
+        time."""
+        if self.counts is None:
+            return self.source
+        return self.source.events(kinds=kinds, exclude=MESSAGE_KINDS, exclude_nodes=self.byzantine)
+
+
+def observed(events, history: list[Op] | None = None) -> tuple[TraceView, list[Op], dict | None]:
+    """``(view, history, left_out)``: the trace as the measures read it (:class:`TraceView`), the
+    operations of correct nodes' clients and who was left out (:func:`metrics.byzantine.correct_view`).
+
+    A trace file (:class:`~envs.world.tracefile.TraceFile`) is never held: its Byzantine marks are
+    read by kind, its messages (``send``/``recv``/``drop``) only as columnar counts of correct nodes
+    (``kinds``, ``sends_by_msg``, ``drops_by_why``, with the Byzantine nodes' own sends under
+    ``byzantine_sends``), and the other events the measures need are streamed a chunk at a time
+    (:meth:`TraceView.events`). ``nodes``, ``first_t`` and ``last_t`` are those of its events other
+    than messages, as a list of them would give (:func:`metrics.timeline.node_ids`)."""
+    from metrics.byzantine import byzantine_nodes, correct_view
+    from metrics.timeline import node_ids
+
+    history = history if history is not None else []
     if hasattr(events, "counts"):
-        evs = list(events.events(exclude=("send", "recv", "drop")))
-        byz = set(byzantine_nodes(evs))
+        marks = list(events.events(kinds=("byzantine",)))
+        kept, _, left_out = correct_view(history, marks)
+        byz = byzantine_nodes(marks)
         counts = events.counts(exclude_nodes=byz)
         if byz:
             counts["byzantine_sends"] = sum(events.counts(only_nodes=byz)["sends_by_msg"].values())
-        return evs, counts
-    return events, None
+        sp = events.span(exclude=MESSAGE_KINDS, exclude_nodes=byz)
+        kinds = {k for k, c in counts["kinds"].items() if c and k not in MESSAGE_KINDS}
+        return TraceView(events, byz, sp["nodes"], sp["first_t"], sp["last_t"], kinds, counts), kept, left_out
+    kept, evs, left_out = correct_view(history, events)
+    evs = evs if isinstance(evs, list) else list(evs)
+    view = TraceView(evs, byzantine_nodes(events) if left_out else {}, node_ids(evs),
+                     evs[0].t if evs else None, evs[-1].t if evs else None, {e.kind for e in evs})
+    return view, kept, left_out
+
+
+def fold(events, folds) -> None:
+    """Feed each event to the ``add`` of every fold whose ``KINDS`` holds its kind, in one pass."""
+    route: dict = {}
+    for f in folds:
+        for k in f.KINDS:
+            route.setdefault(k, []).append(f.add)
+    get = route.get
+    for e in events:
+        fs = get(e.kind)
+        if fs is not None:
+            for add in fs:
+                add(e)
+
+
+class _Faults:
+    """The partition and heal events (few: they come with the scenario's faults) and the crashes."""
+
+    KINDS = frozenset({"partition", "heal", "crash"})
+
+    def __init__(self):
+        self.events: list[Event] = []
+        self.crashes = 0
+
+    def add(self, e: Event) -> None:
+        if e.kind == "crash":
+            self.crashes += 1
+        else:
+            self.events.append(e)
 
 
 def summarize(history: list[Op], events: list[Event], sim_ms: float, entry: ProtocolEntry,
               interrupted: bool = False, check: bool = True) -> dict:
     """The observer's measures of one protocol's run, headline figures first. ``events``: a list
-    or a trace file (:func:`observed`). ``check=False`` skips the linearizability search (its
-    verdict is then ``unknown``: an interrupted run saves what it has without waiting for it)."""
+    or a trace file. Every measure of the trace is a fold (``metrics.*.Consensus``, ``Election``,
+    ``Convergence``, ``LogAgreement``) fed in one pass over the events (:func:`fold`), so a trace
+    file is read once, a chunk at a time, and no event is held past its chunk (:func:`observed`).
+    ``check=False`` skips the linearizability search (its verdict is then ``unknown``: an
+    interrupted run saves what it has without waiting for it)."""
     from metrics import availability, cost, staleness
-    from metrics.byzantine import correct_view, faulty_writes, log_agreement
+    from metrics.byzantine import LogAgreement, faulty_writes
+    from metrics.consensus import Consensus
+    from metrics.convergence import Convergence
+    from metrics.election import Election
     from metrics.timeline import partition_intervals
 
-    events, counts = observed(events)  # (message counts of correct nodes only)
-    everything, every_event = history, events
-    history, events, byzantine = correct_view(history, events)  # correct nodes and their clients only
+    everything = history
+    view, history, byzantine = observed(events, history)  # correct nodes and their clients only
+    counts = view.counts  # (message counts of correct nodes only)
     if byzantine:  # what the liars sent: not the protocol's cost, but the attack's size
         byzantine["messages_sent"] = (counts["byzantine_sends"] if counts is not None else
                                       sum(e.kind == "send" and e.node is not None and str(e.node) in byzantine["nodes"]
-                                          for e in every_event))
+                                          for e in events))
     checked = history + faulty_writes(everything, {int(k) for k in byzantine["nodes"]}) if byzantine else history
 
-    av = availability.availability(history, events)
+    kinds = view.kinds
+    faults, logs = _Faults(), LogAgreement()
+    folds = [faults, logs]
+    agreement = leaders = conv = None
+    if "decide" in kinds or "propose" in kinds:  # a consensus protocol: agreement, validity, ...
+        agreement = Consensus(view.nodes)
+        folds.append(agreement)
+    if "leader" in kinds or "candidate" in kinds:  # leader election: safety, time without leader
+        leaders = Election(0.0, sim_ms)
+        folds.append(leaders)
+    if "apply" in kinds:  # replicas that say what they hold: divergence
+        sets = any(op.f == "read" and op.status == OK and isinstance(op.output, (list, tuple)) for op in history)
+        conv = Convergence(view.nodes, "set" if sets else "register",
+                           view.first_t if view.first_t is not None else 0.0)
+        folds.append(conv)
+    fold(view.events(frozenset().union(*(f.KINDS for f in folds))), folds)
+    if counts is None:
+        co = cost.cost(history, view.source)
+    else:
+        co = cost.from_counts(history, counts["sends_by_msg"], counts["drops_by_why"])
+
+    av = availability.availability(history, partitions=partition_intervals(faults.events))
     st = staleness.staleness(history)
     from metrics.sets import is_set_history, set_check
 
     set_verdict = set_check(history) if is_set_history(history) else None
-    if counts is None:
-        co = cost.cost(history, events)
-    else:
-        co = cost.from_counts(history, counts["sends_by_msg"], counts["drops_by_why"])
     model = pick_model(history, entry.name)
     if st["stale_reads"] and model is not None and not byzantine:
         # a stale read (it missed a write that completed before it began) already proves the
@@ -273,23 +368,14 @@ def summarize(history: list[Op], events: list[Event], sim_ms: float, entry: Prot
               "why": "not checked: the run was interrupted (capgym report checks it)"}
     else:
         li = linearizability(checked, protocol=entry.name)
-    parts = partition_intervals(events, end=sim_ms)
-    kinds = {e.kind for e in events}
-    agreement = leaders = None
-    if "decide" in kinds or "propose" in kinds:  # a consensus protocol: agreement, validity, ...
-        from metrics.consensus import consensus
-
-        agreement = consensus(events)
-    if "leader" in kinds or "candidate" in kinds:  # leader election: safety, time without leader
-        from metrics.election import election
-
-        leaders = election(events, start=0.0, end=sim_ms)
-    conv = None
-    if any(e.kind == "apply" for e in events):  # replicas that say what they hold: divergence
-        from metrics import convergence
-
-        sets = any(op.f == "read" and op.status == OK and isinstance(op.output, (list, tuple)) for op in history)
-        conv = convergence.summarize(history, events, "set" if sets else "register")
+    parts = partition_intervals(faults.events, end=sim_ms)
+    if agreement is not None:
+        agreement = agreement.result()
+    if leaders is not None:
+        leaders = leaders.result()
+    if conv is not None:
+        conv = conv.result(view.last_t)
+        del conv["series"]
     return {
         "protocol": entry.name,
         "label": entry.tag,
@@ -316,14 +402,14 @@ def summarize(history: list[Op], events: list[Event], sim_ms: float, entry: Prot
         "messages_by_type": co["by_type"],
         "partitions": len(parts),
         "partitioned_ms": sum(b - a for a, b in parts),
-        "crashes": sum(1 for e in events if e.kind == "crash"),
+        "crashes": faults.crashes,
         "linearizability": li,
         "convergence": conv,
         "consensus": agreement,
         "election": leaders,
         "set": set_verdict,
         "t_visibility": st["t_visibility"],
-        "log_agreement": log_agreement(events),
+        "log_agreement": logs.result(),
         "byzantine": byzantine,
     }
 

@@ -57,27 +57,46 @@ def log_agreement(events: list[Event], exclude: Any = ()) -> dict | None:
     ``commit`` records (``index``, ``cmd``: Raft, Multi-Paxos): ``positions`` seen, ``conflicts`` (the
     positions where two correct replicas hold different commands) and the first one
     (``{position, values: {node: command}}``); None when there are no such records."""
-    seen: dict = {}
-    found = False
+    acc = LogAgreement(exclude)
     for e in events:
-        if e.node in exclude:
-            continue
+        acc.add(e)
+    return acc.result()
+
+
+class LogAgreement:
+    """:func:`log_agreement` as a fold over a stream of events, one at a time (``add``): it holds
+    each position's command per replica (what grows with the log), not the events."""
+
+    #: the kinds it reads (any other is ignored)
+    KINDS = frozenset({"execute", "commit"})
+
+    def __init__(self, exclude: Any = ()):
+        self.exclude = exclude
+        self.seen: dict = {}
+        self.found = False
+
+    def add(self, e: Event) -> None:
+        if e.node in self.exclude:
+            return
         if e.kind == "execute":
             pos, val = e.fields.get("seq"), e.fields.get("op")
         elif e.kind == "commit" and "index" in e.fields:
             pos, val = e.fields.get("index"), e.fields.get("cmd")
         else:
-            continue
-        found = True
-        seen.setdefault(pos, {}).setdefault(e.node, _freeze(val))
-    if not found:
-        return None
-    conflicts = [p for p, by in seen.items() if len(set(by.values())) > 1]
-    first = None
-    if conflicts:
-        p = min(conflicts)
-        first = {"position": p, "values": {str(n): repr(v) for n, v in sorted(seen[p].items())}}
-    return {"positions": len(seen), "conflicts": len(conflicts), "first_conflict": first}
+            return
+        self.found = True
+        self.seen.setdefault(pos, {}).setdefault(e.node, _freeze(val))
+
+    def result(self) -> dict | None:
+        if not self.found:
+            return None
+        seen = self.seen
+        conflicts = [p for p, by in seen.items() if len(set(by.values())) > 1]
+        first = None
+        if conflicts:
+            p = min(conflicts)
+            first = {"position": p, "values": {str(n): repr(v) for n, v in sorted(seen[p].items())}}
+        return {"positions": len(seen), "conflicts": len(conflicts), "first_conflict": first}
 
 
 def _freeze(v: Any) -> Any:

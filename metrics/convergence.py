@@ -20,6 +20,8 @@ fingerprint with probability about 2^-64.
 
 from __future__ import annotations
 
+import itertools
+from array import array
 from bisect import bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -168,64 +170,93 @@ def convergence(trace: Iterable[Event], semantics: str = "register", nodes: Iter
       do within the trace, or there was no heal).
     * ``converged_at_end`` -- whether all live replicas agree when the trace ends.
     """
-    if semantics not in ("register", "set"):
-        raise ValueError(f"semantics must be 'register' or 'set', not {semantics!r}")
     trace = as_list(trace)
     nodes = sorted(nodes) if nodes is not None else node_ids(trace)
-    reps = _Replicas(nodes, semantics)
-    ts: list[float] = []
-    dm: list[int] = []
-    kd: list[int] = []
-    pd: list[float] = []
+    acc = Convergence(nodes, semantics, trace[0].t if trace else 0.0)
+    for e in trace:
+        acc.add(e)
+    return acc.result(trace[-1].t if trace else None)
 
-    def note(t):
-        d, k, p = reps.measures()
+
+class Convergence:
+    """:func:`convergence` as a fold over a stream of events, one at a time (``add``), for a trace
+    read in chunks. ``nodes``: the run's nodes; ``t0``: the time of the trace's first event (where
+    the series starts); :meth:`result` takes the time of its last (``None``: ``t0``).
+
+    It holds the live replicas' states (for set semantics, every value each node holds: nodes x
+    values, what the measure compares), the series' change points and one copy of each distinct
+    value (values read back from a file are equal but separate objects: they are shared), not the
+    events."""
+
+    #: the kinds it reads (any other is ignored)
+    KINDS = frozenset({"apply", "crash", "start", "heal", "partition"})
+
+    def __init__(self, nodes: Iterable[int], semantics: str = "register", t0: float = 0.0):
+        if semantics not in ("register", "set"):
+            raise ValueError(f"semantics must be 'register' or 'set', not {semantics!r}")
+        self.reps = _Replicas(sorted(nodes), semantics)
+        # the series, one point per change (typed arrays: 8 bytes a value, not a Python object)
+        self.ts, self.dm, self.kd, self.pd = array("d"), array("q"), array("q"), array("d")
+        self.last_heal = None
+        self.t0 = t0
+        self._same: dict = {}  # value -> the one copy kept of it
+        self._note(t0)
+
+    def _note(self, t) -> None:
+        d, k, p = self.reps.measures()
+        ts, dm, kd, pd = self.ts, self.dm, self.kd, self.pd
         if ts and ts[-1] == t:
             ts.pop(), dm.pop(), kd.pop(), pd.pop()
         if not ts or (dm[-1], kd[-1], pd[-1]) != (d, k, p):
             ts.append(t), dm.append(d), kd.append(k), pd.append(p)
 
-    last_heal = None
-    t0 = trace[0].t if trace else 0.0
-    note(t0)
-    for e in trace:
+    def add(self, e: Event) -> None:
         kind = e.kind
+        reps = self.reps
         if kind == "apply":
             if e.node not in reps.fp:
                 reps.fp[e.node] = 0
                 reps.live.add(e.node)
                 reps._count(0, 1)
-            if reps.apply(e.node, hashable(e.fields.get("key")), hashable(e.fields.get("value"))):
-                note(e.t)
+            key, value = hashable(e.fields.get("key")), hashable(e.fields.get("value"))
+            value = self._same.setdefault(value, value)
+            if reps.apply(e.node, key, value):
+                self._note(e.t)
         elif kind == "crash":
             reps.set_live(e.node, False)
-            note(e.t)
+            self._note(e.t)
         elif kind == "start":
             reps.set_live(e.node, True)
-            note(e.t)
+            self._note(e.t)
         elif kind == "heal" or (kind == "partition" and not e.fields.get("cuts")):
-            last_heal = e.t
-    t_end = trace[-1].t if trace else t0
-    mean = None
-    if t_end > t0:
-        widths = [b - a for a, b in zip(ts, ts[1:] + [t_end])]
-        mean = sum(w * p for w, p in zip(widths, pd)) / (t_end - t0)
-    to_converge = None
-    if last_heal is not None:
-        # the state at the heal is the last point at or before it; then every later change point
-        i = max(bisect_right(ts, last_heal) - 1, 0)
-        for j in range(i, len(ts)):
-            if pd[j] == 0.0 and dm[j] <= 1:
-                to_converge = max(ts[j], last_heal) - last_heal
-                break
-    return {
-        "series": {"t": ts, "distinct_max": dm, "keys_diverged": kd, "pairs_differ": pd},
-        "max_distinct": max(dm) if dm else 0,
-        "mean_pairs_differ": mean,
-        "last_heal": last_heal,
-        "time_to_converge": to_converge,
-        "converged_at_end": bool(pd and pd[-1] == 0.0 and dm[-1] <= 1),
-    }
+            self.last_heal = e.t
+
+    def result(self, t_end: float | None = None) -> dict:
+        ts, dm, pd = self.ts, self.dm, self.pd
+        t0, last_heal = self.t0, self.last_heal
+        if t_end is None:
+            t_end = t0
+        mean = None
+        if t_end > t0:
+            ends = itertools.chain(itertools.islice(ts, 1, None), (t_end,))
+            mean = sum((b - a) * p for a, b, p in zip(ts, ends, pd)) / (t_end - t0)
+        to_converge = None
+        if last_heal is not None:
+            # the state at the heal is the last point at or before it; then every later change point
+            i = max(bisect_right(ts, last_heal) - 1, 0)
+            for j in range(i, len(ts)):
+                if pd[j] == 0.0 and dm[j] <= 1:
+                    to_converge = max(ts[j], last_heal) - last_heal
+                    break
+        return {
+            "series": {"t": ts.tolist(), "distinct_max": dm.tolist(), "keys_diverged": self.kd.tolist(),
+                       "pairs_differ": pd.tolist()},
+            "max_distinct": max(dm) if dm else 0,
+            "mean_pairs_differ": mean,
+            "last_heal": last_heal,
+            "time_to_converge": to_converge,
+            "converged_at_end": bool(pd and pd[-1] == 0.0 and dm[-1] <= 1),
+        }
 
 
 def summarize(history, trace, semantics: str = "register") -> dict:

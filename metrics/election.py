@@ -51,68 +51,91 @@ def election(trace: Iterable[Event], start: float | None = None, end: float | No
         start = trace[0].t if trace else 0.0
     if end is None:
         end = trace[-1].t if trace else start
-    leaders: dict = defaultdict(set)  # term -> nodes that became leader in it
-    candidates: dict = defaultdict(set)  # term -> nodes that stood in it
-    voted: set = set()  # (term, candidate) pairs that got a vote from another node
-    any_vote = False
-    leading: dict[int, object] = {}  # node -> term it leads
-    without = 0.0
-    longest = 0.0
-    since = start  # start of the current leaderless stretch (None while someone leads)
+    acc = Election(start, end)
     for e in trace:
+        acc.add(e)
+    return acc.result()
+
+
+class Election:
+    """:func:`election` as a fold over a stream of events, one at a time (``add``), for a trace read
+    in chunks; ``start`` and ``end`` must be given (a stream's last time is not known in advance).
+    It holds the terms' candidates, leaders and votes, not the events."""
+
+    #: the kinds it reads (any other is ignored)
+    KINDS = frozenset({"leader", "candidate", "follower", "crash", "start", "vote"})
+
+    def __init__(self, start: float, end: float):
+        self.start, self.end = start, end
+        self.leaders: dict = defaultdict(set)  # term -> nodes that became leader in it
+        self.candidates: dict = defaultdict(set)  # term -> nodes that stood in it
+        self.voted: set = set()  # (term, candidate) pairs that got a vote from another node
+        self.any_vote = False
+        self.leading: dict[int, object] = {}  # node -> term it leads
+        self.without = 0.0
+        self.longest = 0.0
+        self.since = start  # start of the current leaderless stretch (None while someone leads)
+
+    def add(self, e: Event) -> None:
         kind = e.kind
         if kind not in ("leader", "candidate", "follower", "crash", "start"):
             if kind == "vote":
-                any_vote = True
+                self.any_vote = True
                 cand = e.fields.get("candidate")
                 if cand != e.node:
-                    voted.add((e.fields.get("term"), cand))
-            continue
-        t = min(max(e.t, start), end)
+                    self.voted.add((e.fields.get("term"), cand))
+            return
+        t = min(max(e.t, self.start), self.end)
         term = e.fields.get("term")
+        leading = self.leading
         if kind == "leader":
-            leaders[term].add(e.node)
+            self.leaders[term].add(e.node)
             for n, tm in list(leading.items()):
                 if tm is not None and term is not None and tm < term:
                     del leading[n]
             leading[e.node] = term
         else:
             if kind == "candidate":
-                candidates[term].add(e.node)
+                self.candidates[term].add(e.node)
             leading.pop(e.node, None)
+        since = self.since
         if leading and since is not None:
-            without += t - since
-            longest = max(longest, t - since)
-            since = None
+            self.without += t - since
+            self.longest = max(self.longest, t - since)
+            self.since = None
         elif not leading and since is None:
-            since = t
-    if since is not None:
-        without += end - since
-        longest = max(longest, end - since)
-    violations = [{"term": tm, "nodes": sorted(leaders[tm])} for tm in sorted(leaders, key=order)
-                  if len(leaders[tm]) > 1]
-    span = end - start
-    failed = sorted((tm for tm in candidates if tm not in leaders), key=order)
-    split = [tm for tm in failed if len(candidates[tm]) > 1]
-    single = [(tm, next(iter(candidates[tm]))) for tm in failed if len(candidates[tm]) == 1]
-    lonely = [tm for tm, c in single if (tm, c) not in voted] if any_vote else None
-    minority = [tm for tm, c in single if (tm, c) in voted] if any_vote else None
-    return {
-        "safety": not violations,
-        "safety_violations": violations,
-        "terms_with_leader": len(leaders),
-        "elections": len(candidates),
-        "elections_without_leader": len(failed),
-        "split_votes": len(split),
-        "split_vote_terms": split,
-        "lonely_elections": None if lonely is None else len(lonely),
-        "lonely_election_terms": lonely,
-        "minority_elections": None if minority is None else len(minority),
-        "minority_election_terms": minority,
-        "time_without_leader": without,
-        "fraction_without_leader": without / span if span > 0 else None,
-        "longest_without_leader": longest,
-    }
+            self.since = t
+
+    def result(self) -> dict:
+        start, end, leaders, candidates = self.start, self.end, self.leaders, self.candidates
+        without, longest = self.without, self.longest
+        if self.since is not None:
+            without += end - self.since
+            longest = max(longest, end - self.since)
+        violations = [{"term": tm, "nodes": sorted(leaders[tm])} for tm in sorted(leaders, key=order)
+                      if len(leaders[tm]) > 1]
+        span = end - start
+        failed = sorted((tm for tm in candidates if tm not in leaders), key=order)
+        split = [tm for tm in failed if len(candidates[tm]) > 1]
+        single = [(tm, next(iter(candidates[tm]))) for tm in failed if len(candidates[tm]) == 1]
+        lonely = [tm for tm, c in single if (tm, c) not in self.voted] if self.any_vote else None
+        minority = [tm for tm, c in single if (tm, c) in self.voted] if self.any_vote else None
+        return {
+            "safety": not violations,
+            "safety_violations": violations,
+            "terms_with_leader": len(leaders),
+            "elections": len(candidates),
+            "elections_without_leader": len(failed),
+            "split_votes": len(split),
+            "split_vote_terms": split,
+            "lonely_elections": None if lonely is None else len(lonely),
+            "lonely_election_terms": lonely,
+            "minority_elections": None if minority is None else len(minority),
+            "minority_election_terms": minority,
+            "time_without_leader": without,
+            "fraction_without_leader": without / span if span > 0 else None,
+            "longest_without_leader": longest,
+        }
 
 
 def summarize(history, trace) -> dict:

@@ -46,6 +46,8 @@ from .trace import Exports
 VERSION = "1"
 #: events per row group (the writer's buffer)
 BATCH = 65536
+#: rows made into :class:`Event` objects at a time when reading (a bounded window of them)
+CHUNK = 8192
 #: kinds whose fields are columns, not JSON
 MESSAGE_KINDS = ("send", "recv", "drop")
 
@@ -170,6 +172,7 @@ class TraceFile(Exports):
         if b"capgym.trace" not in meta:
             raise ValueError(f"{self.path}: a Parquet file but not a capgym trace (no capgym.trace metadata)")
         self.n = int(meta[b"capgym.nodes"])
+        self._counts: dict = {}
 
     def __len__(self) -> int:
         return self._pf.metadata.num_rows
@@ -181,40 +184,84 @@ class TraceFile(Exports):
         return self.events()
 
     def _batches(self, columns: list[str] | None = None, kinds: Iterable[str] | None = None,
-                 exclude: Iterable[str] | None = None):
+                 exclude: Iterable[str] | None = None, exclude_nodes: Iterable[int] = ()):
+        """The file's rows one row group at a time (``columns`` only), keeping the rows of ``kinds``,
+        none of ``exclude``, and none of the nodes in ``exclude_nodes`` (world events and ``byzantine``
+        marks kept). With a filter, each row group's ``kind`` (and ``node``) column is read first and a
+        row group with no row to keep is skipped without reading the rest."""
         want = None if kinds is None else pa.array(sorted(kinds), pa.string())
         skip = None if exclude is None else pa.array(sorted(exclude), pa.string())
+        drop = sorted(exclude_nodes)
+        head = ["kind", "node"] if drop else ["kind"]
         for i in range(self._pf.num_row_groups):
-            tb = self._pf.read_row_group(i, columns=columns)
+            if want is None and skip is None and not drop:
+                yield self._pf.read_row_group(i, columns=columns)
+                continue
+            hd = self._pf.read_row_group(i, columns=head)
+            mask = None
             if want is not None:
-                tb = tb.filter(pc.is_in(tb["kind"], value_set=want))
+                mask = pc.is_in(hd["kind"], value_set=want)
             if skip is not None:
-                tb = tb.filter(pc.invert(pc.is_in(tb["kind"], value_set=skip)))
-            yield tb
+                m = pc.invert(pc.is_in(hd["kind"], value_set=skip))
+                mask = m if mask is None else pc.and_(mask, m)
+            if drop:
+                node = hd["node"]
+                m = pc.or_(pc.is_null(node), pc.invert(pc.fill_null(pc.is_in(node, value_set=pa.array(drop, node.type)),
+                                                                    False)))
+                m = pc.or_(m, pc.equal(hd["kind"], "byzantine"))
+                mask = m if mask is None else pc.and_(mask, m)
+            kept = pc.sum(mask).as_py() or 0
+            if not kept:
+                continue
+            tb = self._pf.read_row_group(i, columns=columns)
+            yield tb if kept == len(tb) else tb.filter(mask)
 
     def events(self, kinds: Iterable[str] | None = None, vc: bool = False,
-               exclude: Iterable[str] | None = None) -> Iterator[Event]:
+               exclude: Iterable[str] | None = None, exclude_nodes: Iterable[int] = (),
+               chunk: int | None = None) -> Iterator[Event]:
         """The events in order, as :class:`Event`; only ``kinds`` (a set of names) when given, none
-        of ``exclude``; ``vc=True`` rebuilds each node event's vector clock (world events get ``()``)."""
+        of ``exclude``, none of the nodes in ``exclude_nodes`` (world events and the ``byzantine`` marks
+        kept, as :func:`metrics.byzantine.correct_view` keeps them); ``vc=True`` rebuilds each node
+        event's vector clock (world events get ``()``; not with ``exclude_nodes``).
+
+        Events are made ``chunk`` rows at a time (default :data:`CHUNK`), so what is held at once is
+        one row group's columns and one chunk's events, whatever the file's length."""
         if vc:
+            if exclude_nodes:
+                raise ValueError("events(vc=True) replays every node: exclude_nodes does not apply")
             yield from self._with_vc(kinds, exclude)
             return
-        for tb in self._batches(kinds=kinds, exclude=exclude):
-            yield from _events(tb)
+        for tb in self._batches(kinds=kinds, exclude=exclude, exclude_nodes=exclude_nodes):
+            yield from _events(tb, chunk or CHUNK)
+
+    def span(self, exclude: Iterable[str] | None = None, exclude_nodes: Iterable[int] = ()) -> dict:
+        """Columnar facts of the events :meth:`events` would give with the same filters, without
+        making them: ``events`` (how many), ``first_t`` and ``last_t`` (the true times of the first
+        and last, ``None`` when there are none) and ``nodes`` (the sorted ids of their nodes)."""
+        n, first, last, nodes = 0, None, None, set()
+        for tb in self._batches(columns=["kind", "node", "t"], exclude=exclude, exclude_nodes=exclude_nodes):
+            if not len(tb):
+                continue
+            n += len(tb)
+            if first is None:
+                first = tb["t"][0].as_py()
+            last = tb["t"][-1].as_py()
+            nodes.update(pc.unique(tb["node"].drop_null()).to_pylist())
+        return {"events": n, "first_t": first, "last_t": last, "nodes": sorted(nodes)}
 
     def _with_vc(self, kinds, exclude) -> Iterator[Event]:
         n = self.n
         clocks = [[0] * n for _ in range(n)]
         sent: dict[int, tuple] = {}
         for tb in self._batches():
-            for e in _events(tb):
+            for e in _events(tb, CHUNK):
                 node = e.node
                 if node is None:
                     v = ()
                 else:
                     cur = clocks[node]
                     if e.kind == "recv":
-                        sv = sent.get(e.fields["mid"])
+                        sv = sent.pop(e.fields["mid"], None)  # (a duplicate's second merge is a no-op)
                         if sv is not None:
                             cur = clocks[node] = list(map(max, cur, sv))
                     cur[node] += 1
@@ -224,12 +271,29 @@ class TraceFile(Exports):
                 if (kinds is None or e.kind in kinds) and (exclude is None or e.kind not in exclude):
                     yield e._replace(vc=v)
 
+    def repeated_mids(self) -> set:
+        """The ids of the messages with more than one ``recv`` or ``drop`` (duplicated ones), from the
+        columns: a reader replaying vector clocks can let go of every other send's clock at its one
+        receive or drop."""
+        chunks = [c for tb in self._batches(columns=["kind", "mid"], kinds=("recv", "drop")) for c in tb["mid"].chunks]
+        if not chunks:
+            return set()
+        vc = pc.value_counts(pa.chunked_array(chunks, pa.int64()))
+        return set(vc.field("values").filter(pc.greater(vc.field("counts"), 1)).to_pylist())
+
     def counts(self, exclude_nodes: Iterable[int] = (), only_nodes: Iterable[int] | None = None) -> dict:
         """Columnar counts, without making events: ``kinds`` (events per kind), ``sends_by_msg``
         (``send`` events per message type) and ``drops_by_why``. ``exclude_nodes``: leave out the
         events of these nodes (world events, whose node is null, and the ``byzantine`` marks are
         kept, as :func:`metrics.byzantine.correct_view` keeps them); ``only_nodes``: count only the
-        events of these nodes."""
+        events of these nodes. A file does not change once written: each answer is kept (a copy is
+        returned), so the measures, the plots and the report read the file for it once."""
+        key = (tuple(sorted(exclude_nodes)), None if only_nodes is None else tuple(sorted(only_nodes)))
+        if key not in self._counts:
+            self._counts[key] = self._count(*key)
+        return {k: dict(v) for k, v in self._counts[key].items()}
+
+    def _count(self, exclude_nodes: tuple, only_nodes: tuple | None) -> dict:
         kinds: Counter = Counter()
         by_msg: Counter = Counter()
         by_why: Counter = Counter()
@@ -252,13 +316,35 @@ class TraceFile(Exports):
         return {"kinds": dict(kinds), "sends_by_msg": dict(by_msg), "drops_by_why": dict(by_why)}
 
 
-def _events(tb: pa.Table) -> Iterator[Event]:
+_FLAT = frozenset((int, float, str, bool, type(None)))
+
+
+def _events(tb: pa.Table, chunk: int = 0) -> Iterator[Event]:
+    """The rows of ``tb`` as events, made ``chunk`` rows at a time (all at once when 0)."""
+    if chunk and len(tb) > chunk:
+        for i in range(0, len(tb), chunk):
+            yield from _events(tb.slice(i, chunk))
+        return
     cols = tb.to_pydict()
     loads = json.loads
+    # the same text parsed once a chunk (gossip's apply of a value at every node: 98% repeats), and
+    # each event given its own copy; only for flat objects of immutable values, so no two events share
+    # anything they could change
+    parsed: dict[str, dict] = {}
     for k, nd, t, c, la, s, d, m, g, f in zip(cols["kind"], cols["node"], cols["t"], cols["clock"],
                                               cols["lamport"], cols["src"], cols["dst"], cols["mid"],
                                               cols["msg"], cols["fields"]):
-        fields = loads(f) if f is not None else {}
+        if f is None:
+            fields = {}
+        else:
+            fields = parsed.get(f)
+            if fields is None:
+                fields = loads(f)
+                if all(type(v) in _FLAT for v in fields.values()):
+                    parsed[f] = fields
+                    fields = fields.copy()
+            else:
+                fields = fields.copy()
         if k == "send":
             fields = {"dst": d, "mid": m, "msg": g, **fields}
         elif k == "recv":
