@@ -168,6 +168,9 @@ def model_or_reason(history: list[Op], protocol: str | None = None) -> tuple:
         return None, "no client operations"
     if all(op.status == FAIL for op in history):
         return None, f"no operation took effect (all {len(history)} failed)"
+    if not any(op.status == OK for op in history):  # unknown outcomes alone constrain nothing
+        return None, (f"no operation completed ok ({sum(op.status == UNKNOWN for op in history)} of unknown "
+                      f"outcome, the rest failed): nothing was observed to judge")
     if any(op.f == "add" for op in history):
         return None, "a set workload (add): Jepsen's set checker judges it (see lost_writes)"
     if any(op.f in ("read",) and op.status == OK and isinstance(op.output, (list, tuple, set))

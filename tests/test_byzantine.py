@@ -358,3 +358,21 @@ def test_pbft_with_liars_same_trace_in_both_cores_and_across_processes():
         assert r.returncode == 0, r.stderr
         outs.append(r.stdout.splitlines())
     assert len(outs[0]) == 6 and outs[0] == outs[1]
+
+
+def test_a_run_whose_every_node_lies_has_nothing_to_judge(tmp_path):
+    """Every replica Byzantine: the correct clients made no operation, and the liars' clients'
+    writes are of unknown outcome. That is not a linearizable history but no history at all to
+    judge: the verdict is not_applicable, with the reason (it said linearizable: true)."""
+    import json
+
+    from experiments.cli import main
+
+    sched = "[" + ", ".join(f"{{at_ms: 0, fault: byzantine, node: {i}, strategy: silent}}" for i in range(4)) + "]"
+    assert main(["run", str(ROOT / "configs" / "pbft.yaml"), "world.duration_ms=800", f"nemesis.schedule={sched}",
+                 "output.plots=false", "output.report=none", "wandb.mode=disabled", f"output.root={tmp_path}",
+                 "-q"]) == 0
+    (summary,) = tmp_path.glob("*/*/summary.json")
+    run = json.loads(summary.read_text())["runs"]["pbft"]
+    assert run["linearizability_verdict"] == "not_applicable", run["linearizability_verdict"]
+    assert "nothing was observed to judge" in run["linearizability"]["why"]

@@ -235,6 +235,8 @@ def test_claim_helpers():
     assert interval(*bootstrap_interval([15.35, 15.35], lambda v: sum(v) / len(v))) .startswith(
         "CI [15.35, 15.35] (zero width")
     assert interval(*a) == f"CI [{a[0]:.2f}, {a[1]:.2f}]"
+    assert "zero width at this precision" in interval(0.1 + 0.2, 0.3) and "zero width" in interval(1.0, 1.001)
+    assert interval(math.nan, math.nan) == "CI undefined (no values to resample)"
 
 
 def test_claims_say_what_kind_of_evidence_they_are(tmp_path):

@@ -53,11 +53,17 @@ def claim(claim: str, paper, source: str, ours, holds: bool, tolerance: str, bas
 
 
 def interval(lo: float, hi: float, spec: str = ".2f") -> str:
-    """``CI [lo, hi]`` for a claim's text; an interval of width 0 (every resample equal: deterministic
-    runs, or too few seeds to vary) says so instead of passing for a precise estimate."""
-    text = f"CI [{lo:{spec}}, {hi:{spec}}]"
-    return text + " (zero width: the seeds gave equal values, so the interval says nothing of the spread)" \
-        if lo == hi else text
+    """``CI [lo, hi]`` for a claim's text, formatted with ``spec``. An interval whose ends print
+    alike (every resample gave the same value at this precision: deterministic runs, or too few
+    runs to vary) says so instead of passing for a precise estimate; one with no values (NaN ends)
+    says it is undefined."""
+    if math.isnan(lo) or math.isnan(hi):
+        return "CI undefined (no values to resample)"
+    a, b = f"{lo:{spec}}", f"{hi:{spec}}"
+    text = f"CI [{a}, {b}]"
+    if a == b:
+        text += " (zero width at this precision: every resample gave the same value, so it says nothing of the spread)"
+    return text
 
 
 def _plain(v):
