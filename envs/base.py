@@ -82,12 +82,17 @@ class EnvConfig(BaseModel):
     mixed_weight: float = Field(0.5, ge=0, le=1, description="w of the mixed reward")
 
 
-def validate(model: type[BaseModel], kwargs: dict) -> BaseModel:
-    """``model(**kwargs)``, or a ``ValueError`` whose message is one line naming the wrong key."""
+def validate(model: type[BaseModel], kwargs: dict, where: str = "") -> BaseModel:
+    """``model(**kwargs)``, or a ``ValueError`` whose message is one line naming the wrong key
+    (after ``where.``, e.g. ``protocol_params.replicas: ...``, when ``where`` is given)."""
     try:
         return model.model_validate(kwargs)
     except ValidationError as e:
-        raise ValueError(error_line(e)) from None
+        line = error_line(e)
+        if where:
+            errs = e.errors()
+            line = f"{where}.{line}" if errs and errs[0].get("loc") else f"{where}: {line}"
+        raise ValueError(line) from None
 
 
 class Game:

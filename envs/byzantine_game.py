@@ -157,7 +157,7 @@ class ByzantineGame(Game):
     def __init__(self, cfg):
         super().__init__(cfg)
         self.cls = get_protocol("pbft")
-        self.params = validate(self.cls.Params, cfg.protocol_params)
+        self.params = validate(self.cls.Params, cfg.protocol_params, "protocol_params")
         self.f = (cfg.nodes - 1) // 3
         self.byz = tuple(sorted(cfg.byzantine_nodes))
         self.n_actions = len(ACTIONS) - (not cfg.collude)

@@ -161,7 +161,7 @@ class CommonsGame(Game):
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        self.params = validate(HarvesterParams, cfg.protocol_params)
+        self.params = validate(HarvesterParams, cfg.protocol_params, "protocol_params")
         self.levels = self.params.harvest_levels
         self.n_actions = len(self.levels)
 

@@ -197,7 +197,7 @@ class ConsensusGame(Game):
         super().__init__(cfg)
         if cfg.inputs is not None and (len(cfg.inputs) != cfg.nodes or any(v not in (0, 1) for v in cfg.inputs)):
             raise ValueError(f"inputs: need {cfg.nodes} values, each 0 or 1")
-        self.params = validate(BenOrParams, cfg.protocol_params)
+        self.params = validate(BenOrParams, cfg.protocol_params, "protocol_params")
 
     def node_program(self):
         return BenOr, self.params

@@ -92,7 +92,7 @@ class ElectionGame(Game):
     def __init__(self, cfg):
         super().__init__(cfg)
         self.cls = ObservedRaft
-        self.params = validate(self.cls.Params, cfg.protocol_params)
+        self.params = validate(self.cls.Params, cfg.protocol_params, "protocol_params")
         self.k = len(self.params.timeout_choices_ms)
         self.n_actions = self.k + 1
         self.stand_mask = [1, 1] + [0] * (self.n_actions - 2)

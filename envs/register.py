@@ -140,7 +140,7 @@ class RegisterGame(Game):
     def __init__(self, cfg):
         super().__init__(cfg)
         self.cls = get_protocol(cfg.protocol)
-        self.params = validate(self.cls.Params, cfg.protocol_params)
+        self.params = validate(self.cls.Params, cfg.protocol_params, "protocol_params")
         check_nodes = getattr(self.params, "check_nodes", None)
         reason = check_nodes(cfg.nodes) if check_nodes is not None else None
         if reason:

@@ -161,6 +161,10 @@ def test_replicas_beyond_the_nodes_are_refused():
         parallel_env(nodes=5, protocol_params={"replicas": 7})
     with pytest.raises(UserError, match="replicas=9 but only 5 nodes"):
         load_config(ROOT / "configs/abd.yaml", ["protocol.params.replicas=9"])
+    with pytest.raises(ValueError, match="^protocol_params.replicas: Input should be a valid integer"):
+        parallel_env(nodes=5, protocol_params={"replicas": True})  # not read as 1
+    with pytest.raises(ValueError, match="^protocol_params.replicas: unknown key"):
+        parallel_env(nodes=5, protocol="eventual", protocol_params={"replicas": 3})
 
 
 @pytest.mark.slow

@@ -71,7 +71,7 @@ class Params(BaseModel):
     give_up_ms: float = Field(1000.0, gt=0, description="stop an unfinished operation after this long")
     heartbeat_ms: float = Field(100.0, ge=0, description="ping peers this often for the obs (0: off)")
     suspect_ms: float = Field(300.0, gt=0, description="a peer not heard from for this long counts as unreachable")
-    replicas: int = Field(0, ge=0, description="nodes 0..replicas-1 store the register, the others only "
+    replicas: int = Field(0, ge=0, strict=True, description="nodes 0..replicas-1 store the register, the others only "
                                                "coordinate (0: every node)")
 
     def check_nodes(self, nodes: int) -> str | None:
