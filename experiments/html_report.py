@@ -593,8 +593,9 @@ def _op_text(op) -> str:
 
 def label_text(op) -> str:
     """A bar's label in the counterexample view: ``#id f value→output``, values cut to 12 characters."""
+    answered = op.output is not None or (op.f in READS and op.status == "ok")  # a read of the initial None
     return (f"#{op.id} {op.f} {'' if op.value is None else _short(op.value, 12)}"
-            f"{'' if op.output is None else '→' + _short(op.output, 12)}")
+            f"{'→' + _short(op.output, 12) if answered else ''}")
 
 
 #: screen pixels from a client's row to its labels: above the bar, then below it, in turn

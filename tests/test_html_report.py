@@ -191,6 +191,7 @@ def test_counterexample_labels_only_what_matters_and_alternate_rows():
     labelled = [k for k, lab in enumerate(d["label"]) if lab]
     assert 0 < len(labelled) < len(d["label"])  # not every bar
     assert d["label"][d["id"].index(40)].startswith("#40 read")  # the failing read is labelled
+    assert html_report.label_text(Op(9, 0, "read", invoke=0, complete=1, status=OK)) == "#9 read →null"
     for client in set(d["client"]):
         dys = [d["label_dy"][k] for k in labelled if d["client"][k] == client]
         assert all(a != b for a, b in zip(dys, dys[1:])), (client, dys)
