@@ -83,11 +83,15 @@ def load(path, overrides) -> tuple:
     for text in overrides:
         parts, value = parse_override(text)
         apply_override(data, parts, value)
-    raw = data.pop("align", None) or {}
+    raw = data.pop("align", None)
     try:
-        acfg = AlignConfig.model_validate(raw)
+        acfg = AlignConfig.model_validate(raw or {})
     except ValidationError as e:
         raise UserError("align." + error_line(e)) from None
+    if raw is None:  # a training config: say what study it gets before minutes of training start
+        print(f"capgym align: note: {path} has no align: section; the default study: modes "
+              f"{', '.join(acfg.modes)}, {acfg.seeds} training seeds each, {acfg.episodes} evaluation "
+              f"episodes (override with align.KEY=VALUE)", file=sys.stderr)
     return validate_train(data), acfg
 
 

@@ -230,3 +230,16 @@ def test_global_reward_ranks_consistency_above_availability():
     for seed in range(3):
         assert total(always_local, "local", seed) > total(always_quorum, "local", seed)
         assert total(always_quorum, "global", seed) > total(always_local, "global", seed)
+
+
+def test_align_on_a_training_config_says_it_runs_the_default_study(capsys):
+    """A config with no ``align:`` section gets the default study, and says so before minutes of
+    training start; a config with one says nothing."""
+    from experiments.align_cmd import load
+
+    _, acfg = load("configs/train/register.yaml", [])
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("capgym align: note: configs/train/register.yaml has no align: section")
+    assert f"{acfg.seeds} training seeds" in err and len(err.splitlines()) == 1
+    load("configs/train/register_align.yaml", [])
+    assert capsys.readouterr().err == ""
