@@ -144,12 +144,33 @@ def spacetime(path: Path, events: Sequence[Event], n: int, title: str = "", end:
     return save_figure(fig, path)
 
 
+#: above this many agents the reward plot draws their mean and range, not one line each
+REWARD_LINES_MAX = 10
+
+
 def rewards(path: Path, curves: dict[str, Sequence[float]], xlabel: str = "episode") -> Path:
-    """Per-agent reward curves."""
+    """Per-agent reward curves; above :data:`REWARD_LINES_MAX` agents, the mean over agents with
+    the band between the lowest and the highest agent (one line each would bury the legend)."""
+    import warnings
+
+    import numpy as np
+
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
-    for agent, ys in curves.items():
-        ax.plot(range(len(ys)), list(ys), lw=1.2, label=str(agent))
+    if len(curves) > REWARD_LINES_MAX:
+        n = max(len(ys) for ys in curves.values())
+        grid = np.full((len(curves), n), np.nan)
+        for k, ys in enumerate(curves.values()):
+            grid[k, :len(ys)] = [np.nan if y is None else y for y in ys]
+        xs = np.arange(n)
+        with warnings.catch_warnings():  # an iteration no agent finished an episode in: a gap
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ax.fill_between(xs, np.nanmin(grid, 0), np.nanmax(grid, 0), alpha=0.25, lw=0,
+                            label=f"lowest to highest of {len(curves)} agents")
+            ax.plot(xs, np.nanmean(grid, 0), lw=1.5, label=f"mean over {len(curves)} agents")
+    else:
+        for agent, ys in curves.items():
+            ax.plot(range(len(ys)), list(ys), lw=1.2, label=str(agent))
     ax.set_xlabel(xlabel)
     ax.set_ylabel("reward")
     ax.grid(alpha=0.3)

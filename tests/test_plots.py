@@ -46,3 +46,27 @@ def test_rewards_and_compare(tmp_path):
             {"protocol": "x", "availability": None, "linearizable": None, "stale_read_rate": None,
              "messages_per_op": None}]
     assert is_png(plots.compare(tmp_path / "c.png", rows))
+
+
+def test_rewards_of_many_agents_draw_their_mean_and_range(tmp_path, monkeypatch):
+    """100 agents' curves (register_100.yaml) drew 100 lines under a legend that covered the plot
+    and a constrained-layout warning; above REWARD_LINES_MAX agents: the mean and the range."""
+    import warnings
+
+    seen = {}
+    real = plots.save_figure
+
+    def keep(fig, path):
+        ax = fig.axes[0]
+        seen["labels"] = [t.get_text() for t in ax.get_legend().get_texts()]
+        seen["lines"] = len(ax.get_lines())
+        return real(fig, path)
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    curves = {f"node_{k}": [k + i for i in range(6)] + ([None] if k % 2 else []) for k in range(100)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert is_png(plots.rewards(tmp_path / "r.png", curves, xlabel="iteration"))
+    assert seen == {"labels": ["lowest to highest of 100 agents", "mean over 100 agents"], "lines": 1}
+    plots.rewards(tmp_path / "r2.png", {"a": [1, 2], "b": [2, 3]})  # a few agents: a line each
+    assert seen["labels"] == ["a", "b"] and seen["lines"] == 2
