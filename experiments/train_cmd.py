@@ -147,6 +147,11 @@ def _execute(cfg: TrainRunConfig, quiet: bool, hook) -> tuple[Path, int]:
     results.write_status(run_dir, results.STATUS_RUNNING)
     say = (lambda *a: None) if quiet else print
     say(f"capgym train: {cfg.experiment} ({cfg.env.id}, {cfg.learner.backend}) -> {run_dir}")
+    batch = cfg.ppo.batch_steps
+    if cfg.ppo.total_steps % batch:  # whole iterations only: say what will be trained
+        its = -(-cfg.ppo.total_steps // batch)
+        say(f"capgym train: note: ppo.total_steps={cfg.ppo.total_steps} is not a multiple of num_envs x num_steps "
+            f"= {batch}: {its} iterations, {its * batch} env steps")
     rows: list[dict] = []
 
     def on_iteration(row: dict) -> None:

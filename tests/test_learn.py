@@ -243,3 +243,16 @@ def test_align_on_a_training_config_says_it_runs_the_default_study(capsys):
     assert f"{acfg.seeds} training seeds" in err and len(err.splitlines()) == 1
     load("configs/train/register_align.yaml", [])
     assert capsys.readouterr().err == ""
+
+
+def test_train_says_when_total_steps_round_up_to_whole_iterations(tmp_path, capsys):
+    from experiments.cli import main
+
+    assert main(["train", "configs/train/register.yaml", "ppo.total_steps=200", "ppo.num_envs=2", "ppo.num_steps=40",
+                 "env.params.duration_ms=300", "output.plots=false", "output.report=none", "output.progress=false",
+                 f"output.root={tmp_path}", "wandb.mode=disabled"]) == 0
+    out = capsys.readouterr().out
+    assert ("note: ppo.total_steps=200 is not a multiple of num_envs x num_steps = 80: 3 iterations, "
+            "240 env steps") in out
+    (run,) = (tmp_path / "train-register").iterdir()
+    assert json.loads((run / "summary.json").read_text())["env_steps"] == 240
