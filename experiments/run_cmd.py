@@ -70,6 +70,10 @@ def execute(cfg, quiet: bool = False) -> tuple[Path, int]:
     from experiments import results, runner
     from experiments.cli import UserError
 
+    if cfg.runtime == "live":  # an unreachable cluster is one line, before a folder is made
+        from experiments.live import check_reachable
+
+        check_reachable(cfg.ray.address)
     run_dir = results.new_run_dir(cfg.output.root, cfg.experiment)
     results.write_yaml(run_dir / "config.yaml", cfg.resolved())
     results.write_status(run_dir, results.STATUS_RUNNING)

@@ -336,3 +336,14 @@ def test_sigterm_stops_a_large_run_and_keeps_its_streamed_trace(tmp_path):
     assert run["linearizability_verdict"] == "unknown" and "interrupted" in run["linearizability"]["why"]
     assert run["messages"] == kinds["send"]
     assert not (d / "trace.shiviz").exists()
+
+
+@pytest.mark.parametrize("address, words", [("127.0.0.1:1", "nothing answers at 127.0.0.1:1"),
+                                            ("headnode", "is not host:port")])
+def test_an_unreachable_ray_address_is_one_line_and_leaves_no_folder(tmp_path, capsys, address, words):
+    """A live run against a dead address waited for minutes in Ray's retries, its folder 'running'."""
+    rc = main(["run", str(ROOT / "configs" / "echo.yaml"), "runtime=live", f"ray.address={address}",
+               f"output.root={tmp_path}"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and words in err, err
+    assert not any(tmp_path.iterdir())

@@ -53,6 +53,27 @@ EXCLUDES = [".venv", ".git", "results", "wandb", "**/__pycache__", "*.gz"]
 __all__ = ["run_live", "ensure_ray", "LiveOptions", "LiveWorld"]
 
 
+def check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
+    """A one-line ``UserError`` when nothing accepts TCP connections at ``address`` (``host:port``
+    or ``ray://host:port``; ``None`` and ``auto`` are not checked) within ``timeout_s``: Ray's own
+    connection attempt to a dead address retries for minutes."""
+    import socket
+
+    from experiments.cli import UserError
+
+    if not address or address == "auto":
+        return
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"ray.address: {address!r} is not host:port (e.g. 10.0.0.1:6379)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise UserError(f"ray.address: nothing answers at {address} ({e.strerror or e}); is a Ray head "
+                        f"running there (ray start --head)?") from None
+
+
 def ensure_ray(address: str | None = None, num_cpus: float | None = None) -> bool:
     """Make sure Ray is up; True when this call started (or connected) it.
 
@@ -65,6 +86,7 @@ def ensure_ray(address: str | None = None, num_cpus: float | None = None) -> boo
 
     if ray.is_initialized():
         return False
+    check_reachable(address)
     try:
         if address:
             ray.init(address=address, log_to_driver=False,
