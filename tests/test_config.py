@@ -160,6 +160,12 @@ BAD = [
                                   "compare": [{"name": "echo"}, {"name": "echo"}]}, [], "compare.1.label"),
     ("bad experiment name", {**GOOD, "experiment": "../evil"}, [], "experiment"),
     ("unknown workload op", _bad("workload.ops", {"read": 1, "delete": 1}), [], "workload.ops"),
+    ("byzantine option unknown to the strategy",
+     _bad("nemesis.schedule", [{"at_ms": 10, "fault": "byzantine", "node": 0, "strategy": "delay",
+                                "options": {"bogus": 1}}]), [], "nemesis.schedule.0.options.bogus: unknown option"),
+    ("byzantine option out of range",
+     _bad("nemesis.schedule", [{"at_ms": 10, "fault": "byzantine", "node": 0, "strategy": "delay",
+                                "options": {"delay_ms": -50}}]), [], "nemesis.schedule.0.options.delay_ms"),
     ("nemesis duration over interval", _bad("nemesis.random", {"interval_ms": 100, "duration_ms": 200}), [],
      "duration_ms must be <= interval_ms"),
 ]
