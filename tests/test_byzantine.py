@@ -346,6 +346,16 @@ def test_strategy_options_are_each_strategys_own_and_reach_it():
     assert "raft (extra=5 rounds=5 period_ms=40.0)" in nemesis()["byzantine options"]  # capgym list nemesis
 
 
+def test_max_byzantine_above_the_nodes_is_a_one_line_error():
+    from pydantic import ValidationError
+
+    ok = {"kinds": ["byzantine"], "max_byzantine": 4}
+    ScenarioConfig.model_validate({"world": {"nodes": 4}, "nemesis": {"random": ok}})
+    with pytest.raises(ValidationError) as e:
+        ScenarioConfig.model_validate({"world": {"nodes": 4}, "nemesis": {"random": {**ok, "max_byzantine": 9}}})
+    assert error_line(e.value).startswith("nemesis.random.max_byzantine: 9 Byzantine nodes of 4 nodes")
+
+
 def test_replies_beyond_the_nodes_is_a_one_line_error():
     from pydantic import ValidationError
 
@@ -360,7 +370,8 @@ def test_cli_runs_the_byzantine_configs_and_rejects_bad_ones(tmp_path):
            "world.duration_ms=1500", "wandb.mode=disabled", f"output.root={tmp_path}"]
     r = subprocess.run(cmd + ["nemesis.schedule.0.strategy=lie"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "strategy" in r.stderr
-    for bad, key in (("nemesis.schedule.0.options.bogus=1", "nemesis.schedule.0.options.bogus"),):
+    for bad, key in (("nemesis.schedule.0.options.bogus=1", "nemesis.schedule.0.options.bogus"),
+                     ("nemesis.random.max_byzantine=9", "nemesis.random.max_byzantine")):
         r = subprocess.run(cmd + [bad], capture_output=True, text=True, env=env, cwd=tmp_path)
         assert r.returncode == 2 and r.stderr.strip().splitlines() == [r.stderr.strip()], r.stderr
         assert key in r.stderr and "Traceback" not in r.stderr

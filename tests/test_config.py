@@ -166,6 +166,8 @@ BAD = [
     ("byzantine option out of range",
      _bad("nemesis.schedule", [{"at_ms": 10, "fault": "byzantine", "node": 0, "strategy": "delay",
                                 "options": {"delay_ms": -50}}]), [], "nemesis.schedule.0.options.delay_ms"),
+    ("more byzantine nodes than nodes", _bad("nemesis.random", {"kinds": ["byzantine"], "max_byzantine": 9}), [],
+     "nemesis.random.max_byzantine: 9 Byzantine nodes of 3 nodes"),
     ("nemesis duration over interval", _bad("nemesis.random", {"interval_ms": 100, "duration_ms": 200}), [],
      "duration_ms must be <= interval_ms"),
 ]

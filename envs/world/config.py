@@ -237,6 +237,10 @@ class ScenarioConfig(Strict):
                 for x in c:
                     if x >= n or x < 0:
                         raise ValueError(f"nemesis.schedule.{i}.cuts: node {x} does not exist ({n} nodes)")
+        r = self.nemesis.random
+        if r is not None and r.max_byzantine is not None and r.max_byzantine > n:
+            raise ValueError(f"nemesis.random.max_byzantine: {r.max_byzantine} Byzantine nodes of {n} nodes "
+                             f"(at most {n})")
         if self.workload.replies > n:
             raise ValueError(f"workload.replies: {self.workload.replies} matching replies from {n} nodes "
                              "can never come")
