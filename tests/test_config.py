@@ -168,6 +168,12 @@ BAD = [
                                 "options": {"delay_ms": -50}}]), [], "nemesis.schedule.0.options.delay_ms"),
     ("more byzantine nodes than nodes", _bad("nemesis.random", {"kinds": ["byzantine"], "max_byzantine": 9}), [],
      "nemesis.random.max_byzantine: 9 Byzantine nodes of 3 nodes"),
+    ("replies from a protocol whose replicas do not all answer", GOOD, ["workload.replies=2"],
+     "workload.replies: 2 matching replies never come from echo"),
+    ("replies from one node, in a compare", {**{k: v for k, v in GOOD.items() if k != "protocol"},
+                                            "compare": [{"name": "pbft"}, {"name": "raft"}],
+                                            "world": {"nodes": 4, "duration_ms": 500}}, ["workload.replies=2"],
+     "workload.replies: 2 matching replies never come from raft"),
     ("nemesis duration over interval", _bad("nemesis.random", {"interval_ms": 100, "duration_ms": 200}), [],
      "duration_ms must be <= interval_ms"),
 ]
