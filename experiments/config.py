@@ -260,6 +260,16 @@ def _validate_entry(entry: ProtocolEntry, where: str, nodes: int | None = None) 
     return entry.model_copy(update={"params": params.model_dump(mode="json")})
 
 
+def _check_replies(entry: ProtocolEntry, replies: int) -> None:
+    """``workload.replies > 1`` only for a protocol whose every replica answers a client
+    (``REPLICAS_REPLY``): from any other, k matching replies from different nodes never come."""
+    from agents import protocols
+
+    if replies > 1 and not getattr(protocols.get(entry.name), "REPLICAS_REPLY", False):
+        raise UserError(f"workload.replies: {replies} matching replies never come from {entry.name}, whose "
+                        "replicas do not all answer a client (use 1; pbft's do)")
+
+
 def validate(data: dict) -> RunConfig:
     """A :class:`RunConfig` from plain data, or a one-line :class:`UserError` naming the key."""
     try:
@@ -272,6 +282,7 @@ def validate(data: dict) -> RunConfig:
         raise UserError(error_line(e)) from None
     if cfg.protocol is not None:
         cfg.protocol = _validate_entry(cfg.protocol, "protocol", cfg.world.nodes)
+        _check_replies(cfg.protocol, cfg.workload.replies)
     if cfg.compare:
         seen: set[str] = set()
         for i, entry in enumerate(cfg.compare):
@@ -279,6 +290,7 @@ def validate(data: dict) -> RunConfig:
                 raise UserError(f"compare.{i}.label: two entries are called {entry.tag!r} (give each a label)")
             seen.add(entry.tag)
             cfg.compare[i] = _validate_entry(entry, f"compare.{i}", cfg.world.nodes)
+            _check_replies(cfg.compare[i], cfg.workload.replies)
     if cfg.runtime == "live":
         if live_runner() is None:
             raise UserError("runtime: the live runtime is not available yet (no experiments.live.run_live)")

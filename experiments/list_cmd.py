@@ -44,14 +44,17 @@ def environments() -> list[str]:
 
 
 def nemesis() -> dict[str, list[str]]:
-    from envs.world.byzantine import STRATEGY_NAMES
+    from envs.world.byzantine import STRATEGIES, STRATEGY_NAMES
     from envs.world.config import FAULT_KINDS, RANDOM_KINDS
     from envs.world.network import PARTITION_SHAPES
 
     return {"scheduled faults": list(FAULT_KINDS), "random kinds": list(RANDOM_KINDS),
             "partition shapes": list(PARTITION_SHAPES),
             "crash options": ["lose_unsynced (the disk loses writes since the last fsync)"],
-            "byzantine strategies": list(STRATEGY_NAMES)}
+            "byzantine strategies": list(STRATEGY_NAMES),
+            "byzantine options": [  # each strategy's Options, with the defaults
+                f"{name} ({' '.join(f'{k}={f.default}' for k, f in s.Options.model_fields.items())})"
+                for name, s in STRATEGIES.items() if s.Options.model_fields]}
 
 
 def configs(root: Path = Path("configs")) -> list[str]:

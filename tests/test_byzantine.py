@@ -302,6 +302,60 @@ def test_bad_byzantine_faults_are_one_line_errors(fault, why):
     assert why in error_line(e.value)
 
 
+def _byz(strategy, **options):
+    return {"at_ms": 1, "fault": "byzantine", "node": 0, "strategy": strategy, "options": options}
+
+
+@pytest.mark.parametrize("fault,line", [
+    (_byz("pbft", bogus=1), "nemesis.schedule.0.options.bogus: unknown option of the pbft strategy"),
+    (_byz("pbft", p=0.5), "nemesis.schedule.0.options.p: unknown option"),
+    (_byz("random-fields", p=2), "nemesis.schedule.0.options.p: Input should be less than or equal to 1"),
+    (_byz("replay", p=-0.1), "nemesis.schedule.0.options.p: Input should be greater than or equal to 0"),
+    (_byz("delay", delay_ms=-50), "nemesis.schedule.0.options.delay_ms: Input should be greater than or equal"),
+    (_byz("delay", p=0.5), "nemesis.schedule.0.options.p: unknown option of the delay strategy (it takes delay_ms)"),
+    (_byz("raft", rounds=0), "nemesis.schedule.0.options.rounds: Input should be greater than or equal to 1"),
+    (_byz("raft", extra=2.5), "nemesis.schedule.0.options.extra: Input should be a valid integer"),
+    (_byz("raft", period_ms=0), "nemesis.schedule.0.options.period_ms: Input should be greater than 0"),
+    (_byz("phased", delay_ms=-1), "nemesis.schedule.0.options.delay_ms"),
+    (_byz("phased", collude="maybe"), "nemesis.schedule.0.options.collude"),
+])
+def test_bad_strategy_options_name_the_option(fault, line):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as e:
+        ScenarioConfig.model_validate({"nemesis": {"schedule": [fault]}})
+    assert error_line(e.value).startswith(line), error_line(e.value)
+
+
+def test_strategy_options_are_each_strategys_own_and_reach_it():
+    """Good options validate (values converted: "0.2" -> 0.2, 5.0 -> 5) and are what the strategy
+    reads (``self.opts``, its ``Options``); unset ones take the strategy's defaults."""
+    from envs.world.byzantine import STRATEGIES
+
+    scn = ScenarioConfig.model_validate({"nemesis": {"schedule": [
+        _byz("random-fields", p="0.2"), _byz("raft", extra=7.0, rounds=2), _byz("phased", collude=True)]}})
+    assert [f.options for f in scn.nemesis.schedule] == [{"p": 0.2}, {"extra": 7, "rounds": 2}, {"collude": True}]
+    raft = STRATEGIES["raft"](None, {}, 0, 0, **scn.nemesis.schedule[1].options)
+    assert (raft.opts.extra, raft.opts.rounds, raft.opts.period_ms) == (7, 2, 40.0)
+    assert STRATEGIES["phased"](None, {}, 0, 0, collude=True).n_choices == 6
+    assert STRATEGIES["delay"](None, {}, 0, 0).opts.delay_ms == 200.0
+    with pytest.raises(ValueError):  # Sim.byzantine(node, strategy, **options) is checked too
+        STRATEGIES["delay"](None, {}, 0, 0, delay_ms=-1)
+    from experiments.list_cmd import nemesis
+
+    assert "raft (extra=5 rounds=5 period_ms=40.0)" in nemesis()["byzantine options"]  # capgym list nemesis
+
+
+def test_max_byzantine_above_the_nodes_is_a_one_line_error():
+    from pydantic import ValidationError
+
+    ok = {"kinds": ["byzantine"], "max_byzantine": 4}
+    ScenarioConfig.model_validate({"world": {"nodes": 4}, "nemesis": {"random": ok}})
+    with pytest.raises(ValidationError) as e:
+        ScenarioConfig.model_validate({"world": {"nodes": 4}, "nemesis": {"random": {**ok, "max_byzantine": 9}}})
+    assert error_line(e.value).startswith("nemesis.random.max_byzantine: 9 Byzantine nodes of 4 nodes")
+
+
 def test_replies_beyond_the_nodes_is_a_one_line_error():
     from pydantic import ValidationError
 
@@ -316,6 +370,11 @@ def test_cli_runs_the_byzantine_configs_and_rejects_bad_ones(tmp_path):
            "world.duration_ms=1500", "wandb.mode=disabled", f"output.root={tmp_path}"]
     r = subprocess.run(cmd + ["nemesis.schedule.0.strategy=lie"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "strategy" in r.stderr
+    for bad, key in (("nemesis.schedule.0.options.bogus=1", "nemesis.schedule.0.options.bogus"),
+                     ("nemesis.random.max_byzantine=9", "nemesis.random.max_byzantine")):
+        r = subprocess.run(cmd + [bad], capture_output=True, text=True, env=env, cwd=tmp_path)
+        assert r.returncode == 2 and r.stderr.strip().splitlines() == [r.stderr.strip()], r.stderr
+        assert key in r.stderr and "Traceback" not in r.stderr
     # (the live runtime runs Byzantine nodes and f+1 clients too: tests/test_live_byzantine.py)
 
 

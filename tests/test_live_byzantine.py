@@ -172,3 +172,11 @@ def test_live_byzantine_config_errors_stay_one_line(tmp_path, capsys):
     assert len(err) == 1 and "strategy" in err[0] and not (tmp_path / "pbft_byzantine").exists()
     assert main(args + ["workload.replies=5"]) == 2
     assert "workload.replies" in capsys.readouterr().err
+    for bad, key in (("nemesis.schedule.0.options.bogus=1", "nemesis.schedule.0.options.bogus: unknown option"),
+                     ("nemesis.schedule.0.options.p=2", "nemesis.schedule.0.options.p: unknown option"),
+                     ("nemesis.random.max_byzantine=9", "nemesis.random.max_byzantine: 9")):
+        assert main(args + [bad]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and key in err[0], err
+    assert main(args + ["nemesis.schedule.0.strategy=delay", "nemesis.schedule.0.options.delay_ms=-50"]) == 2
+    assert "nemesis.schedule.0.options.delay_ms: " in capsys.readouterr().err

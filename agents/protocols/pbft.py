@@ -111,6 +111,7 @@ def rid_of(m):
 
 class PBFT(Node):
     Params = Params
+    REPLICAS_REPLY = True  # each replica answers a client's signed request when it executes it (4.1)
 
     view = stored("view")  # v
     changing = stored("changing")  # True between VIEW-CHANGE and NEW-VIEW

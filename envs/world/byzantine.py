@@ -34,6 +34,10 @@ targeted ones know a protocol's wire format (message tuples), never its code:
                    ``pbft`` strategy (see :class:`Phased`)
 =================  ================================================================================
 
+Each strategy declares the options it takes in its ``Options`` model (pydantic, unknown keys
+refused): the run config's ``options`` of a byzantine fault are checked against it
+(:func:`check_options`) and the strategy reads them from ``self.opts``.
+
 Byzantine nodes may collude: every strategy object of a world sees ``self.shared``, one dict per
 world. All randomness comes from ``derive_rng(seed, "byzantine", node)``.
 """
@@ -42,6 +46,8 @@ from __future__ import annotations
 
 import weakref
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .node import Node
 from .rng import derive_rng
@@ -108,16 +114,33 @@ class Mouth:
         return getattr(self._ctx, name)
 
 
+class NoOptions(BaseModel):
+    """The options a strategy takes: none (subclasses add fields)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ChanceOptions(NoOptions):
+    p: float = Field(0.5, ge=0, le=1, description="probability per message")
+
+
+class DelayOptions(NoOptions):
+    delay_ms: float = Field(200.0, ge=0, description="the longest a message is held (node's clock)")
+
+
 class Strategy(Node):
     """Base strategy: runs the honest protocol (``inner``) and sends what it sends (``emit``).
-    Subclasses override ``emit`` (what leaves the node) and ``on_receive`` (what it learns)."""
+    Subclasses override ``emit`` (what leaves the node) and ``on_receive`` (what it learns), and
+    declare the options they take in ``Options`` (read from ``self.opts``)."""
 
     name = "honest"
     TIMER = "__byzantine"  # prefix of the strategy's own timer names
+    Options: type[NoOptions] = NoOptions
 
     def __init__(self, inner: Node | None, shared: dict, seed: int, node: int, **options: Any):
         super().__init__(getattr(inner, "params", None))
         self.inner, self.shared, self.options = inner, shared, options
+        self.opts = self.Options.model_validate(options)
         self.rng = derive_rng(seed, "byzantine", node)
         self.mouth = None
 
@@ -195,9 +218,10 @@ class Equivocate(Liar):
 
 class RandomFields(Liar):
     name = "random-fields"
+    Options = ChanceOptions
 
     def emit(self, ctx, dst, body):
-        if self.rng.random() < self.options.get("p", 0.5):
+        if self.rng.random() < self.opts.p:
             body = resign(ctx, body, mutate(body, self.rng))
         ctx.send(dst, body)
 
@@ -205,6 +229,7 @@ class RandomFields(Liar):
 class Replay(Strategy):
     name = "replay"
     KEEP = 256
+    Options = ChanceOptions
 
     def __init__(self, inner, shared, seed, node, **options):
         super().__init__(inner, shared, seed, node, **options)
@@ -220,13 +245,14 @@ class Replay(Strategy):
 
     def emit(self, ctx, dst, body):
         ctx.send(dst, body)
-        if self.seen and self.rng.random() < self.options.get("p", 0.5):
+        if self.seen and self.rng.random() < self.opts.p:
             ctx.send(self.rng.choice(ctx.peers), self.seen[self.rng.randrange(len(self.seen))])
         self.remember(body)
 
 
 class Delay(Strategy):
     name = "delay"
+    Options = DelayOptions
 
     def __init__(self, inner, shared, seed, node, **options):
         super().__init__(inner, shared, seed, node, **options)
@@ -236,7 +262,7 @@ class Delay(Strategy):
     def emit(self, ctx, dst, body):
         self.k += 1
         self.held[self.k] = (dst, body)
-        ctx.set_timer((self.TIMER, self.k), self.rng.uniform(0, self.options.get("delay_ms", 200.0)))
+        ctx.set_timer((self.TIMER, self.k), self.rng.uniform(0, self.opts.delay_ms))
 
     def on_own_timer(self, ctx, name):
         item = self.held.pop(name[1], None)
@@ -297,6 +323,11 @@ class RaftAttack(Strategy):
 
     name = "raft"
 
+    class Options(NoOptions):
+        extra: int = Field(5, ge=0, description="forged writes beyond the index it heard of")
+        rounds: int = Field(5, ge=1, description="forged AppendEntries rounds before it falls silent")
+        period_ms: float = Field(40.0, gt=0, description="between rounds (a leader's heartbeat)")
+
     def __init__(self, inner, shared, seed, node, **options):
         super().__init__(inner, shared, seed, node, **options)
         self.term = None
@@ -312,7 +343,7 @@ class RaftAttack(Strategy):
                 self.keys.add(e[1][3])
         if self.term is None or term >= self.term:
             self.term = term + 1
-            self.length = prev + len(entries) + self.options.get("extra", 5)
+            self.length = prev + len(entries) + self.opts.extra
             if self.rounds == 0:
                 self.forge(ctx)
 
@@ -323,8 +354,8 @@ class RaftAttack(Strategy):
         for p in ctx.peers:
             ctx.send(p, ("append_entries", t, me, 0, 0, entries, self.length))
         self.rounds += 1
-        if self.rounds < self.options.get("rounds", 5):
-            ctx.set_timer((self.TIMER, "forge"), self.options.get("period_ms", 40.0))
+        if self.rounds < self.opts.rounds:
+            ctx.set_timer((self.TIMER, "forge"), self.opts.period_ms)
 
     def on_own_timer(self, ctx, name):
         self.forge(ctx)
@@ -399,6 +430,9 @@ class Phased(Strategy):
     COLLUDE = 5  # with the option collude
     PHASES = ("request", "pre_prepare", "prepare", "commit", "checkpoint", "view_change", "new_view")
 
+    class Options(DelayOptions):  # delay_ms: how long action 2 (delay) holds a batch
+        collude: bool = Field(False, description="add action 5, collude (as the pbft strategy)")
+
     def __init__(self, inner, shared, seed, node, **options):
         super().__init__(inner, shared, seed, node, **options)
         self.batch: dict = {}  # type -> [(dst, body)] emitted by the current handler
@@ -406,7 +440,7 @@ class Phased(Strategy):
         self.delayed: dict = {}  # timer id -> (dst, body)
         self.k = 0
         self.colluder = PBFTAttack(None, shared, seed, node)  # action 5 (collude): the pbft strategy
-        self.n_choices = 6 if options.get("collude") else 5
+        self.n_choices = 6 if self.opts.collude else 5
 
     def emit(self, ctx, dst, body):
         kind = body[0] if isinstance(body, tuple) and body and isinstance(body[0], str) else "?"
@@ -457,7 +491,7 @@ class Phased(Strategy):
             if action == self.DELAY:
                 self.k += 1
                 self.delayed[self.k] = (dst, body)
-                ctx.set_timer((self.TIMER, self.k), self.options.get("delay_ms", 200.0))
+                ctx.set_timer((self.TIMER, self.k), self.opts.delay_ms)
                 continue
             if action == self.CORRUPT or (action == self.EQUIVOCATE and j % 2):
                 body = resign(ctx, body, mutate(body, self.rng))
@@ -481,6 +515,22 @@ STRATEGIES: dict[str, type[Strategy]] = {c.name: c for c in (
     Silent, Equivocate, RandomFields, Replay, Delay, PBFTAttack, RaftAttack, MultiPaxosAttack, ABDAttack,
     Phased)}
 STRATEGY_NAMES = tuple(STRATEGIES)
+
+
+def check_options(strategy: str, options: dict) -> dict:
+    """``options`` checked against what ``strategy`` takes (its ``Options``): the options given,
+    with their values converted (``"0.2"`` to 0.2, ``5.0`` to 5). ``ValueError("KEY: why")`` for an
+    unknown option or a bad value (a strategy that takes none names that)."""
+    model = STRATEGIES[strategy].Options
+    try:
+        return model.model_validate(options).model_dump(exclude_unset=True)
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = ".".join(str(x) for x in err.get("loc", ())) or "options"
+        takes = ", ".join(model.model_fields) or "no options"
+        if err.get("type") == "extra_forbidden":
+            raise ValueError(f"{key}: unknown option of the {strategy} strategy (it takes {takes})") from None
+        raise ValueError(f"{key}: {err.get('msg', 'invalid')}") from None
 
 
 class Corrupted:

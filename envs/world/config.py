@@ -6,11 +6,12 @@ errors that name the key (``world.network.loss: must be <= 1``). Times are in mi
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .byzantine import STRATEGY_NAMES
+from .byzantine import STRATEGY_NAMES, check_options
 from .network import LATENCY_KINDS, PARTITION_SHAPES
 
 
@@ -106,8 +107,17 @@ class Fault(Strict):
     lose_unsynced: bool = Field(False, description="crash only: lose disk writes not yet fsynced")
     strategy: str | None = Field(None, description="byzantine only: the scripted strategy that replaces "
                                                    "the node's protocol (envs/world/byzantine.py)")
-    options: dict[str, float] = Field(default_factory=dict, description="byzantine only: the strategy's "
-                                                                        "options (p, delay_ms, ...)")
+    options: dict[str, Any] = Field(default_factory=dict, description="byzantine only: the strategy's "
+                                                                      "options (p, delay_ms, ...: each "
+                                                                      "strategy's Options in byzantine.py)")
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, v, info):
+        strategy = info.data.get("strategy")
+        if strategy in STRATEGY_NAMES:  # else the model check below names the strategy
+            return check_options(strategy, v)
+        return v
 
     @model_validator(mode="after")
     def _crash_only(self):
@@ -227,6 +237,10 @@ class ScenarioConfig(Strict):
                 for x in c:
                     if x >= n or x < 0:
                         raise ValueError(f"nemesis.schedule.{i}.cuts: node {x} does not exist ({n} nodes)")
+        r = self.nemesis.random
+        if r is not None and r.max_byzantine is not None and r.max_byzantine > n:
+            raise ValueError(f"nemesis.random.max_byzantine: {r.max_byzantine} Byzantine nodes of {n} nodes "
+                             f"(at most {n})")
         if self.workload.replies > n:
             raise ValueError(f"workload.replies: {self.workload.replies} matching replies from {n} nodes "
                              "can never come")
@@ -252,7 +266,14 @@ def error_line(exc) -> str:
     msg = msg.removeprefix("Value error, ")
     if msg.startswith(loc + ":") or not loc:
         return msg
+    sub = _SUBKEY.match(msg)  # a validator that names a key below its own: one path
+    if sub:
+        return f"{loc}.{sub.group(1)}: {msg[sub.end():]}"
     return f"{loc}: {msg}"
+
+
+#: ``key.sub: why``, the way validators name the key they refuse
+_SUBKEY = re.compile(r"([a-z_][a-z0-9_]*(?:\.[a-z0-9_-]+)*): ")
 
 
 __all__ = ["ScenarioConfig", "WorldConfig", "NemesisConfig", "WorkloadConfig", "error_line",

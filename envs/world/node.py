@@ -49,6 +49,9 @@ class Node:
 
     #: optional pydantic model of the protocol's parameters (validated from the run config)
     Params = None
+    #: every correct replica answers a client's operation sent to all of them (``op.client`` set), once
+    #: for the one request: only then can ``workload.replies > 1`` matching replies come (PBFT)
+    REPLICAS_REPLY = False
 
     def __init__(self, params: Any = None):
         self.params = params
