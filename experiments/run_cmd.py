@@ -146,7 +146,7 @@ def execute(cfg, quiet: bool = False) -> tuple[Path, int]:
 
     wandb_dir = tracking.log_run(cfg, run_dir, summary["runs"], series, paths)
     results.write_status(run_dir, results.STATUS_COMPLETE, sim_ms=reached,
-                         wandb=str(wandb_dir.relative_to(run_dir)) if wandb_dir else None)
+                         wandb=str(wandb_dir.relative_to(run_dir.resolve())) if wandb_dir else None)
     say(runner.format_table(summary["table"]))
     say(f"results: {run_dir}  (summary.json, metrics.csv, {len(paths)} plots"
         f"{', report.html' if cfg.output.report != 'none' else ''}"

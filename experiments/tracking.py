@@ -48,7 +48,9 @@ def log_run(cfg: RunConfig, run_dir: Path, summaries: dict[str, dict], series: d
     mode = cfg.wandb.mode
     if mode == "disabled":
         return None
-    wdir = Path(run_dir)
+    # absolute: wandb's service process, started by an earlier run of this process, has its own
+    # working directory and would write the run's transaction log relative to that
+    wdir = Path(run_dir).resolve()
     os.environ.setdefault("WANDB_SILENT", "true")
     if mode == "offline":
         os.environ["WANDB_MODE"] = "offline"

@@ -96,7 +96,8 @@ def log_wandb(cfg: TrainRunConfig, run_dir: Path, rows: list[dict], summary: dic
 
     settings = wandb.Settings(silent=True, console="off", save_code=False, disable_git=True,
                               x_disable_stats=True, x_disable_meta=True)
-    run = wandb.init(project=cfg.wandb.project, entity=cfg.wandb.entity, mode=cfg.wandb.mode, dir=str(run_dir),
+    run = wandb.init(project=cfg.wandb.project, entity=cfg.wandb.entity, mode=cfg.wandb.mode,
+                     dir=str(Path(run_dir).resolve()),  # absolute: wandb's service has its own cwd
                      name=f"{cfg.experiment}-{run_dir.name}", tags=cfg.wandb.tags,
                      config=cfg.model_dump(mode="json"), settings=settings, reinit="finish_previous")
     try:
@@ -197,7 +198,7 @@ def _execute(cfg: TrainRunConfig, quiet: bool, hook) -> tuple[Path, int]:
     wandb_dir = log_wandb(cfg, run_dir, rows, summary, paths)
     status = results.STATUS_INTERRUPTED if trained.interrupted else results.STATUS_COMPLETE
     results.write_status(run_dir, status, env_steps=trained.env_steps,
-                         wandb=str(wandb_dir.relative_to(run_dir)) if wandb_dir else None)
+                         wandb=str(wandb_dir.relative_to(run_dir.resolve())) if wandb_dir else None)
     if cfg.output.report != "none":
         from experiments import html_report
 

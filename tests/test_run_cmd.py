@@ -185,6 +185,26 @@ def test_wandb_offline_run_folder_holds_the_summary(tmp_path, monkeypatch):
     assert w["_step"] == 49  # one step per time bucket of the series
 
 
+def test_wandb_offline_runs_from_two_folders_of_one_process(tmp_path, monkeypatch):
+    """wandb's service outlives a run and keeps the working directory it started in: a second run
+    from another folder, given a relative ``dir``, had its transaction log written under the first
+    folder (its own folder held no ``run-*.wandb``, and the summary read back was empty)."""
+    from experiments.tracking import offline_summary
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    cfg = {**TINY, "wandb": {"mode": "offline", "project": "capgym-test"}, "output": {"plots": False}}
+    for name in ("first", "second"):
+        here = tmp_path / name
+        here.mkdir()
+        monkeypatch.chdir(here)
+        assert main(["run", str(write(here, cfg)), "-q"]) == 0
+    (d,) = run_dirs(tmp_path / "second" / "results", "tiny")
+    (wrun,) = list((d / "wandb").glob("offline-run-*"))
+    assert list(wrun.glob("run-*.wandb")), "the transaction log is not in the run's own folder"
+    s = json.loads((d / "summary.json").read_text())["runs"]["echo"]
+    assert offline_summary(wrun, wait_s=5.0)["echo/ops"] == s["ops"]
+
+
 def _have(*names):
     from agents import protocols
 
