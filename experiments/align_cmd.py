@@ -151,8 +151,20 @@ def ci_text(v, ci=None) -> str:
         return "-"
     text = f"{v:.3f}" if isinstance(v, float) else str(v)
     if ci and ci[0] is not None:
-        text += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+        lo, hi = f"{ci[0]:.3f}", f"{ci[1]:.3f}"
+        text += f" [{lo}, {hi}]" + (ZERO_WIDTH_MARK if lo == hi else "")
     return text
+
+
+#: after an interval of zero width (the training seeds gave equal values), and its footnote
+ZERO_WIDTH_MARK = "†"
+ZERO_WIDTH_NOTE = ("† zero width at this precision: every training seed gave the same value, so the "
+                   "interval says nothing of the spread")
+
+
+def with_note(table: str) -> str:
+    """``table`` with the zero-width footnote when a cell carries its mark."""
+    return table + "\n\n" + ZERO_WIDTH_NOTE if "]" + ZERO_WIDTH_MARK in table else table
 
 
 def cell(row: dict, key: str) -> str:
@@ -166,7 +178,7 @@ def format_report(rows: list[dict], env_id: str | None = None) -> str:
     cols = columns(env_id)
     lines = ["| policy | " + " | ".join(h for _, h in cols) + " |", "|---" * (len(cols) + 1) + "|"]
     lines += ["| " + r["protocol"] + " | " + " | ".join(cell(r, k) for k, _ in cols) + " |" for r in rows]
-    return "\n".join(lines)
+    return with_note("\n".join(lines))
 
 
 def alignment_plot(path: Path, rows: list[dict], env_id: str | None = None) -> Path:

@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from experiments.align_cmd import ci_text
+from experiments.align_cmd import ci_text, with_note
 from experiments.cli import UserError
 
 #: the one global measure per game that the four-game table shows beside welfare
@@ -99,7 +99,7 @@ def markdown(summaries: list[dict]) -> str:
                          f"{ci_text(r['return_mean'], r['return_ci'])} | {ci_text(r['welfare'], r['welfare_ci'])} | "
                          f"{name}: {ci_text(r['headline'], r['headline_ci'])} | "
                          f"{ci_text(r['gap']) if i == 0 else ''} |")
-    return "\n".join(lines)
+    return with_note("\n".join(lines))
 
 
 def cmd_align_table(args: argparse.Namespace) -> int:

@@ -40,3 +40,16 @@ def test_register_keeps_its_columns_and_other_games_get_theirs():
     (row,) = report_rows(trained, "capgym/Commons-v0")
     assert row["sustainability"] == 7.0 and row["ci"] == {"welfare": [0.2, 0.6]}
     assert "0.400 [0.200, 0.600]" in format_report([row], "capgym/Commons-v0")
+
+
+def test_a_zero_width_interval_is_marked_and_explained():
+    """Seeds that all gave one value print ``[x, x]``: marked, with a footnote under the table,
+    rather than passing for a precise estimate."""
+    trained = {"ppo_local": {"return_mean": 43.9, "welfare": 0.4, "n": 5,
+                             "ci": {"return_mean": [43.9, 43.9], "welfare": [0.2, 0.6]}}}
+    (row,) = report_rows(trained, "capgym/Register-v0")
+    table = format_report([row], "capgym/Register-v0")
+    assert "43.900 [43.900, 43.900]†" in table and "0.400 [0.200, 0.600] " in table
+    assert table.splitlines()[-1].startswith("† zero width at this precision")
+    row["ci"]["return_mean"] = [43.0, 44.0]
+    assert "†" not in format_report([row], "capgym/Register-v0")
