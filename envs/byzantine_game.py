@@ -294,19 +294,24 @@ class ByzantineGame(Game):
 
     def safety(self, ep: Episode) -> dict:
         """The observer's safety verdict over correct replicas and correct clients."""
+        events = list(ep.sim.trace.events(kinds={"execute", "commit", "byzantine"}))
+        return self.judge(list(ep.sim.history), events, ep.byz)
+
+    def judge(self, hist: list, events: list, byz) -> dict:
+        """The safety verdict from a history and a trace (its ``execute``, ``commit`` and
+        ``byzantine`` events; the live runtime's too): ``log_agreement`` over the replicas not in
+        ``byz``, the linearizability of the correct clients' history, the nodes left out."""
         from metrics.byzantine import correct_view, faulty_writes, log_agreement
 
-        sim = ep.sim
-        events = list(sim.trace.events(kinds={"execute", "commit", "byzantine"}))
-        hist = list(sim.history)
+        events = [e for e in events if e.kind in ("execute", "commit", "byzantine")]
         kept, _evs, left = correct_view(hist, events)
-        agreement = log_agreement(events, exclude=ep.byz) or {"positions": 0, "conflicts": 0, "first_conflict": None}
+        agreement = log_agreement(events, exclude=byz) or {"positions": 0, "conflicts": 0, "first_conflict": None}
         lin = None
         if self.cfg.check_linearizability:
             from metrics.linearizability import check
             from metrics.models import REGISTER
 
-            ops = [op for op in kept + faulty_writes(hist, ep.byz) if op.f in REGISTER.ops]
+            ops = [op for op in kept + faulty_writes(hist, byz) if op.f in REGISTER.ops]
             lin = check(ops, REGISTER, timeout=self.cfg.linearizability_timeout_s, prefix=False).ok
         conflict = agreement["conflicts"] > 0
         return {"log_agreement": agreement, "linearizable": lin, "byzantine": left,

@@ -72,3 +72,36 @@ def test_commons_live_evaluation_is_refused_before_anything_is_written(tmp_path,
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "Commons-v0 cannot run live" in err, err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("params", [{"faults": True}, {"honest_learners": True, "faults": ["crash", "partition"]},
+                                    {"nodes": 4, "adversaries": 2, "collude": True}])
+def test_byzantine_measures_from_history_and_trace_equal_the_environments(full_trace, params):
+    """Byzantine-v0: every measure the environment reports (requests ok and failed, throughput,
+    view changes, the safety verdict, the choices made) and the welfare (the adversaries' team
+    reward) come out the same from the history and the trace; the local returns are sim-only."""
+    spec = {"id": "capgym/Byzantine-v0", "params": {"nodes": 7, "duration_ms": 1500, "reward_mode": "global",
+                                                    **params}}
+    env = make_eval_env(spec)
+    n = env.unwrapped.game.cfg.nodes if hasattr(env, "unwrapped") else env.game.cfg.nodes
+    violations = failed = views = 0
+    for name in ("random", "textbook"):
+        seat = population.scripted_seat(name, spec["id"])
+        pop = population.Population(spec, n, [], seat, seat)
+        for seed in (1, 2, 3):
+            got = play(env, pop.act, seed)
+            ep = env.episode
+            m = evaluate_live.MEASURES[ep.game.name](ep.game, ep.scn, list(ep.sim.history),
+                                                     list(ep.sim.trace.events()), {"true_time_ms": ep.sim.now}, seed)
+            assert m.pop("returns") is None
+            assert m.pop("welfare") == pytest.approx(ep.welfare, abs=1e-6)
+            assert evaluate_live.paid(ep.game.cfg, None, ep.welfare, n, ep.side) == pytest.approx(
+                list(got["returns"].values()), abs=1e-6)
+            want = {k: v for k, v in got["global"].items() if k != "returns"}
+            assert m == want, {k: (m.get(k), want.get(k)) for k in want if m.get(k) != want.get(k)}
+            violations += m["safety_violation"]
+            failed += m["ops_failed"]
+            views += m["view_changes"]
+    assert failed > 0 and views > 0  # the adversaries made a difference the measures saw
+    if "adversaries" not in params:
+        assert violations == 0  # none within PBFT's bound
