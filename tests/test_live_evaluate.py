@@ -85,3 +85,24 @@ def test_trained_byzantine_adversary_plays_live(tmp_path, ray_session, capsys):
     # the team reward (global mode: every agent is paid the welfare) is measured live
     assert live["welfare"] is not None and live["return_mean"] == pytest.approx(live["welfare"])
     assert "ops_ok" in s["compare"]["trained"] and "view_changes" in s["compare"]["trained"]
+
+
+def test_live_colluding_byzantine_adversaries_break_safety_only_past_f(ray_session):
+    """The live observer can fail: f + 1 adversaries (the primary among them) that collude at every
+    phase, through one shared state across their actors, make correct replicas execute different
+    requests at one sequence number; f that do the same break nothing and requests complete."""
+    from agents import population, scripted
+    from experiments import evaluate_live
+    from experiments.evaluate_cmd import make_eval_env
+
+    seat = population.Seat("scripted", scripted.byzantine_phase(5), "collude")  # 5: collude
+    for adversaries in (2, 1):
+        spec = {"id": "capgym/Byzantine-v0",
+                "params": {"nodes": 4, "adversaries": adversaries, "collude": True, "duration_ms": 1500}}
+        ep = evaluate_live.play_live(make_eval_env(spec), population.Population(spec, 4, [], seat, seat), 0)
+        g = ep["global"]
+        assert not ep["live"]["errors"] and g["actions"]["collude"] == g["decisions"] > 20, g
+        if adversaries == 2:
+            assert g["safety_violation"] and g["log_agreement"]["conflicts"] > 0, g["log_agreement"]
+        else:
+            assert not g["safety_violation"] and g["linearizable"] is True and g["ops_ok"] > 10, g
