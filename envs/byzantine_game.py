@@ -166,7 +166,7 @@ class ByzantineGame(Game):
         self.n_actions = len(ACTIONS) - (not cfg.collude)
         self.phase_mask = [1] * self.n_actions
         self.timeout_mask = [1] * TIMEOUT_CHOICES + [0] * (self.n_actions - TIMEOUT_CHOICES)
-        self.ep = lambda: None  # a weak reference to the current episode (features read its nodes)
+        self.ep = lambda: None  # a weak reference to the current episode (tests read its nodes)
 
     @property
     def default_workload(self) -> dict:
