@@ -32,7 +32,10 @@ Observation (``Box(17)``, the node's local view only)
     its view, 1.0 while it is changing views, its view / 10, requests pending here / 10, 1.0 for a
     view-change-timeout decision (``honest_learners``), view changes since the last view entered / 4,
     clock_s, owes_decision]``. The protocol state is the honest PBFT object the node still runs
-    inside.
+    inside, read by the node itself when it asks (the ``phased`` strategy puts it in the ask's obs;
+    PBFT's own view-change-timeout ask carries it too), so the same observation is built inside a
+    live node's actor (``capgym evaluate --runtime live``). It is the node's state when it asked: with
+    ``decision_window_ms > 0`` the agent answers up to a window later and the state may have moved.
 
 Rewards (the adversaries' side; the observer judges correct replicas and correct clients only,
 ``metrics.byzantine``). Clients send every operation to every replica and complete on ``f + 1``
@@ -163,7 +166,7 @@ class ByzantineGame(Game):
         self.n_actions = len(ACTIONS) - (not cfg.collude)
         self.phase_mask = [1] * self.n_actions
         self.timeout_mask = [1] * TIMEOUT_CHOICES + [0] * (self.n_actions - TIMEOUT_CHOICES)
-        self.ep = lambda: None  # a weak reference to the current episode (features read its nodes)
+        self.ep = lambda: None  # a weak reference to the current episode (tests read its nodes)
 
     @property
     def default_workload(self) -> dict:
@@ -211,22 +214,17 @@ class ByzantineGame(Game):
 
     # --- decisions ------------------------------------------------------------------------------
     def features(self, ask: Ask) -> list[float]:
-        """A phase: ``[phase one-hot (8), batch size, primary, changing, view / 10, pending / 10, 0, tries / 4]``
-        from the Byzantine node's own (inner, honest) PBFT state. A view-change timeout
-        (``honest_learners``): the same with the one-hot and the batch size zero and ``1`` before ``tries``."""
-        ep = self.ep()
-        node = ep.sim.states[ask.node].obj if ep is not None else None
-        pbft = getattr(node, "inner", node)
+        """A phase: ``[phase one-hot (8), batch size, primary, changing, view / 10, pending / 10, 0, tries / 4]``,
+        the ask's own obs: the ``phased`` strategy reads them from the Byzantine node's own (inner,
+        honest) PBFT state when it asks (``Phased.own_state``), so a policy answering inside a live
+        node's actor sees what the environment sees. A view-change timeout (``honest_learners``):
+        the same from the replica's ask, with the one-hot and the batch size zero and ``1`` before
+        ``tries``."""
         if ask.point[0] == "view_change_timeout":
             tries, v, pending, changing = ask.obs
-            return [0.0] * (len(Phased.PHASES) + 2) + [float(v % ep.n == ask.node), float(changing), v / 10.0,
-                                                         pending / 10.0, 1.0, tries / 4.0]
-        obs = list(ask.obs)
-        if pbft is None or not hasattr(pbft, "d"):
-            return obs + [0.0] * 6
-        v = pbft.view
-        return obs + [float(v % ep.n == ask.node), float(pbft.changing), v / 10.0, len(pbft.pending) / 10.0,
-                      0.0, pbft.tries / 4.0]
+            return [0.0] * (len(Phased.PHASES) + 2) + [float(v % self.cfg.nodes == ask.node), float(changing),
+                                                         v / 10.0, pending / 10.0, 1.0, tries / 4.0]
+        return list(ask.obs)
 
     def mask(self, ask: Ask) -> list[int]:
         """Every choice at a phase; at a view-change-timeout decision the multiples of T only."""
@@ -296,19 +294,24 @@ class ByzantineGame(Game):
 
     def safety(self, ep: Episode) -> dict:
         """The observer's safety verdict over correct replicas and correct clients."""
+        events = list(ep.sim.trace.events(kinds={"execute", "commit", "byzantine"}))
+        return self.judge(list(ep.sim.history), events, ep.byz)
+
+    def judge(self, hist: list, events: list, byz) -> dict:
+        """The safety verdict from a history and a trace (its ``execute``, ``commit`` and
+        ``byzantine`` events; the live runtime's too): ``log_agreement`` over the replicas not in
+        ``byz``, the linearizability of the correct clients' history, the nodes left out."""
         from metrics.byzantine import correct_view, faulty_writes, log_agreement
 
-        sim = ep.sim
-        events = list(sim.trace.events(kinds={"execute", "commit", "byzantine"}))
-        hist = list(sim.history)
+        events = [e for e in events if e.kind in ("execute", "commit", "byzantine")]
         kept, _evs, left = correct_view(hist, events)
-        agreement = log_agreement(events, exclude=ep.byz) or {"positions": 0, "conflicts": 0, "first_conflict": None}
+        agreement = log_agreement(events, exclude=byz) or {"positions": 0, "conflicts": 0, "first_conflict": None}
         lin = None
         if self.cfg.check_linearizability:
             from metrics.linearizability import check
             from metrics.models import REGISTER
 
-            ops = [op for op in kept + faulty_writes(hist, ep.byz) if op.f in REGISTER.ops]
+            ops = [op for op in kept + faulty_writes(hist, byz) if op.f in REGISTER.ops]
             lin = check(ops, REGISTER, timeout=self.cfg.linearizability_timeout_s, prefix=False).ok
         conflict = agreement["conflicts"] > 0
         return {"log_agreement": agreement, "linearizable": lin, "byzantine": left,

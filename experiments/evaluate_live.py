@@ -18,6 +18,18 @@ the live run's history and trace, the way the game computes them in the simulato
   split votes). What the environment samples from the simulator's node state every ``tick_ms``
   (each node's local return for knowing a leader, the effective-leader fraction, hence the welfare)
   is not computed live: listed under ``sim_only`` in the summary.
+* **Byzantine-v0**: the adversaries are Byzantine from the start (``run_live(byzantine=...)``), their
+  ``phased`` strategy asking the seat's policy per protocol phase with the node's own PBFT state in
+  the ask (the observation the environment builds). From the history and the trace: ``ops_ok``,
+  ``ops_failed`` (the correct clients' operations that failed or timed out), ``completed_per_s``,
+  ``view_changes`` (the highest view a correct replica entered), the safety verdict
+  (``log_agreement`` over the correct replicas' ``execute`` records, ``linearizable`` for the
+  correct clients' history with the Byzantine clients' writes as unknown, ``safety_violation``),
+  ``actions`` and ``timeout_multiples`` (from the ``decision`` records), ``decisions``, and the
+  welfare (the adversaries' team reward; the paid returns in the ``global`` mode, negated for the
+  correct replicas with ``honest_learners``). The local returns are sim-only: an adversary's share
+  of the failed operations is of those whose request it tampered with, a batch held inside its node
+  that no trace shows (so ``return_mean`` is measured live only in the ``global`` reward mode).
 * **Commons-v0** cannot be played live: the harvested resource is the environment's, outside the
   nodes (one line, exit status 2).
 
@@ -36,6 +48,7 @@ SIM_ONLY = {
     "capgym/Register-v0": [],
     "capgym/Consensus-v0": [],
     "capgym/Election-v0": ["effective_leader_fraction", "returns", "return_mean", "welfare"],
+    "capgym/Byzantine-v0": ["returns"],
 }
 #: live options of an evaluation: the node actors import torch and the game to unpickle the agents'
 #: policies before the run's clock starts, which on a loaded 2-core machine takes more than the
@@ -67,32 +80,38 @@ def play_live(env, population, seed: int, address: str | None = None, options: d
     n = game.cfg.nodes
     population.reset()  # recurrent policies start the episode with zero memory (each actor gets a copy)
     agents = {k: population.ask_policy(k) for k in range(n)}
-    durable = None
+    durable = byzantine = side = None
     if game.name == "Consensus-v0":
         durable = {i: {"input": v} for i, v in enumerate(consensus_inputs(game, seed))}
+    if game.name == "Byzantine-v0":
+        byzantine = byzantine_nodes(game)
+        if game.cfg.honest_learners:  # the two sides of the zero-sum game (Episode.side)
+            side = [1.0 if i in byzantine else -1.0 for i in range(n)]
     history, events, stats = run_live(scn, cls, params, address=address, agents=agents, options=options or OPTIONS,
-                                      durable=durable)
+                                      durable=durable, byzantine=byzantine)
     m = MEASURES[game.name](game, scn, history, events, stats, seed)
     local = m.pop("returns")
     welfare = m.pop("welfare")
     names = [f"node_{k}" for k in range(n)]
     return {"seed": seed, "steps": m["decisions"], "welfare": welfare, "live": stats,
-            "returns": dict(zip(names, paid(game.cfg, local, welfare, n))), "global": {**m, "returns": local}}
+            "returns": dict(zip(names, paid(game.cfg, local, welfare, n, side))), "global": {**m, "returns": local}}
 
 
-def paid(cfg, local: list | None, welfare: float | None, n: int) -> list:
+def paid(cfg, local: list | None, welfare: float | None, n: int, side: list | None = None) -> list:
     """What each agent's rewards summed to over the episode in the environment's reward mode (as
     ``play``'s ``returns``): its local return, the welfare (global), or their mix; ``None`` each
-    when not measured. (The local returns stay in the measures' ``returns``, as in the sim.)"""
+    when not measured. (The local returns stay in the measures' ``returns``, as in the sim.)
+    ``side``: per agent, the sign of the global term (a zero-sum game's two sides, ``Episode.side``)."""
     mode = cfg.reward_mode
     if (mode != "global" and local is None) or (mode != "local" and welfare is None):
         return [None] * n
     if mode == "local":
         return list(local)
+    side = side or [1.0] * n
     if mode == "global":
-        return [welfare] * n
+        return [s * welfare for s in side]
     w = cfg.mixed_weight
-    return [(1.0 - w) * x + w * welfare for x in local]
+    return [(1.0 - w) * x + w * s * welfare for x, s in zip(local, side, strict=True)]
 
 
 def _sends(events, n: int) -> list[int]:
@@ -175,5 +194,51 @@ def election_measures(game, scn, history, events, stats, seed) -> dict:
     return {**m, "returns": None, "welfare": None}
 
 
+def byzantine_measures(game, scn, history, events, stats, seed) -> dict:
+    """Byzantine-v0's measures and welfare (the adversaries' team reward) from a history and a
+    trace; the local returns are sim-only (``SIM_ONLY``): an adversary's share of the failed
+    operations is of those whose request it tampered with, a batch held in its node, in no trace."""
+    from envs.byzantine_game import ACTIONS
+    from envs.world.records import FAIL, OK
+
+    cfg, byz = game.cfg, set(game.byz)
+    end = stats["true_time_ms"]
+    timeout = scn.workload.timeout_ms
+    ok = miss = 0
+    for op in history:  # the correct clients' operations that ended (a Byzantine node's own are not judged)
+        if op.node is not None and op.node in byz:
+            continue
+        if op.status == OK:
+            ok += 1
+        elif op.status == FAIL or (op.complete is None and op.invoke + timeout <= end):  # failed, timed out
+            miss += 1
+    views = max((e.fields["view"] for e in events if e.kind == "view" and e.node not in byz), default=0)
+    chosen: Counter = Counter()
+    timeouts: Counter = Counter()
+    decisions = 0
+    for e in events:
+        if e.kind == "decision":
+            decisions += 1
+            point, a = e.fields["point"], e.fields["action"]
+            (chosen if point[0] == "byzantine" else timeouts)[a] += 1
+    verdict = game.judge(list(history), list(events), byz)
+    secs = end / 1000.0
+    m = {"ops_ok": ok, "ops_failed": miss, "completed_per_s": ok / secs if secs else 0.0, "view_changes": views,
+         **verdict, "actions": {name: chosen[i] for i, name in enumerate(ACTIONS[:game.n_actions])},
+         "timeout_multiples": {str(x): timeouts[i] for i, x in enumerate(game.params.timeout_multiples)},
+         "decisions": decisions}
+    team = cfg.view_change_reward * views + cfg.miss_reward * miss - cfg.ok_cost * ok
+    welfare = team + game.terminal_welfare(None, m)
+    return {**m, "returns": None, "welfare": welfare}
+
+
+def byzantine_nodes(game) -> dict:
+    """``{node: (strategy, options)}``: Byzantine-v0's adversaries, Byzantine from the start as the
+    game's ``setup`` makes them in the simulator."""
+    cfg = game.cfg
+    opts = {"delay_ms": cfg.delay_ms, "collude": cfg.collude} if cfg.adversary_strategy == "phased" else {}
+    return {i: (cfg.adversary_strategy, opts) for i in game.byz}
+
+
 MEASURES = {"Register-v0": register_measures, "Consensus-v0": consensus_measures,
-            "Election-v0": election_measures}
+            "Election-v0": election_measures, "Byzantine-v0": byzantine_measures}

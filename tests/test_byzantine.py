@@ -211,7 +211,7 @@ def test_phased_strategy_asks_its_agent_once_per_phase():
         assert sum(map(completed, sim.history)) > 50
         if policy:
             kinds = {a.point[1] for a in asks}
-            assert {"prepare", "commit"} <= kinds and all(len(a.obs) == len(Phased.PHASES) + 2 for a in asks)
+            assert {"prepare", "commit"} <= kinds and all(len(a.obs) == len(Phased.PHASES) + 8 for a in asks)
             sends = sum(1 for e in sim.trace.events() if e.kind == "send" and e.node == 2 and e.t > 100)
             assert len(asks) < sends  # one decision per batch, not per message
 

@@ -290,3 +290,50 @@ def test_local_reward_credits_the_failures_an_adversary_tampered_with(replies):
     assert g["ops_ok"] == 0 and g["view_changes"] == 0 and g["ops_failed"] > 0
     assert r["returns"]["node_0"] == r["returns"]["node_1"] == g["ops_failed"] * bg.ByzantineConfig().miss_reward
     assert r["returns"]["node_2"] == r["returns"]["node_3"] == 0.0
+
+
+def sim_features(game, ask):
+    """Byzantine-v0's features as the game computed them before the phase asks carried the node's
+    state (read from the simulator's node object at observation time; a live actor has no
+    simulator): the reference the asks' own features must equal."""
+    ep = game.ep()
+    node = ep.sim.states[ask.node].obj
+    pbft = getattr(node, "inner", node)
+    if ask.point[0] == "view_change_timeout":
+        tries, v, pending, changing = ask.obs
+        return [0.0] * (len(bg.Phased.PHASES) + 2) + [float(v % ep.n == ask.node), float(changing), v / 10.0,
+                                                         pending / 10.0, 1.0, tries / 4.0]
+    obs = list(ask.obs)[:len(bg.Phased.PHASES) + 2]
+    if pbft is None or not hasattr(pbft, "d"):
+        return obs + [0.0] * 6
+    v = pbft.view
+    return obs + [float(v % ep.n == ask.node), float(pbft.changing), v / 10.0, len(pbft.pending) / 10.0,
+                  0.0, pbft.tries / 4.0]
+
+
+@pytest.mark.parametrize("api", ["aec", "parallel"])
+def test_phase_features_from_the_ask_equal_the_simulators(api, monkeypatch):
+    """The observation a Byzantine node's agent gets (``Phased`` puts the node's own PBFT state in
+    the ask, so a live actor can build it) is, number for number, what the game read from the
+    simulator's node before (``sim_features``): over seeds, one- and two-sided, with collusion,
+    faults, restarts and 7 nodes, so checkpoints trained before keep their meaning."""
+    features = bg.ByzantineGame.features
+    seen = {"byzantine": 0, "view_change_timeout": 0}
+    state_seen = set()
+
+    def checked(self, ask):
+        got = features(self, ask)
+        assert got == sim_features(self, ask), (ask, got)
+        assert len(got) == self.n_features
+        seen[ask.point[0]] += 1
+        state_seen.add(tuple(got[9:]))
+        return got
+
+    monkeypatch.setattr(bg.ByzantineGame, "features", checked)
+    cases = [dict(faults=True), dict(honest_learners=True, faults=["crash", "partition"]),
+             dict(adversaries=2, collude=True), dict(nodes=7, adversaries=2, faults=True)]
+    for kw in cases:
+        for seed in range(3):
+            play(mostly(0.5, seed), seed, api=api, duration_ms=1500, **kw)
+    assert seen["byzantine"] > 1000 and seen["view_change_timeout"] > 50, seen
+    assert len(state_seen) > 20  # views, view changes, pending requests, timeouts: the state moved

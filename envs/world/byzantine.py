@@ -421,9 +421,12 @@ class Phased(Strategy):
     any other batch goes as written. f + 1 nodes colluding (the primary among them) is the attack
     known to break PBFT's safety; with at most f it is just another lie.
 
-    obs: ``[one-hot of the type among PHASES (the last slot: any other type), messages held]``.
-    With no agent attached every answer is the default, honest. This is the action space the
-    learned adversaries of ``capgym/Byzantine-v0`` are meant to use (issue 19, not built)."""
+    obs: ``[one-hot of the type among PHASES (the last slot: any other type), messages held]`` and
+    then the node's own protocol state (:meth:`own_state`: 6 floats, zeros for a protocol with no
+    views), read inside the node when it asks, so that an agent answering in the node's own process
+    (a live actor) sees what ``capgym/Byzantine-v0`` observes in the simulator.
+    With no agent attached every answer is the default, honest. This is the action space of the
+    learned adversaries of ``capgym/Byzantine-v0``."""
 
     name = "phased"
     HONEST, DROP, DELAY, EQUIVOCATE, CORRUPT = range(5)
@@ -452,8 +455,21 @@ class Phased(Strategy):
             self.k += 1
             self.asked[self.k] = msgs
             hot = [float(kind == p) for p in self.PHASES] + [float(kind not in self.PHASES)]
-            ctx.ask(("byzantine", kind, self.k), hot + [float(len(msgs))], default=self.HONEST,
-                    mask=[True] * self.n_choices)
+            ctx.ask(("byzantine", kind, self.k), hot + [float(len(msgs))] + self.own_state(ctx),
+                    default=self.HONEST, mask=[True] * self.n_choices)
+
+    def own_state(self, ctx) -> list[float]:
+        """The node's own (inner, honest) protocol state as its agent sees it at a phase:
+        ``[1.0 when it is the primary of its view, 1.0 while it is changing views, view / 10,
+        requests pending / 10, 0.0, view changes since the last view entered / 4]`` for a protocol
+        with views (PBFT: ``view``, ``changing``, ``pending``, ``tries``); zeros before it started
+        or for any other protocol. (The 0.0 is the slot ``capgym/Byzantine-v0`` sets to 1.0 for a
+        view-change-timeout decision.)"""
+        try:
+            v, changing, pending, tries = self.inner.view, self.inner.changing, self.inner.pending, self.inner.tries
+        except AttributeError:  # no protocol (silent), not started yet (PBFT's state is on its disk), no views
+            return [0.0] * 6
+        return [float(v % ctx.n == ctx.node_id), float(changing), v / 10.0, len(pending) / 10.0, 0.0, tries / 4.0]
 
     def on_start(self, ctx):
         super().on_start(ctx)

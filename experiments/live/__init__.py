@@ -11,7 +11,7 @@ Entry point (what ``capgym run`` calls for ``runtime: live``)::
 
     from experiments.live import run_live
     history, events, stats = run_live(scenario, node_cls, params, address=None, agents=None,
-                                      options=None, stop=None, durable=None)
+                                      options=None, stop=None, durable=None, byzantine=None)
 
 * ``scenario``: a validated :class:`envs.world.config.ScenarioConfig` (or the plain dict of one);
 * ``node_cls``, ``params``: the protocol's node class and its validated ``Params`` (as for
@@ -23,6 +23,9 @@ Entry point (what ``capgym run`` calls for ``runtime: live``)::
 * ``options``: :class:`LiveOptions` (or a dict of its fields): batch interval, drain interval,
   CPU share per actor, spares, timeouts;
 * ``durable``: ``{node: dict}`` written on each node's disk before it starts;
+* ``byzantine``: ``{node: (strategy, options)}``: nodes Byzantine from the start (their strategy
+  wraps the protocol before ``on_start``, as a game's ``setup`` makes them with ``Sim.byzantine``;
+  e.g. Byzantine-v0's adversaries), besides those of the nemesis;
 * ``stop``: a callable polled by the driver; when it returns True the run ends early
   (``stats["interrupted"]``).
 
@@ -106,9 +109,11 @@ def ensure_ray(address: str | None = None, num_cpus: float | None = None) -> boo
 
 def run_live(scenario: ScenarioConfig | dict, node_cls: type, params: Any = None, *, address: str | None = None,
              agents: dict | None = None, options: LiveOptions | dict | None = None,
-             stop: Callable[[], bool] | None = None, durable: dict | None = None) -> tuple[list, list, dict]:
+             stop: Callable[[], bool] | None = None, durable: dict | None = None,
+             byzantine: dict | None = None) -> tuple[list, list, dict]:
     """Run ``scenario`` live (see the module docstring); ``(history, events, stats)``. ``durable``:
-    ``{node: dict}`` on each node's disk before it starts (e.g. Consensus-v0's private inputs)."""
+    ``{node: dict}`` on each node's disk before it starts (e.g. Consensus-v0's private inputs);
+    ``byzantine``: ``{node: (strategy, options)}`` Byzantine from the start."""
     import ray
 
     from experiments.cli import UserError
@@ -126,6 +131,11 @@ def run_live(scenario: ScenarioConfig | dict, node_cls: type, params: Any = None
         raise UserError(str(e)) from None
     for i, d in (durable or {}).items():
         world.states[i].durable.update(d)
+    try:
+        for i, (strategy, opts) in (byzantine or {}).items():
+            world.byzantine(i, strategy, opts)
+    except KeyError as e:
+        raise UserError(f"byzantine: {e.args[0]}") from None
     started = ensure_ray(address)
     try:
         world.run(stop=stop)

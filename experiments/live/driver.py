@@ -291,7 +291,7 @@ class LiveWorld(ClientSide):
                                f"(free Ray CPUs: {ray.available_resources().get('CPU', 0):g}; "
                                f"each actor asks for {self.opt.actor_cpus:g})") from None
         actors = [a for a, _ in pooled] + fresh
-        if len(self.plan.byzantine_nodes) > 1:  # colluding strategies: one place for their state
+        if len({*self.plan.byzantine_nodes, *self.byzantine_nodes}) > 1:  # colluding strategies: one shared state
             self._shared_actor = SharedState.remote()
             self.shared = SharedProxy(self._shared_actor)
             try:  # up before the clock starts: a strategy's first read must not wait for a worker
