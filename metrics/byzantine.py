@@ -63,6 +63,12 @@ def log_agreement(events: list[Event], exclude: Any = ()) -> dict | None:
     return acc.result()
 
 
+def _shown(command: Any) -> str:
+    """A log entry's command as the report shows it: ``repr``, and for ``None`` what it means (Raft's
+    no-op entry of a new leader, PBFT's null request), not an entry that is missing."""
+    return "None (a no-op: Raft's new-leader entry or PBFT's null request)" if command is None else repr(command)
+
+
 class LogAgreement:
     """:func:`log_agreement` as a fold over a stream of events, one at a time (``add``): it holds
     each position's command per replica (what grows with the log), not the events."""
@@ -95,7 +101,7 @@ class LogAgreement:
         first = None
         if conflicts:
             p = min(conflicts)
-            first = {"position": p, "values": {str(n): repr(v) for n, v in sorted(seen[p].items())}}
+            first = {"position": p, "values": {str(n): _shown(v) for n, v in sorted(seen[p].items())}}
         return {"positions": len(seen), "conflicts": len(conflicts), "first_conflict": first}
 
 

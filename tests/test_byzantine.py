@@ -435,3 +435,16 @@ def test_a_run_whose_every_node_lies_has_nothing_to_judge(tmp_path):
     run = json.loads(summary.read_text())["runs"]["pbft"]
     assert run["linearizability_verdict"] == "not_applicable", run["linearizability_verdict"]
     assert "nothing was observed to judge" in run["linearizability"]["why"]
+
+
+def test_a_conflicting_no_op_is_named_not_shown_as_a_missing_entry():
+    """The first conflict's values: Raft's no-op (and PBFT's null request) hold the command None,
+    which printed as "None", read as "no entry"."""
+    from envs.world.records import Event
+
+    evs = [Event("commit", 0, 1.0, 1.0, 0, (), {"index": 3, "cmd": None}),
+           Event("commit", 1, 1.0, 1.0, 0, (), {"index": 3, "cmd": ("write", 7)})]
+    first = log_agreement(evs)["first_conflict"]
+    assert first["position"] == 3
+    assert first["values"] == {"0": "None (a no-op: Raft's new-leader entry or PBFT's null request)",
+                               "1": "('write', 7)"}
