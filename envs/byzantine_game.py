@@ -177,13 +177,25 @@ class ByzantineGame(Game):
         return self.cls, self.params
 
     # --- the world ------------------------------------------------------------------------------
+    def adversaries(self) -> dict:
+        """``{node: (strategy, options)}``: the nodes Byzantine from the start, in either runtime
+        (the simulator's ``setup``; ``run_live(byzantine=...)``)."""
+        cfg = self.cfg
+        opts = {"delay_ms": cfg.delay_ms, "collude": cfg.collude} if cfg.adversary_strategy == "phased" else {}
+        return {i: (cfg.adversary_strategy, opts) for i in self.byz}
+
+    def team_reward(self, views: int, miss: int, ok: int) -> float:
+        """The adversaries' team reward for ``views`` view changes, ``miss`` failed and ``ok``
+        completed operations of the correct clients."""
+        c = self.cfg
+        return c.view_change_reward * views + c.miss_reward * miss - c.ok_cost * ok
+
     def setup(self, ep: Episode) -> None:
         cfg, sim = self.cfg, ep.sim
         self.ep = weakref.ref(ep)  # weak: a released episode's world must not outlive it
         byz = set(self.byz)
-        opts = {"delay_ms": cfg.delay_ms, "collude": cfg.collude} if cfg.adversary_strategy == "phased" else {}
-        for i in self.byz:
-            sim.byzantine(i, cfg.adversary_strategy, **opts)
+        for i, (strategy, opts) in self.adversaries().items():
+            sim.byzantine(i, strategy, **opts)
         ep.byz = byz
         ep.tampered = {}  # request id -> adversaries that tampered with a batch carrying it
         ep.ok = ep.miss = 0  # correct clients' operations ended ok / not ok
@@ -272,8 +284,7 @@ class ByzantineGame(Game):
                         ep.earned[i] += share
             ep.views = views
         c = self.cfg
-        team = (c.view_change_reward * (ep.views - ep.views_paid) + c.miss_reward * (ep.miss - ep.miss_paid)
-                - c.ok_cost * (ep.ok - ep.ok_paid))
+        team = self.team_reward(ep.views - ep.views_paid, ep.miss - ep.miss_paid, ep.ok - ep.ok_paid)
         ep.views_paid, ep.miss_paid, ep.ok_paid = ep.views, ep.miss, ep.ok
         if ep.done and ep.verdict is None:
             ep.verdict = self.safety(ep)

@@ -84,7 +84,7 @@ def play_live(env, population, seed: int, address: str | None = None, options: d
     if game.name == "Consensus-v0":
         durable = {i: {"input": v} for i, v in enumerate(consensus_inputs(game, seed))}
     if game.name == "Byzantine-v0":
-        byzantine = byzantine_nodes(game)
+        byzantine = game.adversaries()
         if game.cfg.honest_learners:  # the two sides of the zero-sum game (Episode.side)
             side = [1.0 if i in byzantine else -1.0 for i in range(n)]
     history, events, stats = run_live(scn, cls, params, address=address, agents=agents, options=options or OPTIONS,
@@ -201,7 +201,7 @@ def byzantine_measures(game, scn, history, events, stats, seed) -> dict:
     from envs.byzantine_game import ACTIONS
     from envs.world.records import FAIL, OK
 
-    cfg, byz = game.cfg, set(game.byz)
+    byz = set(game.byz)
     end = stats["true_time_ms"]
     timeout = scn.workload.timeout_ms
     ok = miss = 0
@@ -227,17 +227,8 @@ def byzantine_measures(game, scn, history, events, stats, seed) -> dict:
          **verdict, "actions": {name: chosen[i] for i, name in enumerate(ACTIONS[:game.n_actions])},
          "timeout_multiples": {str(x): timeouts[i] for i, x in enumerate(game.params.timeout_multiples)},
          "decisions": decisions}
-    team = cfg.view_change_reward * views + cfg.miss_reward * miss - cfg.ok_cost * ok
-    welfare = team + game.terminal_welfare(None, m)
+    welfare = game.team_reward(views, miss, ok) + game.terminal_welfare(None, m)
     return {**m, "returns": None, "welfare": welfare}
-
-
-def byzantine_nodes(game) -> dict:
-    """``{node: (strategy, options)}``: Byzantine-v0's adversaries, Byzantine from the start as the
-    game's ``setup`` makes them in the simulator."""
-    cfg = game.cfg
-    opts = {"delay_ms": cfg.delay_ms, "collude": cfg.collude} if cfg.adversary_strategy == "phased" else {}
-    return {i: (cfg.adversary_strategy, opts) for i in game.byz}
 
 
 MEASURES = {"Register-v0": register_measures, "Consensus-v0": consensus_measures,

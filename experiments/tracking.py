@@ -117,34 +117,16 @@ def read_offline_records(path: str | Path):
     return records
 
 
-def offline_summary(run_folder: str | Path, wait_s: float = 30.0) -> dict:
+def offline_summary(run_folder: str | Path) -> dict:
     """The summary an offline run holds: its ``files/wandb-summary.json`` where wandb wrote one,
-    updated with the summary records of its transaction log (the log is the record of what the run
-    sent: the file can be written before the run's last ``summary.update`` reaches it, as it was
-    when another run had started wandb's service in the same process)."""
+    updated with the summary records of its transaction log (the record of what the run sent)."""
     import json
-    import time
 
     run_folder = Path(run_folder)
     f = run_folder / "files" / "wandb-summary.json"
     out: dict = json.loads(f.read_text()) if f.is_file() else {}
-    deadline = time.monotonic() + wait_s
-    logs = sorted(run_folder.glob("run-*.wandb"))
-    def finished(log) -> list | None:
-        try:
-            records = read_offline_records(log)
-        except Exception:  # a tail still being written
-            return None
-        return records if any(r.WhichOneof("record_type") == "exit" for r in records) else None
-
-    for log in logs:
-        # wandb's service can still be writing the log's tail when ``run.finish()`` has returned
-        # (seen on a loaded machine): read it again until its ``exit`` record is there
-        records = finished(log)
-        while records is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-            records = finished(log)
-        for rec in records if records is not None else read_offline_records(log):
+    for log in sorted(run_folder.glob("run-*.wandb")):
+        for rec in read_offline_records(log):
             if rec.WhichOneof("record_type") == "summary":
                 for item in rec.summary.update:
                     key = item.key or "/".join(item.nested_key)

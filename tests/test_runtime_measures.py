@@ -126,7 +126,7 @@ def test_byzantine_ask_policy_sees_the_nodes_state_without_an_episode():
     scn = game.scenario(5)
     cls, params = game.node_program()
     sim = build_sim(scn, cls, params, agents=agents)
-    for i, (strategy, opts) in evaluate_live.byzantine_nodes(game).items():
+    for i, (strategy, opts) in game.adversaries().items():
         sim.byzantine(i, strategy, **opts)
     sim.run(until=scn.world.duration_ms)
     assert len(seen) > 50 and all(len(o) == game.n_features + 2 for o in seen)
